@@ -1,0 +1,155 @@
+"""ONNX Runtime inference: load once, predict batches, softmax, top-k."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from shared import errors
+from shared.limits import DEFAULT_LIMITS, Limits
+from shared.preprocess import MNIST_SIDE, Frame, preprocess
+from shared.schemas import ModelInfo, Prediction
+
+NUM_CLASSES = 10
+"""MNIST's classes, digits 0-9."""
+
+
+def softmax(logits: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """Numerically stable softmax over the last axis.
+
+    Args:
+        logits: ``(N, C)`` float logits.
+
+    Returns:
+        ``(N, C)`` float64 probabilities, each row summing to 1 (max subtracted before ``exp``).
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
+def top_k(probabilities: Sequence[float], k: int = 3) -> list[tuple[int, float]]:
+    """Return the ``k`` most probable ``(digit, probability)`` pairs, most probable first."""
+    order = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])
+    return [(i, float(probabilities[i])) for i in order[:k]]
+
+
+class Predictor:
+    """An ONNX digit classifier loaded once and reused for every request.
+
+    The model must take ``(N, 1, 28, 28)`` float32 NCHW in [0, 1] (white ink on black, MNIST-normalized
+    by :func:`shared.preprocess.preprocess`) and return ``(N, 10)`` logits.
+
+    Args:
+        model_path: Path to the ``.onnx`` file.
+        intra_op_num_threads: onnxruntime intra-op threads (default 1: fastest for batch 1 on 2 cores,
+            and avoids thread-affinity errors in Lambda sandboxes, onnxruntime#8313).
+
+    Raises:
+        ModelError: the file is missing or unreadable, or its input/output contract differs.
+    """
+
+    def __init__(self, model_path: str | Path, intra_op_num_threads: int = 1) -> None:
+        import onnxruntime as ort  # deferred: importing is ~0.1 s, callers may not need a model
+
+        path = Path(model_path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise errors.ModelError(f"Cannot read the model file {path.name}.") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_num_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own hierarchy (Fail, InvalidGraph, ...)
+            raise errors.ModelError(f"onnxruntime cannot load {path.name}.") from exc
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)" or list(inputs[0].shape)[1:] != [1, 28, 28]:
+            raise errors.ModelError("The model's input must be one (N, 1, 28, 28) float32 tensor.")
+        if len(outputs) != 1 or len(outputs[0].shape) != 2 or outputs[0].shape[1] != NUM_CLASSES:
+            raise errors.ModelError("The model's output must be one (N, 10) tensor of logits.")
+        self._input = inputs[0].name
+        meta = self._session.get_modelmeta()
+        self.info = ModelInfo(
+            name=meta.graph_name or path.stem,
+            version=str(meta.custom_metadata_map.get("version", meta.version)),
+            sha256=hashlib.sha256(data).hexdigest(),
+            input_name=inputs[0].name,
+            input_shape=list(inputs[0].shape),
+            output_name=outputs[0].name,
+            output_shape=list(outputs[0].shape),
+            intra_op_num_threads=intra_op_num_threads,
+            metadata=dict(meta.custom_metadata_map),
+        )
+
+    def logits(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Run the model.
+
+        Args:
+            batch: ``(N, 1, 28, 28)`` float32 NCHW in [0, 1], N >= 1.
+
+        Returns:
+            ``(N, 10)`` float32 logits.
+
+        Raises:
+            ModelError: onnxruntime failed.
+        """
+        try:
+            (out,) = self._session.run(None, {self._input: batch})
+        except Exception as exc:
+            raise errors.ModelError("Inference failed.") from exc
+        return np.asarray(out, dtype=np.float32)
+
+    def probabilities(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """``(N, 1, 28, 28)`` float32 batch to ``(N, 10)`` float64 probabilities (rows sum to 1)."""
+        return softmax(self.logits(batch))
+
+    def warm_up(self) -> None:
+        """Run one blank batch so the first real request pays no lazy initialization."""
+        self.logits(np.zeros((1, 1, MNIST_SIDE, MNIST_SIDE), dtype=np.float32))
+
+    def predict(self, frames: Sequence[Frame], limits: Limits = DEFAULT_LIMITS) -> list[Prediction]:
+        """Preprocess and classify frames, asking the model once for all non-blank ones.
+
+        Args:
+            frames: Canvas snapshots (images or strokes).
+            limits: Input limits.
+
+        Returns:
+            One :class:`~shared.schemas.Prediction` per frame, in order; blank frames are ``no_digit``.
+
+        Raises:
+            ClientError: the first malformed frame (see :func:`shared.preprocess.preprocess`).
+            ModelError: inference failed.
+        """
+        tensors = [preprocess(f, limits) for f in frames]
+        return self.classify(tensors)
+
+    def classify(self, tensors: Sequence[npt.NDArray[np.float32] | None]) -> list[Prediction]:
+        """Classify preprocessed ``(1, 1, 28, 28)`` tensors; ``None`` entries become ``no_digit``."""
+        present = [t for t in tensors if t is not None]
+        if not present:
+            return [Prediction.no_digit() for _ in tensors]
+        probs = self.probabilities(np.concatenate(present)).tolist()
+        it = iter(probs)
+        results = []
+        for t in tensors:
+            if t is None:
+                results.append(Prediction.no_digit())
+                continue
+            p = next(it)
+            digit = max(range(NUM_CLASSES), key=p.__getitem__)
+            results.append(
+                Prediction.model_construct(status="ok", digit=digit, probabilities=p, confidence=p[digit])
+            )
+        return results

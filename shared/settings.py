@@ -1,0 +1,75 @@
+"""The one settings class of mnist-live, read from ``MNIST_LIVE_*`` environment variables.
+
+Every adapter (local server, Lambda handlers, CLI, tests) builds one :class:`Settings` at start-up and
+passes it down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.limits import Limits
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout (or site-packages) folder holding ``shared/``, ``realtime/`` and ``model/``."""
+
+DEFAULT_MODEL_PATH = REPO_ROOT / "model" / "mnist_cnn.onnx"
+"""The shipped model, packaged with the wheel (``model/mnist_cnn.onnx``)."""
+
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+"""The read-only data folder beside the checkout (MNIST IDX files, UNIPEN pen inks)."""
+
+
+class Settings(BaseSettings):
+    """All configuration, validated at start-up. Environment prefix ``MNIST_LIVE_``.
+
+    Byte sizes are bytes, times are seconds, rates are per second.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MNIST_LIVE_", frozen=True, extra="ignore")
+
+    # Core: model and input limits.
+    model_path: Path = Field(DEFAULT_MODEL_PATH, description="ONNX model file, input (N,1,28,28) float32.")
+    intra_op_num_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads.")
+    max_encoded_bytes: int = Field(1 << 20, ge=1024, description="Largest decoded image, bytes.")
+    max_image_pixels: int = Field(4096 * 4096, ge=1024, description="Largest declared width x height.")
+    max_strokes: int = Field(64, ge=1, description="Most strokes in one frame.")
+    max_points: int = Field(4096, ge=1, description="Most points over all strokes of one frame.")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="MNIST and pen data (tests, training only).")
+
+    # Local server.
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    http_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest POST /predict body.")
+    ws_max_message_bytes: int = Field(128 * 1024, ge=1024, description="API Gateway's message limit.")
+    ws_hard_max_bytes: int = Field(1 << 20, ge=1024, description="Above this the server closes (1009).")
+    idle_timeout_s: float = Field(600.0, gt=0, description="Idle WebSocket close (1001), like API GW.")
+    rate_limit_fps: float = Field(120.0, gt=0, description="Frames per second per connection.")
+    max_connections: int = Field(1000, ge=1, description="Concurrent WebSockets; beyond: close 1013.")
+    send_queue_frames: int = Field(64, ge=1, description="Outgoing frames buffered per connection.")
+    slow_consumer_timeout_s: float = Field(10.0, gt=0, description="Blocked sender closes (1008).")
+
+    # Access control, enforced identically locally and on Lambda.
+    auth_token: SecretStr | None = Field(None, description="Bearer / ?token= required when set.")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Extra allowed Origins; same origin and localhost are always allowed.",
+    )
+
+    # Lambda.
+    callback_url: str | None = Field(None, description="@connections endpoint for custom domains.")
+    log_level: str = "INFO"
+
+    @cached_property
+    def limits(self) -> Limits:
+        """The preprocessing limits derived from these settings."""
+        return Limits(
+            max_encoded_bytes=self.max_encoded_bytes,
+            max_image_pixels=self.max_image_pixels,
+            max_strokes=self.max_strokes,
+            max_points=self.max_points,
+        )

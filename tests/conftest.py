@@ -1,0 +1,45 @@
+"""Fixtures shared by every test: settings, the shared data folder, the model, pen inks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.inference import Predictor
+from shared.inks import Ink, load_inks
+from shared.settings import Settings
+
+REQUIRE_DATA_ENV = "MNIST_LIVE_REQUIRE_DATA"
+"""Set to 1 by ``.ci/run``: in CI a missing data folder is an error, never a skip."""
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def data_dir(settings: Settings) -> Path:
+    """The ``../shared/data`` folder (``MNIST_LIVE_DATA_DIR``); skip with a reason when absent."""
+    d = settings.data_dir
+    if not (d / "pen" / "unipen1a_dev_200.jsonl").is_file() or not (d / "mnist").is_dir():
+        reason = f"shared data not found at {d} (set MNIST_LIVE_DATA_DIR to the shared/data folder)"
+        if os.environ.get(REQUIRE_DATA_ENV) == "1":
+            pytest.fail(reason + f"; {REQUIRE_DATA_ENV}=1 makes this an error")
+        pytest.skip(reason)
+    return d
+
+
+@pytest.fixture(scope="session")
+def pen_inks_200(data_dir: Path) -> list[Ink]:
+    """The 200 balanced UNIPEN inks (20 per digit, 120 writers held out of training)."""
+    return load_inks(data_dir / "pen" / "unipen1a_dev_200.jsonl")
+
+
+@pytest.fixture(scope="session")
+def predictor(settings: Settings) -> Predictor:
+    p = Predictor(settings.model_path, settings.intra_op_num_threads)
+    p.warm_up()
+    return p
