@@ -16,6 +16,8 @@ Class tree (``code`` / HTTP status)::
     │   ├── PayloadTooLarge                payload_too_large / 413
     │   ├── InvalidStrokes                 invalid_strokes / 422
     │   ├── UnknownAction                  unknown_action / 400
+    │   ├── UnsupportedMediaType           unsupported_media_type / 415
+    │   ├── NotFound                       not_found / 404
     │   ├── Unauthorized                   unauthorized / 401
     │   ├── ForbiddenOrigin                forbidden_origin / 403
     │   └── RateLimited                    rate_limited / 429
@@ -162,6 +164,22 @@ class UnknownAction(ClientError):
     code = "unknown_action"
     http_status = 400
     default_message = "The action is missing or unknown."
+
+
+class UnsupportedMediaType(ClientError):
+    """An HTTP body's Content-Type is not JSON, ``image/*`` or ``multipart/form-data``."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+    default_message = "Send JSON, an image/* body or a multipart file upload."
+
+
+class NotFound(ClientError):
+    """No such route or method."""
+
+    code = "not_found"
+    http_status = 404
+    default_message = "There is nothing at this path."
 
 
 class Unauthorized(ClientError):

@@ -1,0 +1,55 @@
+"""Origin allowlist and token checks, enforced identically by the local server and on Lambda."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from shared import errors
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+"""Origins on these hosts are always allowed (development)."""
+
+
+def check_origin(origin: str | None, host: str | None, allowed: Sequence[str]) -> None:
+    """Refuse cross-site WebSocket hijacking: allow no Origin (non-browser clients such as wscat),
+    the same origin as ``host``, localhost on any port, or an origin listed in ``allowed``.
+
+    Args:
+        origin: The request's ``Origin`` header. host: Its ``Host`` header. allowed: Exact origins
+            (``scheme://host[:port]``) or ``*``.
+
+    Raises:
+        ForbiddenOrigin: any other origin.
+    """
+    if origin is None or "*" in allowed or origin in allowed:
+        return
+    parts = urlsplit(origin)
+    hostname = (parts.hostname or "").lower()
+    if hostname in LOCAL_HOSTS or (host is not None and parts.netloc.lower() == host.lower()):
+        return
+    raise errors.ForbiddenOrigin("This origin is not allowed to connect.")
+
+
+def check_token(presented: str | None, expected: str | None) -> None:
+    """Constant-time token comparison; no token configured means open access.
+
+    Args:
+        presented: Token from ``?token=`` or ``Authorization: Bearer``. expected: The configured token.
+
+    Raises:
+        Unauthorized: a token is configured and the presented one is missing or different.
+    """
+    if expected is None:
+        return
+    if presented is None or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise errors.Unauthorized("A valid token is required.")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or ``None``."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

@@ -1,0 +1,56 @@
+"""``mnist-live`` command line: ``serve`` (the local server with the page)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from shared.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings()
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    print(f"mnist-live: serving the page at http://{host}:{port}/ (WebSocket /ws, POST /predict)", file=sys.stderr)
+    uvicorn.run(
+        "realtime.local:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        ws_max_size=settings.ws_hard_max_bytes,
+        ws_ping_interval=None,
+        log_level=args.log_level.lower(),
+        access_log=args.access_log,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (sub-commands)."""
+    parser = argparse.ArgumentParser(prog="mnist-live", description="Live handwritten-digit recognition.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the local server: page at /, WebSocket at /ws, POST /predict")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, MNIST_LIVE_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000, MNIST_LIVE_PORT)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mnist-live`` console script."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

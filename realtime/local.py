@@ -1,0 +1,438 @@
+"""The local server: one FastAPI app serving the page, the WebSocket, the HTTP fallback and health.
+
+Routes: ``/`` (the page, ``site/``), ``/ws`` (protocol v1, ``docs/protocol.md``), ``POST /predict``,
+``GET /healthz`` (liveness), ``GET /readyz`` (model loaded and warmed up), ``GET /model`` (metadata),
+``/docs`` (OpenAPI). The model session is created once, in the lifespan, never per request. The same app
+runs on Lambda behind Mangum (:mod:`realtime.http_handler`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from realtime import access, logs
+from realtime.messages import PredictRequest, ServerMessage, parse_predict_request
+from realtime.protocol import Session, SessionConfig
+from shared import errors
+from shared.inference import Predictor, top_k
+from shared.preprocess import Frame, ImageFrame
+from shared.schemas import ModelInfo, Prediction
+from shared.settings import REPO_ROOT, Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+def site_dir() -> Path:
+    """The page's folder: ``site/`` in a checkout, ``realtime/site`` in an installed wheel."""
+    checkout = REPO_ROOT / "site"
+    return checkout if (checkout / "index.html").is_file() else Path(__file__).parent / "site"
+
+
+class TopK(BaseModel):
+    """One of the most probable classes."""
+
+    digit: int
+    probability: float
+
+
+class PredictResponse(BaseModel):
+    """``POST /predict`` answer: the core :class:`~shared.schemas.Prediction` plus top-3 and latency."""
+
+    status: str
+    digit: int | None
+    probabilities: list[float] | None
+    confidence: float | None
+    top_k: list[TopK]
+    latency_ms: float
+
+
+class ErrorResponse(BaseModel):
+    """``{"error": {"code", "message"}}``."""
+
+    error: dict[str, str]
+
+
+class BodyLimit:
+    """ASGI middleware: refuse HTTP bodies over ``max_bytes`` (413) by header or while streaming."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass through, counting request body bytes."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = errors.PayloadTooLarge(f"Request bodies are limited to {self.max_bytes} bytes.")
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _error_response(too_large)(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise too_large
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _error_response(error: errors.MnistLiveError) -> JSONResponse:
+    return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+
+
+class Runtime:
+    """What the lifespan builds: the predictor and the connection count."""
+
+    def __init__(self, settings: Settings, predictor: Predictor | None) -> None:
+        self.settings = settings
+        self.predictor = predictor
+        self.ready = False
+        self.connections = 0
+
+    def infer(self, frame: Frame) -> Prediction | errors.MnistLiveError:
+        """Preprocess and classify one frame (run in a worker thread); errors are returned, not raised."""
+        if self.predictor is None:
+            return errors.ModelError("The model is not loaded.")
+        try:
+            return self.predictor.predict([frame], self.settings.limits)[0]
+        except errors.MnistLiveError as exc:
+            return exc
+        except Exception:
+            logs.get_logger().exception("inference_failed")
+            return errors.ServerError()
+
+
+def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
+    """Build the app.
+
+    Args:
+        settings: Configuration (default: read from ``MNIST_LIVE_*``).
+        predictor: A loaded model to use instead of loading ``settings.model_path`` (tests).
+
+    Returns:
+        The FastAPI application; serve it with uvicorn (``mnist-live serve``).
+    """
+    settings = settings or Settings()
+    log = logs.configure(settings.log_level)
+    runtime = Runtime(settings, predictor)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start = time.perf_counter()
+        if runtime.predictor is None:
+            try:
+                runtime.predictor = await anyio.to_thread.run_sync(
+                    Predictor, settings.model_path, settings.intra_op_num_threads
+                )
+            except errors.ModelError as exc:
+                log.error("model_load_failed", extra={"reason": exc.message})
+        if runtime.predictor is not None:
+            await anyio.to_thread.run_sync(runtime.predictor.warm_up)
+            runtime.ready = True
+            log.info("model_ready", extra={"sha256": runtime.predictor.info.sha256, "ms": logs.elapsed_ms(start)})
+        yield
+
+    app = FastAPI(
+        title="mnist-live",
+        version="1.0.0",
+        summary="Live handwritten-digit recognition: WebSocket protocol v1 at /ws, HTTP fallback at /predict.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    _install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.allowed_origins),
+        allow_origin_regex=r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?",
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
+    async def readyz() -> dict[str, str]:
+        """Readiness: the model is loaded and warmed up."""
+        if not runtime.ready:
+            raise errors.ModelError("The model is not loaded yet.")
+        return {"status": "ready"}
+
+    @app.get("/model", tags=["model"], responses={503: {"model": ErrorResponse}})
+    async def model_info() -> ModelInfo:
+        """The loaded model's name, version, sha256, tensor contract and metadata."""
+        if runtime.predictor is None:
+            raise errors.ModelError("The model is not loaded.")
+        return runtime.predictor.info
+
+    @app.post(
+        "/predict",
+        tags=["predict"],
+        response_model=PredictResponse,
+        responses={code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 503)},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": PredictRequest.model_json_schema()},
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    },
+                },
+            }
+        },
+    )
+    async def predict(request: Request) -> JSONResponse:
+        """Classify one canvas snapshot: JSON strokes or image, a raw ``image/*`` body, or a file upload."""
+        start = time.perf_counter()
+        access.check_token(
+            access.bearer_token(request.headers.get("authorization")),
+            _secret(settings),
+        )
+        frame = await _read_frame(request)
+        outcome = await anyio.to_thread.run_sync(runtime.infer, frame)
+        if isinstance(outcome, errors.MnistLiveError):
+            raise outcome
+        body = outcome.model_dump()
+        probs = outcome.probabilities
+        body["top_k"] = [{"digit": d, "probability": p} for d, p in top_k(probs)] if probs else []
+        body["latency_ms"] = logs.elapsed_ms(start)
+        return JSONResponse(body)
+
+    @app.websocket("/ws")
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        await _serve_websocket(websocket, runtime)
+
+    app.mount("/", StaticFiles(directory=site_dir(), html=True), name="site")
+    return app
+
+
+def _secret(settings: Settings) -> str | None:
+    return settings.auth_token.get_secret_value() if settings.auth_token else None
+
+
+async def _read_frame(request: Request) -> Frame:
+    """Turn the request body into a core frame, by Content-Type."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("", "application/json", "text/json") or ctype.endswith("+json"):
+        return parse_predict_request(await request.body()).to_frame()
+    if ctype.startswith("image/"):
+        return ImageFrame(await request.body())
+    if ctype == "multipart/form-data":
+        try:
+            form = await request.form(max_files=1, max_fields=16)
+        except Exception as exc:  # python-multipart / starlette parse errors
+            raise errors.InvalidFieldType("The multipart body is malformed.") from exc
+        for value in form.values():
+            if isinstance(value, UploadFile):
+                return ImageFrame(await value.read())
+        raise errors.MissingField("Upload the image as a file field (e.g. 'file').")
+    raise errors.UnsupportedMediaType()
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Map the taxonomy (and Starlette's own errors) to ``{"error": {"code", "message"}}`` once."""
+
+    async def taxonomy(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.MnistLiveError)
+        if exc.http_status >= 500:
+            logs.get_logger().error("server_error", extra={"code": exc.code, "path": request.url.path})
+        return _error_response(exc)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        message = {404: "There is nothing at this path.", 405: "This method is not allowed here."}.get(
+            exc.status_code, "The request is not valid."
+        )
+        return JSONResponse(
+            {"error": {"code": code, "message": message}}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    async def validation(request: Request, exc: Exception) -> Response:
+        return _error_response(errors.InvalidFieldType("A parameter has the wrong type or value."))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        logs.get_logger().error(
+            "unhandled_exception", extra={"path": request.url.path, "exc_type": type(exc).__name__}
+        )
+        return _error_response(errors.ServerError())
+
+    app.add_exception_handler(errors.MnistLiveError, taxonomy)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(Exception, unexpected)
+
+
+async def _serve_websocket(websocket: WebSocket, runtime: Runtime) -> None:
+    """Run one WebSocket connection: checks, then reader + worker + writer over a :class:`Session`."""
+    settings = runtime.settings
+    log = logs.get_logger()
+    peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "?"
+    try:
+        access.check_origin(websocket.headers.get("origin"), websocket.headers.get("host"), settings.allowed_origins)
+        access.check_token(websocket.query_params.get("token"), _secret(settings))
+    except errors.ClientError as exc:
+        log.info("ws_refused", extra={"code": exc.code, "peer": peer})
+        await websocket.close(code=CLOSE_POLICY_VIOLATION)  # before accept: the handshake gets 403
+        return
+    if runtime.connections >= settings.max_connections:
+        await websocket.accept()
+        await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="Too many connections; try again later.")
+        log.info("ws_refused", extra={"code": "too_many_connections", "peer": peer})
+        return
+    await websocket.accept()
+    runtime.connections += 1
+    conn = _Connection(websocket, runtime)
+    log.info("ws_connected", extra={"conn": conn.id, "peer": peer})
+    try:
+        await conn.run()
+    finally:
+        runtime.connections -= 1
+        s = conn.session.stats
+        log.info(
+            "ws_disconnected",
+            extra={
+                "conn": conn.id,
+                "close": conn.close_code,
+                "received": s.received,
+                "answered": s.answered,
+                "coalesced": s.coalesced,
+                "stale": s.stale,
+                "errors": s.errors,
+            },
+        )
+
+
+class _Connection:
+    """The I/O around one :class:`~realtime.protocol.Session`: it owns the timers and the tasks."""
+
+    _ids = 0
+
+    def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
+        _Connection._ids += 1
+        self.id = _Connection._ids
+        self.ws = websocket
+        self.runtime = runtime
+        settings = runtime.settings
+        self.loop = asyncio.get_running_loop()
+        self.session = Session(
+            self.loop.time(),
+            SessionConfig(settings.ws_max_message_bytes, settings.rate_limit_fps, settings.idle_timeout_s),
+        )
+        self.outbox: asyncio.Queue[ServerMessage] = asyncio.Queue(maxsize=settings.send_queue_frames)
+        self.close_code: int | None = None
+        self.closing = asyncio.Event()
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._writer())
+        worker: asyncio.Task[None] | None = None
+        try:
+            while not self.closing.is_set():
+                timeout = self.session.idle_deadline() - self.loop.time()
+                receive = asyncio.ensure_future(self.ws.receive())
+                closing = asyncio.ensure_future(self.closing.wait())
+                done, _ = await asyncio.wait({receive, closing}, timeout=max(timeout, 0), return_when="FIRST_COMPLETED")
+                closing.cancel()
+                if receive not in done:
+                    receive.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await receive
+                    if not self.closing.is_set():
+                        await self._close(CLOSE_GOING_AWAY, "Idle timeout.")
+                    break
+                message = receive.result()
+                if message["type"] == "websocket.disconnect":
+                    self.close_code = message.get("code")
+                    break
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                for out in self.session.receive(data, self.loop.time()):
+                    self._enqueue(out)
+                if self.session.pending is not None and (worker is None or worker.done()):
+                    worker = asyncio.create_task(self._work())
+        except WebSocketDisconnect as exc:
+            self.close_code = exc.code
+        finally:
+            for task in (worker, writer):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    async def _work(self) -> None:
+        while (job := self.session.next_job()) is not None:
+            outcome = await anyio.to_thread.run_sync(self.runtime.infer, job.frame)
+            for out in self.session.complete(job, outcome, self.loop.time()):
+                self._enqueue(out)
+
+    def _enqueue(self, message: ServerMessage) -> None:
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self._slow_consumer()
+
+    def _slow_consumer(self) -> None:
+        if not self.closing.is_set():
+            logs.get_logger().info("ws_slow_consumer", extra={"conn": self.id})
+            self.close_code = CLOSE_POLICY_VIOLATION
+            self.closing.set()
+            asyncio.ensure_future(self._close(CLOSE_POLICY_VIOLATION, "Slow consumer."))
+
+    async def _writer(self) -> None:
+        timeout = self.runtime.settings.slow_consumer_timeout_s
+        while True:
+            message = await self.outbox.get()
+            try:
+                await asyncio.wait_for(self.ws.send_text(message.model_dump_json()), timeout)
+            except TimeoutError:
+                self._slow_consumer()
+                return
+            except Exception:  # the peer went away mid-send
+                self.closing.set()
+                return
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.close_code = code
+        self.closing.set()
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(code=code, reason=reason), 2.0)

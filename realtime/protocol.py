@@ -1,0 +1,185 @@
+"""Sans-I/O WebSocket protocol core: one :class:`Session` per connection, no sockets, no clocks.
+
+The adapter feeds each received text frame plus the current monotonic time to :meth:`Session.receive`
+and sends what it returns (pongs and errors go out at once, never behind inference). Inference work is
+pulled with :meth:`Session.next_job`, run off the event loop, and handed back to :meth:`Session.complete`,
+which returns the reply. The local server (:mod:`realtime.local`) and the Lambda handler
+(:mod:`realtime.aws_lambda`) both drive this class unchanged.
+
+Latest-wins coalescing (per connection): while a job is in flight, a newer frame replaces the pending
+one (at most one pending, the replaced one is counted as coalesced). A frame whose ``seq`` is at or below
+the highest seq already answered, in flight or pending is stale and dropped silently, so reply seqs
+strictly increase. Rate limiting is a token bucket of ``rate_limit_fps`` tokens refilled per second
+(burst: one second's worth); a frame over the limit gets a ``rate_limited`` error and is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from realtime.messages import (
+    ErrorMessage,
+    PingMessage,
+    PongMessage,
+    PredictionMessage,
+    ServerMessage,
+    parse_client_message,
+)
+from shared import errors
+from shared.preprocess import Frame
+from shared.schemas import Prediction
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Per-connection limits.
+
+    Attributes:
+        max_message_bytes: Largest accepted frame, bytes (API Gateway's 128 KiB message limit);
+            larger frames get ``payload_too_large`` and the connection stays open.
+        rate_limit_fps: Frames per second allowed (token bucket; burst = one second's worth).
+        idle_timeout_s: Seconds without a received frame before the adapter closes with 1001.
+    """
+
+    max_message_bytes: int = 128 * 1024
+    rate_limit_fps: float = 120.0
+    idle_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One frame to preprocess and classify.
+
+    Attributes:
+        seq: The frame's sequence number. frame: The core input. received_at: Monotonic seconds.
+    """
+
+    seq: int
+    frame: Frame
+    received_at: float
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Counters for logs and the replay harness."""
+
+    received: int = 0
+    answered: int = 0
+    coalesced: int = 0
+    stale: int = 0
+    rate_limited: int = 0
+    errors: int = 0
+
+
+@dataclass
+class Session:
+    """Protocol state of one connection.
+
+    Args:
+        now: Monotonic seconds at connect.
+        config: Limits.
+    """
+
+    now: float
+    config: SessionConfig = field(default_factory=SessionConfig)
+    last_answered: int = -1
+    last_received: int = -1
+    pending: Job | None = None
+    in_flight: Job | None = None
+    stats: SessionStats = field(default_factory=SessionStats)
+
+    def __post_init__(self) -> None:
+        self.last_activity = self.now
+        self._tokens = self.config.rate_limit_fps
+        self._refilled_at = self.now
+
+    def receive(self, data: str | bytes, now: float) -> list[ServerMessage]:
+        """Take one received frame.
+
+        Args:
+            data: The frame's payload (text; bytes are treated as UTF-8 JSON text).
+            now: Monotonic seconds.
+
+        Returns:
+            Messages to send at once: a pong, an error, or nothing (the frame became the pending job).
+        """
+        self.last_activity = now
+        self.stats.received += 1
+        if len(data) > self.config.max_message_bytes:
+            return self._error(
+                errors.PayloadTooLarge(f"Messages are limited to {self.config.max_message_bytes} bytes."),
+                None,
+            )
+        try:
+            message = parse_client_message(data)
+        except errors.ClientError as exc:
+            return self._error(exc, None)
+        if isinstance(message, PingMessage):
+            return [PongMessage()]
+        seq = message.seq if message.seq is not None else self.last_received + 1
+        if not self._take_token(now):
+            self.stats.rate_limited += 1
+            return self._error(errors.RateLimited(), seq)
+        try:
+            frame = message.to_frame()
+        except errors.ClientError as exc:  # pragma: no cover - to_frame only repackages
+            return self._error(exc, seq)
+        newest = max(
+            self.last_answered,
+            self.in_flight.seq if self.in_flight else -1,
+            self.pending.seq if self.pending else -1,
+        )
+        if seq <= newest:
+            self.stats.stale += 1
+            return []
+        if self.pending is not None:
+            self.stats.coalesced += 1
+        self.pending = Job(seq, frame, now)
+        self.last_received = max(self.last_received, seq)
+        return []
+
+    def next_job(self) -> Job | None:
+        """Move the pending frame in flight and return it; ``None`` if busy or nothing is pending."""
+        if self.in_flight is not None or self.pending is None:
+            return None
+        self.in_flight, self.pending = self.pending, None
+        return self.in_flight
+
+    def complete(self, job: Job, outcome: Prediction | errors.MnistLiveError, now: float) -> list[ServerMessage]:
+        """Finish the in-flight job.
+
+        Args:
+            job: What :meth:`next_job` returned.
+            outcome: The prediction, or the error preprocessing/inference raised.
+            now: Monotonic seconds.
+
+        Returns:
+            The reply (a prediction or an error frame carrying the job's seq).
+        """
+        if self.in_flight is job:
+            self.in_flight = None
+        if job.seq <= self.last_answered:
+            self.stats.stale += 1
+            return []
+        self.last_answered = job.seq
+        if isinstance(outcome, errors.MnistLiveError):
+            return self._error(outcome, job.seq)
+        self.stats.answered += 1
+        return [PredictionMessage.of(job.seq, outcome, (now - job.received_at) * 1000.0)]
+
+    def idle_deadline(self) -> float:
+        """Monotonic time at which the adapter should close the idle connection (1001)."""
+        return self.last_activity + self.config.idle_timeout_s
+
+    def _take_token(self, now: float) -> bool:
+        rate = self.config.rate_limit_fps
+        self._tokens = min(rate, self._tokens + (now - self._refilled_at) * rate)
+        self._refilled_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def _error(self, error: errors.MnistLiveError, seq: int | None) -> list[ServerMessage]:
+        self.stats.errors += 1
+        return [ErrorMessage.of(error, seq)]
