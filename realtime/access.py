@@ -13,12 +13,15 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
 def check_origin(origin: str | None, host: str | None, allowed: Sequence[str]) -> None:
-    """Refuse cross-site WebSocket hijacking: allow no Origin (non-browser clients such as wscat),
-    the same origin as ``host``, localhost on any port, or an origin listed in ``allowed``.
+    """Refuse cross-site WebSocket hijacking (and cross-site HTTP calls).
+
+    Allowed: no Origin (non-browser clients such as wscat), the same origin as ``host``, localhost on
+    any port, or an origin listed in ``allowed``.
 
     Args:
-        origin: The request's ``Origin`` header. host: Its ``Host`` header. allowed: Exact origins
-            (``scheme://host[:port]``) or ``*``.
+        origin: The request's ``Origin`` header.
+        host: The request's ``Host`` header.
+        allowed: Exact origins (``scheme://host[:port]``), or ``*`` for any.
 
     Raises:
         ForbiddenOrigin: any other origin.
@@ -36,7 +39,8 @@ def check_token(presented: str | None, expected: str | None) -> None:
     """Constant-time token comparison; no token configured means open access.
 
     Args:
-        presented: Token from ``?token=`` or ``Authorization: Bearer``. expected: The configured token.
+        presented: Token from ``?token=`` or ``Authorization: Bearer``.
+        expected: The configured token.
 
     Raises:
         Unauthorized: a token is configured and the presented one is missing or different.

@@ -15,7 +15,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
-    print(f"mnist-live: serving the page at http://{host}:{port}/ (WebSocket /ws, POST /predict)", file=sys.stderr)
+    print(
+        f"mnist-live: serving the page at http://{host}:{port}/ (WebSocket /ws, POST /predict)",
+        file=sys.stderr,
+    )
     uvicorn.run(
         "realtime.local:create_app",
         factory=True,

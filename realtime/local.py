@@ -159,13 +159,15 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         if runtime.predictor is not None:
             await anyio.to_thread.run_sync(runtime.predictor.warm_up)
             runtime.ready = True
-            log.info("model_ready", extra={"sha256": runtime.predictor.info.sha256, "ms": logs.elapsed_ms(start)})
+            log.info(
+                "model_ready", extra={"sha256": runtime.predictor.info.sha256, "ms": logs.elapsed_ms(start)}
+            )
         yield
 
     app = FastAPI(
         title="mnist-live",
         version="1.0.0",
-        summary="Live handwritten-digit recognition: WebSocket protocol v1 at /ws, HTTP fallback at /predict.",
+        summary="Live handwritten-digit recognition: WebSocket protocol v1 at /ws, HTTP at /predict.",
         lifespan=lifespan,
     )
     app.state.runtime = runtime
@@ -236,6 +238,11 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         body["latency_ms"] = logs.elapsed_ms(start)
         return JSONResponse(body)
 
+    @app.api_route("/predict", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def predict_wrong_method() -> None:
+        """Answer 405 here rather than letting the page mount at ``/`` answer 404."""
+        raise StarletteHTTPException(405, headers={"Allow": "POST"})
+
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
         await _serve_websocket(websocket, runtime)
@@ -260,9 +267,12 @@ async def _read_frame(request: Request) -> Frame:
             form = await request.form(max_files=1, max_fields=16)
         except Exception as exc:  # python-multipart / starlette parse errors
             raise errors.InvalidFieldType("The multipart body is malformed.") from exc
-        for value in form.values():
-            if isinstance(value, UploadFile):
-                return ImageFrame(await value.read())
+        try:
+            for value in form.values():
+                if isinstance(value, UploadFile):
+                    return ImageFrame(await value.read())
+        finally:
+            await form.close()
         raise errors.MissingField("Upload the image as a file field (e.g. 'file').")
     raise errors.UnsupportedMediaType()
 
@@ -307,7 +317,9 @@ async def _serve_websocket(websocket: WebSocket, runtime: Runtime) -> None:
     log = logs.get_logger()
     peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "?"
     try:
-        access.check_origin(websocket.headers.get("origin"), websocket.headers.get("host"), settings.allowed_origins)
+        access.check_origin(
+            websocket.headers.get("origin"), websocket.headers.get("host"), settings.allowed_origins
+        )
         access.check_token(websocket.query_params.get("token"), _secret(settings))
     except errors.ClientError as exc:
         log.info("ws_refused", extra={"code": exc.code, "peer": peer})
@@ -360,6 +372,7 @@ class _Connection:
         self.outbox: asyncio.Queue[ServerMessage] = asyncio.Queue(maxsize=settings.send_queue_frames)
         self.close_code: int | None = None
         self.closing = asyncio.Event()
+        self._closer: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._writer())
@@ -369,7 +382,9 @@ class _Connection:
                 timeout = self.session.idle_deadline() - self.loop.time()
                 receive = asyncio.ensure_future(self.ws.receive())
                 closing = asyncio.ensure_future(self.closing.wait())
-                done, _ = await asyncio.wait({receive, closing}, timeout=max(timeout, 0), return_when="FIRST_COMPLETED")
+                done, _ = await asyncio.wait(
+                    {receive, closing}, timeout=max(timeout, 0), return_when="FIRST_COMPLETED"
+                )
                 closing.cancel()
                 if receive not in done:
                     receive.cancel()
@@ -415,7 +430,7 @@ class _Connection:
             logs.get_logger().info("ws_slow_consumer", extra={"conn": self.id})
             self.close_code = CLOSE_POLICY_VIOLATION
             self.closing.set()
-            asyncio.ensure_future(self._close(CLOSE_POLICY_VIOLATION, "Slow consumer."))
+            self._closer = asyncio.ensure_future(self._close(CLOSE_POLICY_VIOLATION, "Slow consumer."))
 
     async def _writer(self) -> None:
         timeout = self.runtime.settings.slow_consumer_timeout_s

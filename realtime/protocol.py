@@ -145,7 +145,9 @@ class Session:
         self.in_flight, self.pending = self.pending, None
         return self.in_flight
 
-    def complete(self, job: Job, outcome: Prediction | errors.MnistLiveError, now: float) -> list[ServerMessage]:
+    def complete(
+        self, job: Job, outcome: Prediction | errors.MnistLiveError, now: float
+    ) -> list[ServerMessage]:
         """Finish the in-flight job.
 
         Args:

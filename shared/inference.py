@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,7 @@ NUM_CLASSES = 10
 """MNIST's classes, digits 0-9."""
 
 
-def softmax(logits: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+def softmax(logits: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
     """Numerically stable softmax over the last axis.
 
     Args:
@@ -31,7 +32,8 @@ def softmax(logits: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     z = z - z.max(axis=-1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=-1, keepdims=True)
-    return z
+    out: npt.NDArray[np.float64] = z
+    return out
 
 
 def top_k(probabilities: Sequence[float], k: int = 3) -> list[tuple[int, float]]:

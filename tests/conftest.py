@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from shared.inference import Predictor
 from shared.inks import Ink, load_inks
 from shared.settings import Settings
+from tests.servers import LiveServer, run_server
 
 REQUIRE_DATA_ENV = "MNIST_LIVE_REQUIRE_DATA"
 """Set to 1 by ``.ci/run``: in CI a missing data folder is an error, never a skip."""
@@ -43,3 +45,10 @@ def predictor(settings: Settings) -> Predictor:
     p = Predictor(settings.model_path, settings.intra_op_num_threads)
     p.warm_up()
     return p
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings, predictor: Predictor) -> Iterator[LiveServer]:
+    """The real server with default settings, shared by the tests of a session."""
+    with run_server(settings, predictor) as server:
+        yield server

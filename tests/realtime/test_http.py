@@ -1,0 +1,172 @@
+"""POST /predict and the other HTTP routes, over real sockets: every error code with its exact status."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from PIL import Image
+
+from shared.inference import Predictor
+from shared.inks import render_png
+from shared.settings import Settings
+from tests.servers import LiveServer, run_server
+
+LINE = [[[140, 40], [140, 240]]]
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header(width: int, height: int, rows: int = 4) -> bytes:
+    """A well-formed PNG declaring ``width`` x ``height`` (8-bit grey) whose data covers a few rows."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * ((width + 1) * rows))
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def client(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.http_url, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def line_png() -> bytes:
+    return render_png(LINE)
+
+
+def assert_prediction(r: httpx.Response) -> dict[str, object]:
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok" and 0 <= body["digit"] <= 9
+    assert len(body["probabilities"]) == 10 and sum(body["probabilities"]) == pytest.approx(1.0)
+    assert body["confidence"] == max(body["probabilities"])
+    assert len(body["top_k"]) == 3
+    assert body["top_k"][0]["digit"] == body["digit"]
+    assert body["latency_ms"] > 0
+    return body
+
+
+def test_json_strokes(client: httpx.Client) -> None:
+    body = assert_prediction(client.post("/predict", json={"strokes": LINE, "width": 280, "height": 280}))
+    assert body["digit"] == 1
+
+
+def test_every_input_form_gives_the_same_answer(client: httpx.Client, line_png: bytes) -> None:
+    b64 = base64.b64encode(line_png).decode()
+    answers = [
+        assert_prediction(
+            client.post("/predict", json={"strokes": LINE, "width": 280, "height": 280, "stroke_width": 16})
+        ),
+        assert_prediction(client.post("/predict", json={"image": b64})),
+        assert_prediction(client.post("/predict", json={"image": "data:image/png;base64," + b64})),
+        assert_prediction(client.post("/predict", content=line_png, headers={"content-type": "image/png"})),
+        assert_prediction(client.post("/predict", files={"file": ("digit.png", line_png, "image/png")})),
+    ]
+    assert len({a["digit"] for a in answers}) == 1
+
+
+def test_blank_canvas_is_no_digit(client: httpx.Client) -> None:
+    blank = io.BytesIO()
+    Image.new("RGBA", (280, 280), (0, 0, 0, 0)).save(blank, "PNG")
+    r = client.post("/predict", content=blank.getvalue(), headers={"content-type": "image/png"})
+    assert r.status_code == 200
+    assert r.json()["status"] == "no_digit" and r.json()["digit"] is None
+
+
+def truncated_png() -> bytes:
+    buf = io.BytesIO()
+    Image.effect_noise((200, 200), 60).save(buf, "PNG")
+    data = buf.getvalue()
+    return data[: len(data) // 2]
+
+
+CASES = [
+    ("invalid_json", 400, {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+    ("invalid_json", 400, {"content": b"[1,2]", "headers": {"content-type": "application/json"}}),
+    ("invalid_json", 400, {"content": b"", "headers": {"content-type": "application/json"}}),
+    ("missing_field", 422, {"json": {}}),
+    ("missing_field", 422, {"json": {"strokes": LINE}}),
+    ("invalid_field_type", 422, {"json": {"image": 5}}),
+    ("invalid_field_type", 422, {"json": {"strokes": LINE, "width": "wide", "height": 280}}),
+    ("invalid_field_type", 422, {"json": {"strokes": LINE, "width": -1, "height": 280}}),
+    ("invalid_base64", 400, {"json": {"image": "not base64 at all!"}}),
+    ("empty_image", 400, {"content": b"", "headers": {"content-type": "image/png"}}),
+    ("empty_image", 400, {"json": {"image": ""}}),
+    ("not_an_image", 415, {"content": b"hello world", "headers": {"content-type": "image/png"}}),
+    ("not_an_image", 415, {"json": {"image": "data:text/plain;base64,aGVsbG8="}}),
+    ("invalid_image", 422, {"content": png_header(0, 28), "headers": {"content-type": "image/png"}}),
+    ("truncated_image", 422, {"content": truncated_png(), "headers": {"content-type": "image/png"}}),
+    ("image_too_large", 413, {"content": png_header(12000, 12000), "headers": {"content-type": "image/png"}}),
+    (
+        "payload_too_large",
+        413,
+        {"content": b"\0" * (1024 * 1024 + 1), "headers": {"content-type": "image/png"}},
+    ),
+    ("invalid_strokes", 422, {"json": {"strokes": [[[1, 2, 3, 4]]], "width": 280, "height": 280}}),
+    ("invalid_strokes", 422, {"json": {"strokes": [[["a", "b"]]], "width": 280, "height": 280}}),
+    ("invalid_strokes", 422, {"json": {"strokes": [[[0, 0]]] * 65, "width": 280, "height": 280}}),
+    ("unsupported_media_type", 415, {"content": b"x", "headers": {"content-type": "text/plain"}}),
+    ("missing_field", 422, {"data": {"not": "a file"}, "files": {}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kwargs"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_error_codes_and_statuses(
+    client: httpx.Client, code: str, status: int, kwargs: dict[str, object]
+) -> None:
+    if kwargs.get("files") == {}:
+        kwargs = {
+            "content": b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\n1\r\n--b--\r\n',
+            "headers": {"content-type": "multipart/form-data; boundary=b"},
+        }
+    r = client.post("/predict", **kwargs)  # type: ignore[arg-type]
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code
+    assert 0 < len(err["message"]) <= 300
+
+
+def test_payload_too_large_without_content_length(client: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b"\0" * 65536
+
+    r = client.post("/predict", content=chunks(), headers={"content-type": "image/png"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_routes(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    info = client.get("/model").json()
+    assert info["input_shape"][1:] == [1, 28, 28] and len(info["sha256"]) == 64
+    assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    nf = client.get("/no/such/thing")
+    assert nf.status_code == 404 and nf.json()["error"]["code"] == "not_found"
+    na = client.get("/predict")
+    assert na.status_code == 405 and na.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_bearer_token_required_when_configured(predictor: Predictor) -> None:
+    settings = Settings(auth_token="s3cret")  # type: ignore[arg-type]
+    with run_server(settings, predictor) as server, httpx.Client(base_url=server.http_url) as c:
+        body = {"strokes": LINE, "width": 280, "height": 280}
+        r = c.post("/predict", json=body)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        r = c.post("/predict", json=body, headers={"authorization": "Bearer wrong"})
+        assert r.status_code == 401
+        r = c.post("/predict", json=body, headers={"authorization": "Bearer s3cret"})
+        assert r.status_code == 200

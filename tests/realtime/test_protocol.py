@@ -1,0 +1,156 @@
+"""The sans-I/O session: explicit times, no sockets, no sleeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from realtime.messages import ErrorMessage, PongMessage, PredictionMessage
+from realtime.protocol import Session, SessionConfig
+from shared import errors
+from shared.schemas import Prediction
+
+STROKES = {"strokes": [[[10, 10], [10, 200]]], "width": 280, "height": 280}
+OK = Prediction(status="ok", digit=1, probabilities=[0.0, 1.0] + [0.0] * 8, confidence=1.0)
+
+
+def frame(seq: int | None, **extra: object) -> str:
+    body: dict[str, object] = {"action": "predict", **STROKES, **extra}
+    if seq is not None:
+        body["seq"] = seq
+    return json.dumps(body)
+
+
+def test_frame_becomes_pending_then_in_flight_then_answered() -> None:
+    s = Session(0.0)
+    assert s.receive(frame(1), 0.0) == []
+    job = s.next_job()
+    assert job is not None and job.seq == 1
+    assert s.next_job() is None  # one in flight at a time
+    (reply,) = s.complete(job, OK, 0.005)
+    assert isinstance(reply, PredictionMessage)
+    assert reply.seq == 1 and reply.digit == 1 and reply.latency_ms == pytest.approx(5.0)
+
+
+def test_latest_wins_while_in_flight() -> None:
+    s = Session(0.0)
+    s.receive(frame(1), 0.0)
+    job = s.next_job()
+    assert job is not None
+    for seq in (2, 3, 4):
+        assert s.receive(frame(seq), 0.001) == []
+    assert s.stats.coalesced == 2
+    assert s.pending is not None and s.pending.seq == 4
+    s.complete(job, OK, 0.002)
+    nxt = s.next_job()
+    assert nxt is not None and nxt.seq == 4
+    (reply,) = s.complete(nxt, OK, 0.003)
+    assert isinstance(reply, PredictionMessage) and reply.seq == 4
+
+
+def test_stale_and_duplicate_seq_dropped() -> None:
+    s = Session(0.0)
+    s.receive(frame(5), 0.0)
+    job = s.next_job()
+    assert job is not None
+    s.complete(job, OK, 0.001)
+    assert s.receive(frame(5), 0.002) == []
+    assert s.receive(frame(3), 0.002) == []
+    assert s.pending is None and s.stats.stale == 2
+    s.receive(frame(6), 0.003)
+    assert s.pending is not None and s.pending.seq == 6
+
+
+def test_lower_seq_than_pending_is_dropped() -> None:
+    s = Session(0.0)
+    s.receive(frame(1), 0.0)
+    s.next_job()
+    s.receive(frame(9), 0.0)
+    s.receive(frame(7), 0.0)
+    assert s.pending is not None and s.pending.seq == 9
+
+
+def test_missing_seq_is_assigned_after_the_last_received() -> None:
+    s = Session(0.0)
+    s.receive(frame(None), 0.0)
+    assert s.pending is not None and s.pending.seq == 0
+    s.receive(frame(10), 0.0)
+    s.receive(frame(None), 0.0)
+    assert s.pending is not None and s.pending.seq == 11
+
+
+def test_ping_answered_at_once_even_with_work_pending() -> None:
+    s = Session(0.0)
+    s.receive(frame(1), 0.0)
+    s.next_job()
+    s.receive(frame(2), 0.0)
+    assert s.receive('{"action": "ping"}', 0.0) == [PongMessage()]
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{", "invalid_json"),
+        ("[1, 2]", "invalid_json"),
+        ('"predict"', "invalid_json"),
+        ("{}", "unknown_action"),
+        ('{"action": "draw"}', "unknown_action"),
+        ('{"action": 7}', "unknown_action"),
+        ('{"action": "predict", "seq": 1}', "missing_field"),
+        ('{"action": "predict", "seq": 1, "strokes": []}', "missing_field"),
+        ('{"action": "predict", "seq": "1", "image": "x"}', "invalid_field_type"),
+        ('{"action": "predict", "seq": -1, "image": "x"}', "invalid_field_type"),
+        ('{"action": "predict", "seq": 1, "image": 5}', "invalid_field_type"),
+        ('{"action": "predict", "seq": 1, "strokes": {}, "width": 1, "height": 1}', "invalid_field_type"),
+        ('{"action": "predict", "seq": 1, "strokes": [], "width": "9", "height": 1}', "invalid_field_type"),
+    ],
+)
+def test_malformed_messages_get_their_error_code(raw: str, code: str) -> None:
+    s = Session(0.0)
+    (reply,) = s.receive(raw, 0.0)
+    assert isinstance(reply, ErrorMessage)
+    assert reply.error.code == code and reply.seq is None
+    assert len(reply.error.message) <= 300
+    assert s.pending is None
+
+
+def test_error_messages_do_not_echo_client_data() -> None:
+    s = Session(0.0)
+    (reply,) = s.receive('{"action": "SECRET-ACTION-VALUE"}', 0.0)
+    assert isinstance(reply, ErrorMessage)
+    assert "SECRET" not in reply.error.message
+
+
+def test_oversized_message_is_refused_and_session_continues() -> None:
+    s = Session(0.0, SessionConfig(max_message_bytes=1024))
+    (reply,) = s.receive(frame(1, pad="x" * 2000), 0.0)
+    assert isinstance(reply, ErrorMessage) and reply.error.code == "payload_too_large"
+    assert s.receive(frame(2), 0.0) == []
+    assert s.pending is not None
+
+
+def test_rate_limit_token_bucket() -> None:
+    s = Session(0.0, SessionConfig(rate_limit_fps=10))
+    replies = [s.receive(frame(i), 0.0) for i in range(1, 12)]
+    assert all(r == [] for r in replies[:10])
+    (limited,) = replies[10]
+    assert isinstance(limited, ErrorMessage) and limited.error.code == "rate_limited" and limited.seq == 11
+    assert s.receive(frame(12), 0.1) == []  # one token refilled after 0.1 s at 10/s
+
+
+def test_job_error_becomes_error_frame_with_seq() -> None:
+    s = Session(0.0)
+    s.receive(frame(3), 0.0)
+    job = s.next_job()
+    assert job is not None
+    (reply,) = s.complete(job, errors.InvalidStrokes("bad"), 0.001)
+    assert isinstance(reply, ErrorMessage) and reply.seq == 3 and reply.error.code == "invalid_strokes"
+    assert s.last_answered == 3
+
+
+def test_idle_deadline_moves_with_activity() -> None:
+    s = Session(0.0, SessionConfig(idle_timeout_s=600))
+    assert s.idle_deadline() == 600
+    s.receive('{"action": "ping"}', 42.0)
+    assert s.idle_deadline() == 642.0

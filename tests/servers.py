@@ -1,0 +1,53 @@
+"""Run the real local server (uvicorn) on 127.0.0.1 with an ephemeral port, in a background thread."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from realtime.local import create_app
+from shared.inference import Predictor
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """A running server: ``http_url`` (``http://127.0.0.1:PORT``) and ``ws_url`` (``.../ws``)."""
+
+    http_url: str
+    ws_url: str
+    settings: Settings
+
+
+@contextlib.contextmanager
+def run_server(settings: Settings, predictor: Predictor | None = None) -> Iterator[LiveServer]:
+    """Serve ``create_app(settings, predictor)`` until the ``with`` block ends."""
+    app = create_app(settings, predictor)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        ws_max_size=settings.ws_hard_max_bytes,
+        ws_ping_interval=None,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", settings)
+    finally:
+        server.should_exit = True
+        thread.join(10)
