@@ -1,10 +1,17 @@
-"""``mnist-live`` command line: ``serve`` (the local server with the page)."""
+"""``mnist-live`` command line.
+
+Each sub-command lives in its own module exposing ``add_command(subparsers)``, listed in
+:data:`COMMAND_MODULES`; its handler takes the parsed ``argparse.Namespace`` and returns an exit code.
+Modules are imported only when the parser is built, and heavy imports stay inside the handlers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from shared.settings import Settings
 
@@ -34,10 +41,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (sub-commands)."""
-    parser = argparse.ArgumentParser(prog="mnist-live", description="Live handwritten-digit recognition.")
-    sub = parser.add_subparsers(dest="command", required=True)
+COMMAND_MODULES: list[str] = []
+"""Modules adding sub-commands besides ``serve`` (e.g. ``"realtime.replay"``)."""
+
+
+def add_command(sub: Any) -> None:
+    """Register ``serve``."""
     serve = sub.add_parser("serve", help="run the local server: page at /, WebSocket at /ws, POST /predict")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, MNIST_LIVE_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000, MNIST_LIVE_PORT)")
@@ -45,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
     serve.set_defaults(func=_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(prog="mnist-live", description="Live handwritten-digit recognition.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_command(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_command(sub)
     return parser
 
 
