@@ -1,0 +1,502 @@
+"""The drawing page in a real browser (Debian's Chromium via Playwright) against the real local server.
+
+Scenarios of issue 7: mouse and touch drawing with live updates before pen-up, no page scroll while
+drawing, Clear (button, Escape, keyboard), HTTP fallback, stale replies ignored, reconnecting, pings,
+no console errors, probabilities summing to 1, the accessibility tree. The desktop test saves the
+README screenshot, ``docs/screenshot.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import WebSocketRoute, expect
+
+from tests.browser.conftest import Digit, Opened, Strokes
+from tests.servers import LiveServer
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+DIGIT = '[data-testid="digit"]'
+SETTLED = "() => window.mnistLive.lastSeq > 0 && window.mnistLive.shownSeq === window.mnistLive.lastSeq"
+HAS_DIGIT = f"() => document.querySelector('{DIGIT}').dataset.digit !== ''"
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def canvas_box(page: Any) -> dict[str, float]:
+    box: dict[str, float] = page.get_by_test_id("canvas").bounding_box()
+    return box
+
+
+def to_viewport(box: dict[str, float], x: float, y: float) -> tuple[float, float]:
+    """Logical canvas px (280 x 280) to viewport CSS px."""
+    k = box["width"] / 280
+    return box["x"] + x * k, box["y"] + y * k
+
+
+def draw_with_mouse(page: Any, strokes: Strokes, while_down: Callable[[], None] | None = None) -> int:
+    """Draw strokes with mouse moves; call ``while_down`` at the end of the first stroke, pen still down.
+
+    Returns:
+        The number of mouse moves made.
+    """
+    box = canvas_box(page)
+    moves = 0
+    for i, stroke in enumerate(strokes):
+        page.mouse.move(*to_viewport(box, *stroke[0]))
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(*to_viewport(box, x, y))
+            moves += 1
+        if i == 0 and while_down is not None:
+            while_down()
+        page.mouse.up()
+    return moves
+
+
+def draw_with_touch(
+    page: Any, cdp: Any, strokes: Strokes, while_down: Callable[[], None] | None = None
+) -> None:
+    """Draw strokes with touch events (CDP ``Input.dispatchTouchEvent``), one finger."""
+    box = canvas_box(page)
+    for i, stroke in enumerate(strokes):
+        x, y = to_viewport(box, *stroke[0])
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        for px, py in stroke[1:]:
+            x, y = to_viewport(box, px, py)
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        if i == 0 and while_down is not None:
+            while_down()
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def capture_ws_frames(page: Any) -> list[dict[str, Any]]:
+    """Every JSON frame the page sends over its WebSockets, in order."""
+    sent: list[dict[str, Any]] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(json.loads(payload))))
+    return sent
+
+
+def bars(page: Any) -> list[tuple[str, float, bool]]:
+    """The chart's rows: (data-digit, data-p, highlighted)."""
+    rows: list[tuple[str, float, bool]] = [
+        (d, float(p), top)
+        for d, p, top in page.eval_on_selector_all(
+            '[data-testid="probabilities"] > *',
+            "els => els.map(e => [e.dataset.digit, e.dataset.p, e.classList.contains('is-top')])",
+        )
+    ]
+    return rows
+
+
+def shown_digit(page: Any) -> str:
+    text: str = page.locator(DIGIT).inner_text()
+    return text
+
+
+def assert_prediction_shown(page: Any, digit: int) -> None:
+    expect(page.locator(DIGIT)).to_have_text(str(digit))
+    expect(page.locator(DIGIT)).to_have_attribute("data-digit", str(digit))
+    rows = bars(page)
+    assert [d for d, _, _ in rows] == [str(i) for i in range(10)]
+    assert math.isclose(sum(p for _, p, _ in rows), 1.0, abs_tol=1e-6)
+    assert [top for _, _, top in rows] == [i == digit for i in range(10)]
+    assert max(range(10), key=lambda i: rows[i][1]) == digit
+
+
+def assert_cleared(page: Any) -> None:
+    expect(page.locator(DIGIT)).to_have_text("—")
+    expect(page.locator(DIGIT)).to_have_attribute("data-digit", "")
+    assert [(d, p, top) for d, p, top in bars(page)] == [(str(i), 0.0, False) for i in range(10)]
+    assert page.get_by_test_id("probabilities").evaluate(
+        "el => [...el.children].every(c => c.dataset.p === '0')"
+    )
+    ink = page.get_by_test_id("canvas").evaluate(
+        """c => { const o = document.createElement('canvas'); o.width = c.width; o.height = c.height;
+                  const x = o.getContext('2d', {willReadFrequently: true}); x.drawImage(c, 0, 0);
+                  const d = x.getImageData(0, 0, c.width, c.height).data;
+                  for (let i = 4; i < d.length; i += 4)
+                    if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
+                  return false; }"""
+    )
+    assert not ink, "the canvas still shows ink"
+
+
+def model_answer(server: LiveServer, frame: dict[str, Any]) -> dict[str, Any]:
+    """The server's own answer over HTTP for the strokes the page sent."""
+    body = {k: frame[k] for k in ("strokes", "width", "height", "stroke_width")}
+    r = httpx.post(f"{server.http_url}/predict", json=body, timeout=10)
+    r.raise_for_status()
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def record_digit_changes(page: Any) -> None:
+    page.evaluate(
+        """() => { const el = document.querySelector('[data-testid="digit"]'); window.__digits = [];
+                   new MutationObserver(() => window.__digits.push(el.textContent))
+                     .observe(el, {childList: true, characterData: true, subtree: true}); }"""
+    )
+
+
+def pick(digits: list[Digit], index: int) -> Digit:
+    return digits[index % len(digits)]
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+def test_mouse_drawing_updates_live_and_ends_on_the_right_digit(
+    open_page: Callable[..., Opened], live_server: LiveServer, confident_digits: list[Digit]
+) -> None:
+    opened = open_page(live_server.http_url + "/", viewport={"width": 1000, "height": 620})
+    page = opened.page
+    sent = capture_ws_frames(page)
+    page.reload()
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+    expect(page.get_by_test_id("status")).to_have_text(re.compile("WebSocket"))
+    assert_cleared(page)
+
+    digit = pick(confident_digits, 7)
+    shown_while_down: list[str] = []
+
+    def still_down() -> None:
+        page.wait_for_function(HAS_DIGIT)
+        shown_while_down.append(shown_digit(page))
+
+    moves = draw_with_mouse(page, digit.strokes, while_down=still_down)
+    page.wait_for_function(SETTLED)
+
+    assert shown_while_down and shown_while_down[0].isdigit(), "no prediction before pen-up"
+    assert_prediction_shown(page, digit.label)
+
+    predicts = [f for f in sent if f.get("action") == "predict"]
+    seqs = [f["seq"] for f in predicts]
+    assert seqs == sorted(set(seqs)), f"seq must strictly increase: {seqs}"
+    assert 2 <= len(predicts) < moves, "snapshots are throttled to animation frames, and not only one"
+    final = predicts[-1]
+    assert (final["width"], final["height"], final["stroke_width"]) == (280, 280, 16)
+    assert len(final["strokes"]) == len(digit.strokes)
+    assert final["strokes"][-1][-1] == pytest.approx(digit.strokes[-1][-1], abs=0.51)
+    assert all(round(v, 1) == v for s in final["strokes"] for pt in s for v in pt), "rounded to 0.1 px"
+
+    # The page shows exactly what the server says for those strokes.
+    answer = model_answer(live_server, final)
+    assert answer["digit"] == digit.label
+    assert [p for _, p, _ in bars(page)] == pytest.approx(answer["probabilities"], abs=1e-9)
+
+    expect(page.get_by_test_id("latency")).to_have_text(re.compile(r"^\d+ ms"))
+    expect(page.locator("#announce")).to_have_text(
+        f"Prediction: {digit.label}, {page.locator('#confidence').inner_text()}."
+    )
+    assert opened.console.errors() == []
+    assert all(u.startswith(live_server.http_url) for u in opened.console.requests), opened.console.requests
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+
+
+def test_touch_drawing_predicts_and_never_scrolls_the_page(
+    open_page: Callable[..., Opened], live_server: LiveServer, confident_digits: list[Digit]
+) -> None:
+    opened = open_page(
+        live_server.http_url + "/",
+        viewport={"width": 390, "height": 700},
+        device_scale_factor=3,
+        is_mobile=True,
+        has_touch=True,
+        color_scheme="dark",
+    )
+    page = opened.page
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+    box = canvas_box(page)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, "the canvas fits the phone's width"
+    backing = page.get_by_test_id("canvas").evaluate("c => [c.width, c.height]")
+    assert backing == [round(box["width"] * 3)] * 2, "backing store scaled by devicePixelRatio"
+    assert page.evaluate("document.documentElement.scrollHeight") > 700, "the page must be scrollable"
+
+    cdp = opened.context.new_cdp_session(page)
+    digit = pick(confident_digits, 3)
+    shown_while_down: list[str] = []
+
+    def still_down() -> None:
+        page.wait_for_function(HAS_DIGIT)
+        shown_while_down.append(shown_digit(page))
+
+    # A vertical swipe over the canvas first: it draws, it does not scroll.
+    draw_with_touch(page, cdp, [[[140, 260], [140, 200], [140, 140], [140, 80], [140, 20]]])
+    page.wait_for_function(SETTLED)
+    assert page.evaluate("scrollY") == 0
+    page.get_by_test_id("clear").tap()
+    assert_cleared(page)
+
+    draw_with_touch(page, cdp, digit.strokes, while_down=still_down)
+    page.wait_for_function(SETTLED)
+    assert shown_while_down and shown_while_down[0].isdigit(), "no prediction before the finger lifted"
+    assert_prediction_shown(page, digit.label)
+    assert page.evaluate("scrollY") == 0
+
+    # Control: the same swipe outside the canvas does scroll, so the check above means something.
+    x = 20.0
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": 650}]})
+    for i in range(1, 11):
+        point = {"x": x, "y": 650 - 30 * i}
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    page.wait_for_function("() => scrollY > 0")
+    assert opened.console.errors() == []
+
+
+def test_clear_button_escape_and_keyboard_reset_digit_and_bars(
+    open_page: Callable[..., Opened], live_server: LiveServer, confident_digits: list[Digit]
+) -> None:
+    opened = open_page(live_server.http_url + "/")
+    page = opened.page
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+    digit = pick(confident_digits, 0)
+
+    draw_with_mouse(page, digit.strokes)
+    page.wait_for_function(SETTLED)
+    assert_prediction_shown(page, digit.label)
+    page.get_by_test_id("clear").click()
+    assert_cleared(page)
+
+    # Escape, pressed while replies for the old drawing may still be in flight: they must not repaint it.
+    record_digit_changes(page)
+    draw_with_mouse(page, digit.strokes)
+    page.keyboard.press("Escape")
+    assert_cleared(page)
+    page.wait_for_timeout(300)
+    assert_cleared(page)
+
+    # Keyboard only: Tab reaches Clear, it shows a focus ring, Enter activates it.
+    draw_with_mouse(page, digit.strokes)
+    page.wait_for_function(SETTLED)
+    page.locator("body").focus()
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.dataset.testid") == "clear":
+            break
+    assert page.evaluate("document.activeElement.dataset.testid") == "clear", "Clear is not reachable by Tab"
+    outline = page.get_by_test_id("clear").evaluate("b => getComputedStyle(b).outlineStyle")
+    assert outline not in ("", "none"), "Clear has no visible focus style"
+    page.keyboard.press("Enter")
+    assert_cleared(page)
+    assert opened.console.errors() == []
+
+
+def test_falls_back_to_http_when_the_websocket_is_unreachable(
+    open_page: Callable[..., Opened], live_server: LiveServer, confident_digits: list[Digit]
+) -> None:
+    opened = open_page(live_server.http_url + "/?ws=ws://127.0.0.1:1/ws")
+    page = opened.page
+    posts: list[dict[str, Any]] = []
+    page.on("request", lambda r: posts.append(json.loads(r.post_data)) if r.method == "POST" else None)
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "http")
+    expect(page.get_by_test_id("status")).to_have_text("HTTP fallback")
+
+    digit = pick(confident_digits, 5)
+    shown_while_down: list[str] = []
+
+    def still_down() -> None:
+        page.wait_for_function(HAS_DIGIT)
+        shown_while_down.append(shown_digit(page))
+
+    draw_with_mouse(page, digit.strokes, while_down=still_down)
+    page.wait_for_function(SETTLED)
+    assert shown_while_down and shown_while_down[0].isdigit(), "no prediction before pen-up over HTTP"
+    assert_prediction_shown(page, digit.label)
+    assert len(posts) >= 2
+    assert set(posts[-1]) == {"strokes", "width", "height", "stroke_width"}
+    assert len(posts[-1]["strokes"]) == len(digit.strokes), "the final snapshot went out on pen-up"
+    expect(page.get_by_test_id("latency")).to_have_text(re.compile(r"^\d+ ms"))
+
+    # Only the browser's own report of the refused WebSocket may appear in the console.
+    refused = re.compile(r"WebSocket connection to 'ws://127\.0\.0\.1:1/ws' failed")
+    assert opened.console.errors(allow=lambda m: bool(refused.search(m))) == []
+
+
+def test_a_reply_older_than_the_one_shown_is_ignored(
+    open_page: Callable[..., Opened], live_server: LiveServer, confident_digits: list[Digit]
+) -> None:
+    routes: list[WebSocketRoute] = []
+
+    def relay(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            server.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            ws.send(message)
+
+        ws.on_message(to_server)
+        server.on_message(to_page)
+        routes.append(ws)
+
+    opened = open_page("about:blank")
+    page = opened.page
+    page.route_web_socket(re.compile(r"/ws$"), relay)
+    page.goto(live_server.http_url + "/")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+
+    digit = pick(confident_digits, 2)
+    draw_with_mouse(page, digit.strokes)
+    page.wait_for_function(SETTLED)
+    assert_prediction_shown(page, digit.label)
+    shown = page.evaluate("window.mnistLive.shownSeq")
+    assert shown >= 2
+    record_digit_changes(page)
+
+    def reply(seq: int, d: int) -> None:
+        probs = [0.0] * 10
+        probs[d] = 1.0
+        routes[-1].send(
+            json.dumps(
+                {
+                    "type": "prediction",
+                    "seq": seq,
+                    "status": "ok",
+                    "digit": d,
+                    "probabilities": probs,
+                    "confidence": 1.0,
+                    "latency_ms": 1.0,
+                }
+            )
+        )
+
+    stale, fresh, fresher = (digit.label + 1) % 10, (digit.label + 2) % 10, (digit.label + 3) % 10
+    reply(shown - 1, stale)  # older than the one shown: ignored
+    reply(shown, stale)  # a duplicate of the one shown: ignored
+    reply(shown + 100, fresh)  # newer (server-side ordering, e.g. over AWS): shown
+    reply(shown + 50, stale)  # arrives late, out of order: ignored
+    reply(shown + 101, fresher)
+    expect(page.locator(DIGIT)).to_have_text(str(fresher))
+    changes = page.evaluate("window.__digits")
+    assert str(stale) not in changes, changes
+    assert changes == [str(fresh), str(fresher)]
+    assert_prediction_shown(page, fresher)
+    assert opened.console.errors() == []
+
+
+def test_reconnects_and_switches_back_from_http_to_the_websocket(
+    open_page: Callable[..., Opened], live_server: LiveServer, confident_digits: list[Digit]
+) -> None:
+    connections: list[WebSocketRoute] = []
+
+    def flaky(ws: WebSocketRoute) -> None:
+        connections.append(ws)
+        if len(connections) == 1:
+            ws.close(code=1011, reason="test: first connection drops")  # never reaches the server
+        else:
+            ws.connect_to_server()
+
+    opened = open_page("about:blank")
+    page = opened.page
+    page.route_web_socket(re.compile(r"/ws$"), flaky)
+    states: list[str] = []
+
+    def on_state(state: str) -> None:  # expose_function needs a plain function
+        states.append(state)
+
+    page.expose_function("__state", on_state)
+    page.add_init_script(
+        """addEventListener('DOMContentLoaded', () => {
+             const el = document.querySelector('[data-testid="status"]');
+             new MutationObserver(() => window.__state(el.dataset.state))
+               .observe(el, {attributes: true}); });"""
+    )
+    page.goto(live_server.http_url + "/")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws", timeout=5_000)
+    assert "http" in states and states[-1] == "ws", states
+    assert len(connections) == 2
+
+    digit = pick(confident_digits, 4)
+    draw_with_mouse(page, digit.strokes)
+    page.wait_for_function(SETTLED)
+    assert_prediction_shown(page, digit.label)
+    assert opened.console.errors() == []
+
+
+def test_pings_every_twenty_seconds_and_gets_pongs(
+    open_page: Callable[..., Opened], live_server: LiveServer
+) -> None:
+    opened = open_page("about:blank")
+    page = opened.page
+    frames: list[tuple[str, str]] = []
+    page.on(
+        "websocket",
+        lambda ws: (
+            ws.on("framesent", lambda p: frames.append(("sent", p))),
+            ws.on("framereceived", lambda p: frames.append(("received", p))),
+        ),
+    )
+    page.clock.install()
+    page.goto(live_server.http_url + "/")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+    assert not any(p == '{"action":"ping"}' for _, p in frames)
+    page.clock.run_for(21_000)
+    for _ in range(100):  # the pong travels over a real socket: real time
+        if any(k == "received" and json.loads(p).get("type") == "pong" for k, p in frames):
+            break
+        page.wait_for_timeout(20)
+    assert ("sent", '{"action":"ping"}') in frames
+    assert any(k == "received" and json.loads(p).get("type") == "pong" for k, p in frames)
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+    assert opened.console.errors() == []
+
+
+def test_accessibility_tree_names_every_control(
+    open_page: Callable[..., Opened], live_server: LiveServer, confident_digits: list[Digit]
+) -> None:
+    opened = open_page(live_server.http_url + "/")
+    page = opened.page
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+    expect(page.locator("body")).to_match_aria_snapshot(
+        """
+        - banner:
+          - heading "mnist-live" [level=1]
+          - status "Connection": /Live/
+        - main:
+          - region "Drawing area":
+            - img "Drawing canvas, empty"
+            - button "Clear"
+          - region "Prediction":
+            - paragraph: "Predicted digit:"
+            - text: "—"
+            - paragraph: draw a digit
+            - list "Probability of each digit":
+              - listitem: 0 0%
+              - listitem: 1 0%
+              - listitem: 2 0%
+              - listitem: 3 0%
+              - listitem: 4 0%
+              - listitem: 5 0%
+              - listitem: 6 0%
+              - listitem: 7 0%
+              - listitem: 8 0%
+              - listitem: 9 0%
+        """
+    )
+    digit = pick(confident_digits, 1)
+    draw_with_mouse(page, digit.strokes)
+    page.wait_for_function(SETTLED)
+    canvas = page.get_by_role("img", name=re.compile(r"^Drawing canvas with your handwriting, \d+ strokes?$"))
+    expect(canvas).to_be_visible()
+    expect(page.get_by_role("list", name="Probability of each digit").get_by_role("listitem")).to_have_count(
+        10
+    )
+    live = page.locator("[aria-live=polite]")
+    expect(live).to_have_text(re.compile(rf"^Prediction: {digit.label}, \d+% sure\.$"))
+    expect(page.get_by_role("button", name="Clear")).to_have_attribute("aria-keyshortcuts", "Escape")
+    assert opened.console.errors() == []
