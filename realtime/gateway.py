@@ -1,0 +1,574 @@
+"""Local API Gateway WebSocket emulator: ``mnist-live gateway [--host 127.0.0.1] [--port 8001]``.
+
+Runs the Lambda WebSocket entrypoint (:class:`realtime.aws_lambda.WebSocketHandler`) in-process behind a
+WebSocket server, so the Lambda code path is driven by API Gateway's event shapes and answers through
+real boto3 ``post_to_connection`` calls (``../shared/docs/aws-websocket.md``, §2 and "Exact Lambda event
+fields"). What it reproduces:
+
+* ``$connect`` is invoked during the handshake; a non-2xx ``statusCode`` rejects it with that status.
+  CONNECT events carry ``headers``/``multiValueHeaders``, and ``queryStringParameters`` only when the URL
+  has a query string.
+* Route selection on ``$request.body.action`` (``predict``, ``ping``); non-JSON or unknown → ``$default``.
+  Each message is one invocation in a worker thread (:func:`asyncio.to_thread`), so invocations overlap
+  and replies may arrive out of order, as on Lambda. Return values reach the client only on two-way
+  routes; a handler exception sends ``{"message": "Internal server error", ...}``.
+* Frames over 32 KB close with 1009 (messages over 128 KiB too), binary frames with 1003.
+* ``$disconnect`` gets ``disconnectStatusCode``/``disconnectReason`` after the connection is gone.
+* The ``@connections`` management API on a second port (``/{stage}/@connections/{id}``, percent-encoded
+  id): POST (200; 413 over 128 KB), GET (connectedAt, lastActiveAt, identity), DELETE (204); 410 with
+  ``x-amzn-ErrorType: GoneException`` for unknown ids. A second port because the WebSocket server
+  cannot read request bodies.
+* Plain GETs on the WebSocket port serve the page (``site/``); its default ``ws://host/ws`` works
+  because any path upgrades, like a custom domain's mapping.
+
+Not emulated: the 10 min idle and 2 h connection timeouts, throttling, authorizers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import http
+import json
+import mimetypes
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from realtime import logs
+from realtime.lambda_types import (
+    CONNECT_ROUTE,
+    DEFAULT_ROUTE,
+    DISCONNECT_ROUTE,
+    MESSAGE_ROUTES,
+    RawEvent,
+)
+from shared.settings import REPO_ROOT
+
+Handler = Callable[[RawEvent, Any], Any]
+"""A Lambda handler: ``(event, context) -> {"statusCode": ...}``."""
+
+MAX_FRAME_BYTES = 32 * 1024
+"""API Gateway's frame limit, bytes (larger → close 1009)."""
+MAX_MESSAGE_BYTES = 128 * 1024
+"""API Gateway's message limit, bytes (larger → close 1009; also the @connections POST limit)."""
+CLOSE_UNSUPPORTED_DATA = 1003
+DEFAULT_PORT = 8001
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaContextStub:
+    """The parts of Lambda's context object the handlers read."""
+
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_name: str = "mnist-live-ws"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:mnist-live-ws"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left (API Gateway's integration timeout, 29 s)."""
+        return 29_000
+
+
+@dataclass(slots=True)
+class _Connection:
+    id: str
+    ws: ServerConnection | None
+    connected_at: float
+    last_active_at: float
+    source_ip: str
+    user_agent: str
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def new_connection_id() -> str:
+    """An id shaped like API Gateway's (16 base64 characters ending in ``=``, e.g. ``XaVSDeXSDoECF1g=``)."""
+    while True:
+        cid = base64.b64encode(os.urandom(11)).decode()
+        if "/" not in cid and "+" not in cid:
+            return cid
+
+
+def select_route(text: str, routes: tuple[str, ...] = MESSAGE_ROUTES) -> str:
+    """``$request.body.action``: the message's ``action`` when it names a route, else ``$default``."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return DEFAULT_ROUTE
+    action = body.get("action") if isinstance(body, dict) else None
+    return action if isinstance(action, str) and action in routes else DEFAULT_ROUTE
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _request_time(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+def _short_id() -> str:
+    return base64.b64encode(os.urandom(11)).decode().replace("/", "A").replace("+", "B")
+
+
+class Gateway:
+    """The emulator: a WebSocket server plus the ``@connections`` API, around one Lambda handler.
+
+    Args:
+        handler_factory: Builds the handler given the callback URL (``http://host:port/{stage}``), the
+            way ``MNIST_LIVE_CALLBACK_URL`` configures it on AWS for custom domains.
+        stage: The stage name (``prod``).
+        api_id: The API id used in ``domainName`` (``{api_id}.execute-api.{region}.amazonaws.com``).
+        region: The AWS region in ``domainName``.
+        two_way_routes: Routes whose handler ``body`` is sent back (none in ``infra/template.yaml``).
+        site: Folder served at ``/`` (default: the page, ``site/``).
+    """
+
+    def __init__(
+        self,
+        handler_factory: Callable[[str], Handler],
+        *,
+        stage: str = "prod",
+        api_id: str = "local00001",
+        region: str = "us-east-1",
+        two_way_routes: frozenset[str] = frozenset(),
+        site: Path | None = None,
+    ) -> None:
+        self.handler_factory = handler_factory
+        self.handler: Handler | None = None
+        self.stage = stage
+        self.api_id = api_id
+        self.region = region
+        self.two_way_routes = two_way_routes
+        self.site = site if site is not None else _site_dir()
+        self.connections: dict[str, _Connection] = {}
+        self._accepted: dict[ServerConnection, _Connection] = {}
+        self._server: Server | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.management_port = 0
+        self.log = logs.get_logger()
+
+    @property
+    def domain_name(self) -> str:
+        """``domainName`` of the events, as on AWS (the handler must use the callback URL instead)."""
+        return f"{self.api_id}.execute-api.{self.region}.amazonaws.com"
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port/{stage}`` (any path is accepted)."""
+        return f"ws://{self.host}:{self.port}/{self.stage}"
+
+    @property
+    def http_url(self) -> str:
+        """The page: ``http://host:port/``."""
+        return f"http://{self.host}:{self.port}/"
+
+    @property
+    def callback_url(self) -> str:
+        """The ``@connections`` endpoint for boto3's ``endpoint_url``: ``http://host:mport/{stage}``."""
+        return f"http://{self.host}:{self.management_port}/{self.stage}"
+
+    async def start(
+        self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, management_port: int = 0
+    ) -> None:
+        """Start both servers (port 0: ephemeral) and build the handler (loads the model)."""
+        self._loop = asyncio.get_running_loop()
+        self.host = host
+        self._http = ThreadingHTTPServer((host, management_port), _management_handler(self))
+        self._http.daemon_threads = True
+        self.management_port = self._http.server_address[1]
+        threading.Thread(target=self._http.serve_forever, name="gateway-@connections", daemon=True).start()
+        self.handler = await asyncio.to_thread(self.handler_factory, self.callback_url)
+        self._server = await serve(
+            self._serve,
+            host,
+            port,
+            process_request=self._process_request,
+            max_size=(MAX_MESSAGE_BYTES, MAX_FRAME_BYTES),
+            ping_interval=None,
+            compression=None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1] if port == 0 else port
+
+    async def stop(self) -> None:
+        """Close every connection (their ``$disconnect`` runs), then both servers."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        tasks = [t for c in self.connections.values() for t in c.tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+
+    async def _invoke(self, event: RawEvent) -> Any:
+        assert self.handler is not None
+        return await asyncio.to_thread(self.handler, event, LambdaContextStub())
+
+    def _context(
+        self, conn: _Connection, route: str, event_type: str, now: float, message_id: str | None = None
+    ) -> dict[str, Any]:
+        request_id = _short_id()
+        return {
+            "routeKey": route,
+            "eventType": event_type,
+            "extendedRequestId": request_id,
+            "requestTime": _request_time(now),
+            "messageDirection": "IN",
+            "stage": self.stage,
+            "connectedAt": int(conn.connected_at * 1000),
+            "requestTimeEpoch": int(now * 1000),
+            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+            "requestId": request_id,
+            "domainName": self.domain_name,
+            "connectionId": conn.id,
+            "apiId": self.api_id,
+            "messageId": message_id,
+        }
+
+    # -- WebSocket side ---------------------------------------------------------------------------------
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            return self._static(connection, request)
+        now = time.time()
+        peer = connection.remote_address[0] if connection.remote_address else "127.0.0.1"
+        conn = _Connection(new_connection_id(), None, now, now, peer, request.headers.get("User-Agent", ""))
+        headers: dict[str, str] = {}
+        multi: dict[str, list[str]] = {}
+        for name, value in request.headers.raw_items():
+            headers[name] = value
+            multi.setdefault(name, []).append(value)
+        headers.setdefault("X-Forwarded-For", peer)
+        multi.setdefault("X-Forwarded-For", [peer])
+        event: RawEvent = {
+            "headers": headers,
+            "multiValueHeaders": multi,
+            "requestContext": {
+                **self._context(conn, CONNECT_ROUTE, "CONNECT", now),
+                "disconnectStatusCode": None,
+                "disconnectReason": None,
+            },
+            "isBase64Encoded": False,
+        }
+        query = request.path.partition("?")[2]
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            event["queryStringParameters"] = dict(pairs)
+            event["multiValueQueryStringParameters"] = {
+                k: [v for key, v in pairs if key == k] for k in dict(pairs)
+            }
+        try:
+            result = await self._invoke(event)
+        except Exception:
+            self.log.exception("gateway_connect_failed", extra={"connection_id": conn.id})
+            return connection.respond(http.HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error\n")
+        status = _status_of(result)
+        if not 200 <= status < 300:
+            return connection.respond(status, f"{http.HTTPStatus(status).phrase}\n")
+        self._accepted[connection] = conn
+        return None
+
+    async def _serve(self, connection: ServerConnection) -> None:
+        conn = self._accepted.pop(connection)
+        conn.ws = connection
+        self.connections[conn.id] = conn
+        try:
+            async for message in connection:
+                conn.last_active_at = time.time()
+                if isinstance(message, bytes):
+                    await connection.close(CLOSE_UNSUPPORTED_DATA, "Binary frames are not supported.")
+                    break
+                task = asyncio.create_task(self._message(conn, message))
+                conn.tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
+        except ConnectionClosed:
+            pass
+        finally:
+            del self.connections[conn.id]
+            await connection.wait_closed()
+            now = time.time()
+            event: RawEvent = {
+                "headers": {
+                    "Host": self.domain_name,
+                    "x-api-key": "",
+                    "X-Forwarded-For": "",
+                    "x-restapi": "",
+                },
+                "multiValueHeaders": {
+                    "Host": [self.domain_name],
+                    "x-api-key": [""],
+                    "X-Forwarded-For": [""],
+                    "x-restapi": [""],
+                },
+                "requestContext": {
+                    **self._context(conn, DISCONNECT_ROUTE, "DISCONNECT", now),
+                    "disconnectStatusCode": connection.close_code,
+                    "disconnectReason": connection.close_reason or "",
+                },
+                "isBase64Encoded": False,
+            }
+            try:
+                await self._invoke(event)
+            except Exception:
+                self.log.exception("gateway_disconnect_failed", extra={"connection_id": conn.id})
+
+    async def _message(self, conn: _Connection, text: str) -> None:
+        route = select_route(text)
+        now = time.time()
+        context = self._context(conn, route, "MESSAGE", now, message_id=_short_id())
+        event: RawEvent = {"requestContext": context, "body": text, "isBase64Encoded": False}
+        try:
+            result = await self._invoke(event)
+        except Exception:
+            self.log.exception("gateway_message_failed", extra={"connection_id": conn.id})
+            reply: str | None = json.dumps(
+                {
+                    "message": "Internal server error",
+                    "connectionId": conn.id,
+                    "requestId": context["requestId"],
+                }
+            )
+        else:
+            body = result.get("body") if isinstance(result, Mapping) else None
+            reply = body if route in self.two_way_routes and isinstance(body, str) else None
+        if reply is not None and conn.ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await conn.ws.send(reply)
+
+    def _static(self, connection: ServerConnection, request: Request) -> Response:
+        path = unquote(request.path.partition("?")[0])
+        if path.endswith("/"):
+            path += "index.html"
+        root = self.site.resolve()
+        target = (root / path.lstrip("/")).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+        body = target.read_bytes()
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        headers = Headers(
+            [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
+        )
+        return Response(200, "OK", headers, body)
+
+    # -- @connections side (called from the management server's threads) --------------------------------
+
+    def call(self, coro: Any, timeout: float = 10.0) -> Any:
+        """Run ``coro`` on the gateway's loop from another thread and return its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def post_to(self, connection_id: str, data: bytes) -> bool:
+        """Send ``data`` as one frame (text when UTF-8); ``False`` when the connection is gone."""
+        conn = self.connections.get(connection_id)
+        if conn is None or conn.ws is None:
+            return False
+        try:
+            payload: str | bytes = data.decode()
+        except UnicodeDecodeError:
+            payload = data
+        try:
+            await conn.ws.send(payload)
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def describe(self, connection_id: str) -> dict[str, Any] | None:
+        """``GetConnection``'s body, or ``None`` when gone."""
+        conn = self.connections.get(connection_id)
+        if conn is None:
+            return None
+        return {
+            "connectedAt": _iso(conn.connected_at),
+            "lastActiveAt": _iso(conn.last_active_at),
+            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+        }
+
+    async def disconnect(self, connection_id: str) -> bool:
+        """``DeleteConnection``: close it (its ``$disconnect`` follows); ``False`` when gone."""
+        conn = self.connections.get(connection_id)
+        if conn is None or conn.ws is None:
+            return False
+        await conn.ws.close(1000, "Goodbye")
+        return True
+
+
+def _status_of(result: Any) -> int:
+    """A proxy integration result's ``statusCode`` (a malformed result is API Gateway's 502)."""
+    if isinstance(result, Mapping):
+        status = result.get("statusCode", 200)
+        if isinstance(status, int) and 100 <= status <= 599:
+            return status
+    return 502
+
+
+def _site_dir() -> Path:
+    checkout = REPO_ROOT / "site"
+    return checkout if (checkout / "index.html").is_file() else Path(__file__).parent / "site"
+
+
+_CONNECTIONS_PATH = re.compile(r"^(?:/(?P<stage>[^/@]+))?/@connections/(?P<id>[^/]+)$")
+
+
+def _management_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
+    class ManagementHandler(BaseHTTPRequestHandler):
+        """The ``@connections`` API: POST, GET, DELETE ``/{stage}/@connections/{connectionId}``."""
+
+        protocol_version = "HTTP/1.1"
+        server_version = "mnist-live-gateway"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the handler logs what matters."""
+
+        def _reply(
+            self, status: int, body: dict[str, Any] | None = None, error_type: str | None = None
+        ) -> None:
+            data = json.dumps(body).encode() if body is not None else b""
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            if error_type:
+                self.send_header("x-amzn-ErrorType", error_type)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _target(self) -> str | None:
+            match = _CONNECTIONS_PATH.match(self.path.partition("?")[0])
+            if match is None:
+                self._reply(404, {"message": "Not Found"}, "NotFoundException")
+                return None
+            if match["stage"] is not None and match["stage"] != gateway.stage:
+                self._reply(403, {"message": "Forbidden"}, "ForbiddenException")
+                return None
+            return unquote(match["id"])
+
+        def _gone(self) -> None:
+            self._reply(410, {"message": None}, "GoneException")
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(length)
+            connection_id = self._target()
+            if connection_id is None:
+                return
+            if length > MAX_MESSAGE_BYTES:
+                self._reply(413, {"message": "Request Entity Too Large"}, "PayloadTooLargeException")
+            elif gateway.call(gateway.post_to(connection_id, data)):
+                self._reply(200)
+            else:
+                self._gone()
+
+        def do_GET(self) -> None:
+            connection_id = self._target()
+            if connection_id is None:
+                return
+            info = gateway.call(gateway.describe(connection_id))
+            if info is None:
+                self._gone()
+            else:
+                self._reply(200, info)
+
+        def do_DELETE(self) -> None:
+            connection_id = self._target()
+            if connection_id is None:
+                return
+            if gateway.call(gateway.disconnect(connection_id)):
+                self._reply(204)
+            else:
+                self._gone()
+
+    return ManagementHandler
+
+
+def lambda_handler_factory(
+    settings: Any, predictor: Any = None, region: str = "us-east-1"
+) -> Callable[[str], Handler]:
+    """A :class:`Gateway` ``handler_factory`` building the real Lambda WebSocket handler.
+
+    The handler gets ``callback_url`` = the emulator's ``@connections`` URL and a boto3 session with
+    dummy credentials and ``region`` (the process environment is left alone).
+
+    Args:
+        settings: :class:`~shared.settings.Settings` (its ``callback_url`` is replaced).
+        predictor: A loaded :class:`~shared.inference.Predictor`, or ``None`` to load the model.
+        region: Region of the dummy boto3 session.
+    """
+
+    def factory(callback_url: str) -> Handler:
+        import boto3
+
+        from realtime.aws_lambda import Boto3Sender, WebSocketHandler
+
+        session = boto3.session.Session(
+            aws_access_key_id="local", aws_secret_access_key="local", region_name=region
+        )
+        return WebSocketHandler(
+            settings.model_copy(update={"callback_url": callback_url}),
+            predictor,
+            sender_factory=lambda url: Boto3Sender.for_endpoint(url, session),
+        )
+
+    return factory
+
+
+async def _run(args: argparse.Namespace) -> None:
+    from shared.settings import Settings
+
+    logs.configure(args.log_level)
+    gateway = Gateway(lambda_handler_factory(Settings()), stage=args.stage)
+    mport = args.management_port if args.management_port is not None else (args.port + 1 if args.port else 0)
+    await gateway.start(args.host, args.port, mport)
+    print(
+        f"mnist-live gateway: WebSocket {gateway.ws_url} (wscat -c {gateway.ws_url}), "
+        f"page {gateway.http_url}, @connections {gateway.callback_url}",
+        file=sys.stderr,
+    )
+    try:
+        await asyncio.Future()
+    finally:
+        await gateway.stop()
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(args))
+    return 0
+
+
+def add_command(sub: Any) -> None:
+    """Register ``mnist-live gateway``."""
+    cmd = sub.add_parser(
+        "gateway", help="run the Lambda WebSocket handler behind a local API Gateway emulator"
+    )
+    cmd.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    cmd.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"WebSocket port (default {DEFAULT_PORT})"
+    )
+    cmd.add_argument(
+        "--management-port", type=int, default=None, help="@connections API port (default: --port + 1)"
+    )
+    cmd.add_argument("--stage", default="prod", help="stage name (default prod)")
+    cmd.add_argument("--log-level", default="INFO", help="handler log level (default INFO)")
+    cmd.set_defaults(func=_gateway)
