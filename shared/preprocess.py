@@ -58,7 +58,6 @@ DEFAULT_STROKE_FRACTION = 16 / 280
 """Default stroke width as a fraction of the canvas's longer side: 16 px on the page's 280 px canvas."""
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 """Pillow decoders we accept; nothing more exotic is ever parsed."""
-_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"RIFF")
 _SIMPLIFY_PX = 0.5
 """Polyline points closer than this (output px) to the previous kept point are dropped."""
 
@@ -158,9 +157,12 @@ def decode_base64(text: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
         payload = payload.translate(str.maketrans("-_", "+/"))
     payload += "=" * (-len(payload) % 4)
     try:
-        return base64.b64decode(payload, validate=True)
+        raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise errors.InvalidBase64("The image is not valid base64.") from exc
+    if len(raw) > limits.max_encoded_bytes:  # the length check above allows up to 2 bytes more
+        raise errors.PayloadTooLarge(f"The image exceeds {limits.max_encoded_bytes} bytes.")
+    return raw
 
 
 def decode_image(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> FloatImage:
@@ -196,16 +198,27 @@ def decode_image(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> FloatIma
         return _ink_map(img)
     except errors.MnistLiveError:
         raise
-    except (OSError, EOFError) as exc:
-        if "truncat" in str(exc).lower() or isinstance(exc, EOFError) or "end of file" in str(exc).lower():
+    except (OSError, EOFError, ValueError, SyntaxError, TypeError, IndexError, KeyError, struct.error) as exc:
+        text = str(exc).lower()
+        if (
+            isinstance(exc, EOFError)
+            or "truncat" in text
+            or "end of file" in text
+            or _is_truncated(raw)
+        ):
             raise errors.TruncatedImage("The image data is truncated.") from exc
-        raise errors.InvalidImage("The image data is corrupt.") from exc
-    except (ValueError, SyntaxError, TypeError, IndexError, KeyError, struct.error) as exc:
         raise errors.InvalidImage("The image data is corrupt.") from exc
 
 
 def _open_checked(raw: bytes, limits: Limits) -> Image.Image:
-    """Open lazily (header only) and refuse impossible or oversized dimensions before decoding."""
+    """Open lazily (header only) and refuse impossible or oversized dimensions before decoding.
+
+    Raises:
+        ImageTooLarge: the header declares more than ``limits.max_image_pixels`` pixels.
+        TruncatedImage: a supported format's header ends early (see :func:`_is_truncated`).
+        InvalidImage: a supported format's header is impossible (zero width, bad bit depth, ...).
+        NotAnImage: no supported format's signature.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -214,16 +227,14 @@ def _open_checked(raw: bytes, limits: Limits) -> Image.Image:
         raise errors.ImageTooLarge(
             f"The image declares more than {limits.max_image_pixels} pixels."
         ) from exc
-    except UnidentifiedImageError as exc:
-        if raw.startswith(_MAGIC):
-            if len(raw) < 32:
-                raise errors.TruncatedImage("The image data is truncated.") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        if _is_truncated(raw):
+            raise errors.TruncatedImage("The image data is truncated.") from exc
+        if _sniff(raw) is not None:
             raise errors.InvalidImage("The image header is invalid (e.g. zero width).") from exc
         raise errors.NotAnImage(
             "The data is not a supported image (PNG, JPEG, WebP, GIF or BMP)."
         ) from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise errors.InvalidImage("The image header is invalid.") from exc
     width, height = img.size
     if width <= 0 or height <= 0:
         raise errors.InvalidImage("The image header declares a zero width or height.")
@@ -232,6 +243,104 @@ def _open_checked(raw: bytes, limits: Limits) -> Image.Image:
             f"The image declares {width}x{height} pixels; at most {limits.max_image_pixels} are allowed."
         )
     return img
+
+
+_BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
+"""BMP DIB header sizes (bytes) Pillow reads: OS/2 1.x-2.x, BITMAPINFOHEADER to BITMAPV5HEADER."""
+
+
+def _sniff(raw: bytes) -> str | None:
+    """Name the supported format whose signature ``raw`` starts with (or a prefix of), else ``None``."""
+    head = raw[:16]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"[: max(4, len(head))]):
+        return "PNG"
+    if head.startswith(b"\xff\xd8"):
+        return "JPEG"
+    if head.startswith(b"GIF8"):
+        return "GIF"
+    if head.startswith(b"RIFF") and (len(head) < 12 or head[8:12] == b"WEBP"):
+        return "WEBP"
+    if head.startswith(b"BM") and (
+        len(head) < 18 or int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES
+    ):
+        return "BMP"
+    return None
+
+
+def _is_truncated(raw: bytes) -> bool:
+    """Tell whether ``raw`` is a supported format cut short (inside its header or before its data).
+
+    Walks PNG chunks up to IDAT, JPEG segments up to SOS and GIF blocks up to the first image
+    descriptor; uses BMP's file size and WebP's RIFF size fields. Costs O(header size), no decoding.
+
+    Args:
+        raw: The encoded bytes.
+
+    Returns:
+        True when the data ends before the header (or the size it declares) is complete.
+    """
+    fmt, n = _sniff(raw), len(raw)
+    if fmt == "PNG":
+        pos = 8
+        while True:
+            if pos + 8 > n:
+                return True
+            length = int.from_bytes(raw[pos : pos + 4], "big")
+            if raw[pos + 4 : pos + 8] == b"IDAT" or length >= 1 << 31:
+                return pos + 8 >= n  # the image data itself is missing
+            pos += 12 + length
+    if fmt == "JPEG":
+        pos = 2
+        while True:
+            if pos + 4 > n:
+                return True
+            if raw[pos] != 0xFF:
+                return False
+            marker = raw[pos + 1]
+            if marker == 0xFF:
+                pos += 1
+                continue
+            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+                continue
+            end = pos + 2 + int.from_bytes(raw[pos + 2 : pos + 4], "big")
+            if end > n:
+                return True
+            if marker == 0xDA:  # start of scan: the header is complete; is any entropy data there?
+                return end >= n
+            pos = end
+    if fmt == "GIF":
+        if n < 13:
+            return True
+        flags = raw[10]
+        pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+        while True:
+            if pos >= n:
+                return True
+            block = raw[pos]
+            if block == 0x2C:  # image descriptor (+ local colour table) and LZW code size
+                if pos + 10 > n:
+                    return True
+                local = raw[pos + 9]
+                return pos + 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0) > n
+            if block != 0x21:  # not an extension: trailer or garbage
+                return False
+            pos += 2
+            while True:
+                if pos >= n:
+                    return True
+                size = raw[pos]
+                pos += 1 + size
+                if size == 0:
+                    break
+    if fmt == "BMP":
+        if n < 18:
+            return True
+        declared = int.from_bytes(raw[2:6], "little")
+        return n < 14 + int.from_bytes(raw[14:18], "little") or (declared > n and declared < 1 << 30)
+    if fmt == "WEBP":
+        return n < 12 or n < 8 + int.from_bytes(raw[4:8], "little")
+    return False
 
 
 def _ink_map(img: Image.Image) -> FloatImage:
@@ -301,13 +410,33 @@ def normalize(ink: npt.NDArray[Any]) -> FloatImage | None:
 # -------------------------------------------------------------------------------------------- strokes
 
 
-def _number(value: Any, name: str, limits: Limits) -> float:
+def _number(value: Any, name: str, limits: Limits, minimum: float = 0.0) -> float:
+    """Validate a positive size field (px) into a float in ``(minimum, limits.max_coordinate]``.
+
+    Args:
+        value: The field as sent (JSON number expected).
+        name: Field name for the message.
+        limits: ``max_coordinate`` bounds the value.
+        minimum: Exclusive lower bound, px.
+
+    Returns:
+        The value as a float, px.
+
+    Raises:
+        InvalidFieldType: not an int or float (bools refused), not finite, out of range.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise errors.InvalidFieldType(f"'{name}' must be a number.")
-    v = float(value)
-    if not math.isfinite(v) or v <= 0 or v > limits.max_coordinate:
-        raise errors.InvalidFieldType(f"'{name}' must be a finite number in (0, {limits.max_coordinate:g}].")
+    v = float(value) if isinstance(value, float) or abs(value) <= 1 << 64 else math.inf
+    if not math.isfinite(v) or v <= minimum or v > limits.max_coordinate:
+        raise errors.InvalidFieldType(
+            f"'{name}' must be a finite number in ({minimum:g}, {limits.max_coordinate:g}]."
+        )
     return v
+
+
+MIN_CANVAS_PX = 1.0
+"""Canvas width and height must exceed this (px); sub-pixel canvases make the vector scale overflow."""
 
 
 def _stroke_arrays(strokes: Any, limits: Limits) -> list[npt.NDArray[np.float64]]:
@@ -359,8 +488,9 @@ def rasterize_strokes(
 
     Args:
         strokes: ``[[[x, y], ...], ...]`` in canvas px, y down (see :class:`StrokesFrame`).
-        width: Canvas width, px. height: Canvas height, px.
-        stroke_width: Pen diameter, px; default ``DEFAULT_STROKE_FRACTION * max(width, height)``.
+        width: Canvas width, px, in ``(MIN_CANVAS_PX, limits.max_coordinate]``.
+        height: Canvas height, px, same range.
+        stroke_width: Pen diameter, px, > 0; default ``DEFAULT_STROKE_FRACTION * max(width, height)``.
         limits: ``max_strokes``, ``max_points`` and ``max_coordinate``.
 
     Returns:
@@ -370,9 +500,12 @@ def rasterize_strokes(
         InvalidStrokes: malformed, non-numeric, non-finite or out-of-range points, or over the limits.
         InvalidFieldType: ``width``, ``height`` or ``stroke_width`` not a positive finite number.
     """
-    w = _number(width, "width", limits)
-    h = _number(height, "height", limits)
-    pen = DEFAULT_STROKE_FRACTION * max(w, h) if stroke_width is None else _number(stroke_width, "stroke_width", limits)
+    w = _number(width, "width", limits, MIN_CANVAS_PX)
+    h = _number(height, "height", limits, MIN_CANVAS_PX)
+    if stroke_width is None:
+        pen = DEFAULT_STROKE_FRACTION * max(w, h)
+    else:
+        pen = _number(stroke_width, "stroke_width", limits)
     arrays = _stroke_arrays(strokes, limits)
     if not arrays:
         return None
@@ -426,10 +559,11 @@ def _capsule_coverage(
     """Anti-aliased coverage of the union of capsules (segments ``a[i]``-``b[i]``, radius ``radius``).
 
     Args:
-        a: ``(M, 2)`` float32 segment starts, output px. b: ``(M, 2)`` float32 segment ends (equal to
-            ``a`` for a dot).
+        a: ``(M, 2)`` float32 segment starts, output px.
+        b: ``(M, 2)`` float32 segment ends (equal to ``a`` for a dot).
         radius: Pen radius, output px.
-        height: Output rows. width: Output columns.
+        height: Output rows.
+        width: Output columns.
 
     Returns:
         ``(height, width)`` float32 in [0, 1]: ``clip(radius + 0.5 - distance, 0, 1)`` per pixel centre.
