@@ -332,7 +332,7 @@ async def _serve_websocket(websocket: WebSocket, runtime: Runtime) -> None:
         return
     await websocket.accept()
     runtime.connections += 1
-    conn = _Connection(websocket, runtime)
+    conn = WebSocketConnection(websocket, runtime)
     log.info("ws_connected", extra={"conn": conn.id, "peer": peer})
     try:
         await conn.run()
@@ -353,14 +353,14 @@ async def _serve_websocket(websocket: WebSocket, runtime: Runtime) -> None:
         )
 
 
-class _Connection:
+class WebSocketConnection:
     """The I/O around one :class:`~realtime.protocol.Session`: it owns the timers and the tasks."""
 
     _ids = 0
 
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
-        _Connection._ids += 1
-        self.id = _Connection._ids
+        WebSocketConnection._ids += 1
+        self.id = WebSocketConnection._ids
         self.ws = websocket
         self.runtime = runtime
         settings = runtime.settings
@@ -375,6 +375,7 @@ class _Connection:
         self._closer: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
+        """Read frames until the peer leaves, the connection idles out or is closed for flow control."""
         writer = asyncio.create_task(self._writer())
         worker: asyncio.Task[None] | None = None
         try:

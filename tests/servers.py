@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 
 from realtime.local import create_app
 from shared.inference import Predictor
@@ -17,11 +18,12 @@ from shared.settings import Settings
 
 @dataclass(frozen=True)
 class LiveServer:
-    """A running server: ``http_url`` (``http://127.0.0.1:PORT``) and ``ws_url`` (``.../ws``)."""
+    """A running server: ``http_url`` (``http://127.0.0.1:PORT``), ``ws_url`` (``.../ws``), the app."""
 
     http_url: str
     ws_url: str
     settings: Settings
+    app: FastAPI
 
 
 @contextlib.contextmanager
@@ -47,7 +49,7 @@ def run_server(settings: Settings, predictor: Predictor | None = None) -> Iterat
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", settings)
+        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", settings, app)
     finally:
         server.should_exit = True
         thread.join(10)

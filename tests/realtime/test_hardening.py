@@ -1,0 +1,216 @@
+"""Local server hardening: Origin, token, rate limit, connection cap, slow consumer, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+from starlette.websockets import WebSocketState
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from realtime.local import Runtime, WebSocketConnection
+from realtime.logs import LOGGER_NAME
+from shared.inference import Predictor
+from shared.settings import Settings
+from tests.realtime.wsclient import recv, send, snapshot
+from tests.servers import LiveServer, run_server
+
+LINE = [[[140, 40], [140, 240]]]
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def server_logs() -> Iterator[Records]:
+    handler = Records()
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def connections(server: LiveServer) -> int:
+    count: int = server.app.state.runtime.connections
+    return count
+
+
+async def wait_for_zero_connections(server: LiveServer, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while connections(server) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert connections(server) == 0
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://127.0.0.2.evil.example"])
+@pytest.mark.asyncio
+async def test_foreign_origin_is_refused_at_handshake(live_server: LiveServer, origin: str) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(live_server.ws_url, origin=origin):  # type: ignore[arg-type]
+            pass
+    assert info.value.response.status_code == 403
+
+
+@pytest.mark.parametrize("origin", [None, "http://localhost:5173", "http://127.0.0.1:8000"])
+@pytest.mark.asyncio
+async def test_local_and_absent_origins_are_allowed(live_server: LiveServer, origin: str | None) -> None:
+    async with connect(live_server.ws_url, origin=origin) as ws:  # type: ignore[arg-type]
+        await send(ws, {"action": "ping"})
+        assert await recv(ws) == {"type": "pong"}
+
+
+@pytest.mark.asyncio
+async def test_configured_origin_is_allowed(predictor: Predictor) -> None:
+    settings = Settings(allowed_origins=["https://draw.example.com"])
+    with run_server(settings, predictor) as server:
+        async with connect(server.ws_url, origin="https://draw.example.com") as ws:  # type: ignore[arg-type]
+            await send(ws, {"action": "ping"})
+            assert await recv(ws) == {"type": "pong"}
+        with pytest.raises(InvalidStatus):
+            async with connect(server.ws_url, origin="https://other.example.com"):  # type: ignore[arg-type]
+                pass
+
+
+@pytest.mark.asyncio
+async def test_websocket_token_refused_and_accepted(predictor: Predictor) -> None:
+    settings = Settings(auth_token="t0ken")  # type: ignore[arg-type]
+    with run_server(settings, predictor) as server:
+        for url in (server.ws_url, server.ws_url + "?token=wrong"):
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url):
+                    pass
+            assert info.value.response.status_code == 403
+        async with connect(server.ws_url + "?token=t0ken") as ws:
+            await send(ws, snapshot(LINE, 1))
+            assert (await recv(ws))["type"] == "prediction"
+
+
+def test_cors_preflight_allows_local_and_configured_origins(live_server: LiveServer) -> None:
+    headers = {"access-control-request-method": "POST", "access-control-request-headers": "content-type"}
+    with httpx.Client(base_url=live_server.http_url) as c:
+        ok = c.options("/predict", headers={**headers, "origin": "http://localhost:3000"})
+        assert ok.headers.get("access-control-allow-origin") == "http://localhost:3000"
+        bad = c.options("/predict", headers={**headers, "origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in bad.headers
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_answers_rate_limited_and_keeps_the_connection(predictor: Predictor) -> None:
+    with run_server(Settings(rate_limit_fps=10), predictor) as server:
+        async with connect(server.ws_url) as ws:
+            for i in range(1, 16):
+                await send(ws, snapshot(LINE, i))
+            codes: list[str] = []
+            answered: list[int] = []
+            while True:  # read until the server has been quiet for a while
+                try:
+                    msg = await recv(ws, 0.5)
+                except TimeoutError:
+                    break
+                if msg["type"] == "error":
+                    codes.append(msg["error"]["code"])
+                else:
+                    answered.append(msg["seq"])
+            assert set(codes) == {"rate_limited"}
+            assert 4 <= len(codes) <= 5  # 10-frame burst, then 15 - 10 frames over the limit
+            assert answered[-1] >= 10
+            await asyncio.sleep(0.5)  # tokens refill
+            await send(ws, snapshot(LINE, 100))
+            assert (await recv(ws))["seq"] == 100
+
+
+@pytest.mark.asyncio
+async def test_connection_cap_closes_with_1013(predictor: Predictor) -> None:
+    with run_server(Settings(max_connections=2), predictor) as server:
+        async with connect(server.ws_url), connect(server.ws_url):
+            async with connect(server.ws_url) as third:
+                with pytest.raises(ConnectionClosed) as info:
+                    await recv(third)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1013
+        await wait_for_zero_connections(server)
+        async with connect(server.ws_url) as ws:  # capacity is back
+            await send(ws, {"action": "ping"})
+            assert await recv(ws) == {"type": "pong"}
+
+
+class StalledSocket:
+    """A WebSocket whose peer stopped reading: ``send_text`` never completes."""
+
+    def __init__(self, frames: list[str]) -> None:
+        self.frames = frames
+        self.application_state = WebSocketState.CONNECTED
+        self.sends_started = 0
+        self.closed_with: int | None = None
+
+    async def receive(self) -> dict[str, object]:
+        if self.frames:
+            await asyncio.sleep(0)
+            return {"type": "websocket.receive", "text": self.frames.pop(0)}
+        await asyncio.Event().wait()  # the client goes quiet
+        raise AssertionError("unreachable")
+
+    async def send_text(self, text: str) -> None:
+        self.sends_started += 1
+        await asyncio.Event().wait()  # blocked forever: the peer's receive window is full
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed_with = code
+        self.application_state = WebSocketState.DISCONNECTED
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("pings", [3, 200])
+async def test_slow_consumer_is_bounded_then_closed_with_1008(pings: int, server_logs: Records) -> None:
+    """3 pings: the blocked send times out; 200 pings: the bounded queue overflows first."""
+    settings = Settings(send_queue_frames=4, slow_consumer_timeout_s=0.2)
+    sock = StalledSocket(['{"action": "ping"}'] * pings)
+    conn = WebSocketConnection(sock, Runtime(settings, None))  # type: ignore[arg-type]
+    start = time.monotonic()
+    await asyncio.wait_for(conn.run(), 5)
+    assert sock.closed_with == 1008 and conn.close_code == 1008
+    assert conn.outbox.qsize() <= settings.send_queue_frames, "memory stays bounded"
+    assert sock.sends_started == 1, "nothing more is sent to a peer that does not read"
+    if pings == 3:
+        assert time.monotonic() - start >= 0.2
+    assert any(r.getMessage() == "ws_slow_consumer" for r in server_logs.records)
+
+
+@pytest.mark.asyncio
+async def test_disconnect_mid_inference_leaves_nothing_behind(
+    live_server: LiveServer, server_logs: Records
+) -> None:
+    img = Image.new("L", (2048, 2048), 255)
+    ImageDraw.Draw(img).line([(1000, 200), (1000, 1800)], fill=0, width=120)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    heavy = base64.b64encode(buf.getvalue()).decode()  # a large canvas: ~tens of ms to decode
+    assert len(heavy) < live_server.settings.ws_max_message_bytes
+    for _ in range(3):
+        ws = await connect(live_server.ws_url, max_size=None)
+        await ws.send(json.dumps({"action": "predict", "seq": 1, "image": heavy}))
+        await asyncio.sleep(0.01)
+        await ws.close()
+    await wait_for_zero_connections(live_server)
+    await asyncio.sleep(0.5)  # let abandoned inferences finish
+    problems = [r for r in server_logs.records if r.levelno >= logging.WARNING]
+    assert not problems, [r.getMessage() for r in problems]
+    async with connect(live_server.ws_url) as ws:  # the server still serves
+        await send(ws, snapshot(LINE, 1))
+        assert (await recv(ws))["type"] == "prediction"
