@@ -41,7 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND_MODULES: list[str] = ["realtime.gateway"]
+COMMAND_MODULES: list[str] = ["realtime.replay", "realtime.predict_cli", "realtime.gateway"]
 """Modules adding sub-commands besides ``serve`` (e.g. ``"realtime.replay"``)."""
 
 

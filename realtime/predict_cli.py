@@ -1,0 +1,232 @@
+"""``mnist-live predict FILE``: classify one image or one recorded ink and print the top-3 digits.
+
+``FILE`` is an image (PNG, JPEG, WebP, GIF, BMP; any polarity) or a JSON Lines ink recording (``.jsonl``
+or ``.jsonl.gz``, like ``../shared/data/pen``; the first ink, or ``--index i``). Inks are drawn centred
+on the page's 280 x 280 canvas with its 16 px pen. By default the model runs in this process
+(``MNIST_LIVE_MODEL_PATH``); with ``--url`` the file is sent to a server's ``POST /predict``.
+
+Output: one line per digit, most probable first (``--json``: one JSON object). Errors are one line on
+stderr and exit code 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.inks import Strokes, fit_to_canvas, load_inks
+
+CANVAS = 280
+"""The page's logical canvas side, px."""
+
+STROKE_WIDTH = 16.0
+"""The page's pen diameter, px."""
+
+INK_BOX = 200.0
+"""Longer side of an ink drawn on the canvas, px (centred, like a person writing in the middle)."""
+
+
+class PredictFailed(Exception):
+    """A failure to report as one line (``message``) with exit code 1."""
+
+
+def is_ink_file(path: Path) -> bool:
+    """True for JSON Lines recordings (``.jsonl``, ``.jsonl.gz``, ``.ndjson``)."""
+    name = path.name.lower()
+    return name.endswith((".jsonl", ".jsonl.gz", ".ndjson"))
+
+
+def ink_strokes(path: Path, index: int) -> tuple[Strokes, int]:
+    """Read ink ``index`` of a recording and centre it on the canvas.
+
+    Args:
+        path: The ``.jsonl`` / ``.jsonl.gz`` file.
+        index: 0-based position of the ink in the file.
+
+    Returns:
+        ``(strokes, label)``: canvas px (y down, 280 x 280 canvas) and the recorded digit.
+
+    Raises:
+        PredictFailed: unreadable file, malformed line, or no ink at ``index``.
+    """
+    try:
+        inks = load_inks(path, limit=index + 1)
+    except OSError as exc:
+        raise PredictFailed(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise PredictFailed(f"{path} is not an ink recording: {exc}") from exc
+    if index >= len(inks):
+        raise PredictFailed(f"{path} has {len(inks)} ink(s); there is no index {index}")
+    ink = inks[index]
+    margin = (CANVAS - INK_BOX) / 2
+    try:
+        strokes = fit_to_canvas(ink, INK_BOX, margin, margin)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise PredictFailed(f"{path}: ink {index} has malformed strokes") from exc
+    # fit_to_canvas puts the bounding box's top-left at the margin; centre the shorter side too.
+    xs = [p[0] for s in strokes for p in s]
+    ys = [p[1] for s in strokes for p in s]
+    dx = (CANVAS - (max(xs) + min(xs))) / 2
+    dy = (CANVAS - (max(ys) + min(ys))) / 2
+    centred = [[[round(x + dx, 2), round(y + dy, 2)] for x, y, *_ in s] for s in strokes]
+    return centred, ink.label
+
+
+def predict_local(body: bytes | Strokes) -> dict[str, Any]:
+    """Classify in this process with the configured model.
+
+    Args:
+        body: Encoded image bytes, or strokes on the 280 x 280 canvas (px, y down).
+
+    Returns:
+        ``{"status", "digit", "probabilities", "confidence"}``.
+
+    Raises:
+        PredictFailed: the model cannot be loaded or the input is rejected.
+    """
+    from shared import errors
+    from shared.inference import Predictor
+    from shared.preprocess import ImageFrame, StrokesFrame
+    from shared.settings import Settings
+
+    settings = Settings()
+    try:
+        predictor = Predictor(settings.model_path, settings.intra_op_num_threads)
+        frame = (
+            ImageFrame(body) if isinstance(body, bytes) else StrokesFrame(body, CANVAS, CANVAS, STROKE_WIDTH)
+        )
+        prediction = predictor.predict([frame], settings.limits)[0]
+    except errors.MnistLiveError as exc:
+        raise PredictFailed(f"{exc.code}: {exc.message}") from exc
+    return prediction.model_dump()
+
+
+def predict_remote(url: str, body: bytes | Strokes, name: str, token: str | None, timeout: float) -> Any:
+    """Send to a server's ``POST /predict`` (image as a multipart upload, strokes as JSON).
+
+    Args:
+        url: Server base URL or the full ``.../predict`` URL.
+        body: Encoded image bytes, or strokes on the 280 x 280 canvas.
+        name: File name for the upload.
+        token: Bearer token, if the server requires one.
+        timeout: Seconds to wait for the answer.
+
+    Returns:
+        The server's JSON answer.
+
+    Raises:
+        PredictFailed: connection failure, timeout or an error answer.
+    """
+    import httpx
+
+    from realtime.replay import predict_endpoint
+
+    endpoint = predict_endpoint(url)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        if isinstance(body, bytes):
+            response = httpx.post(endpoint, files={"file": (name, body)}, headers=headers, timeout=timeout)
+        else:
+            payload = {"strokes": body, "width": CANVAS, "height": CANVAS, "stroke_width": STROKE_WIDTH}
+            response = httpx.post(endpoint, json=payload, headers=headers, timeout=timeout)
+    except httpx.TimeoutException as exc:
+        raise PredictFailed(f"{endpoint} did not answer within {timeout:g} s") from exc
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.ConnectError):
+            reason = "connection refused" if "refused" in reason.lower() else reason
+        raise PredictFailed(f"cannot connect to {endpoint}: {reason}") from exc
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.status_code != 200:
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            detail = f"{err.get('code')}: {err.get('message')}"
+        else:
+            detail = response.reason_phrase
+        raise PredictFailed(f"server answered {response.status_code} ({detail})")
+    if not isinstance(data, dict) or "status" not in data:
+        raise PredictFailed(f"{endpoint} did not answer with a prediction")
+    return data
+
+
+def top3(probabilities: list[float] | None) -> list[dict[str, float | int]]:
+    """The three most probable digits as ``[{"digit", "probability"}]``, most probable first."""
+    if not probabilities:
+        return []
+    order = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[:3]
+    return [{"digit": i, "probability": float(probabilities[i])} for i in order]
+
+
+def format_text(name: str, result: dict[str, Any], label: int | None) -> str:
+    """Human-readable answer: a header line, then the top-3 digits with probabilities and bars."""
+    lines = []
+    suffix = "" if label is None else f" (recorded label {label})"
+    if result.get("status") != "ok" or not result.get("probabilities"):
+        return f"{name}: blank canvas, no digit{suffix}"
+    lines.append(f"{name}: {result['digit']}{suffix}")
+    for rank, item in enumerate(top3(result["probabilities"]), start=1):
+        p = float(item["probability"])
+        bar = "█" * round(p * 30)
+        lines.append(f"  {rank}. {item['digit']}  {p * 100:6.2f} %  {bar}")
+    return "\n".join(lines)
+
+
+def add_command(sub: Any) -> None:
+    """Register ``predict``."""
+    p = sub.add_parser(
+        "predict",
+        help="classify an image or a recorded ink and print the top-3 digits",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    p.add_argument("file", type=Path, help="image (PNG/JPEG/WebP/GIF/BMP) or .jsonl ink recording")
+    p.add_argument("--index", type=int, default=0, help="which ink of a .jsonl file, 0-based (default 0)")
+    p.add_argument("--url", default=None, help="server to ask (http://host:port); default: in-process")
+    p.add_argument("--token", default=None, help="Bearer token for --url")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --url (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    try:
+        if args.index < 0:
+            raise PredictFailed("--index must be >= 0")
+        label: int | None = None
+        body: bytes | Strokes
+        if is_ink_file(path):
+            body, label = ink_strokes(path, args.index)
+        else:
+            try:
+                body = path.read_bytes()
+            except OSError as exc:
+                raise PredictFailed(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if args.url:
+            result = predict_remote(args.url, body, path.name, args.token, args.timeout)
+        else:
+            result = predict_local(body)
+    except PredictFailed as exc:
+        print(f"mnist-live predict: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        out: dict[str, Any] = {
+            "file": str(path),
+            "status": result.get("status"),
+            "digit": result.get("digit"),
+            "confidence": result.get("confidence"),
+            "top_k": top3(result.get("probabilities")),
+            "probabilities": result.get("probabilities"),
+        }
+        if label is not None:
+            out["index"] = args.index
+            out["label"] = label
+        print(json.dumps(out))
+    else:
+        print(format_text(path.name, result, label))
+    return 0
