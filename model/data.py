@@ -1,0 +1,181 @@
+"""Training and evaluation data: checked MNIST IDX files, the UNIPEN writer split, canvas renderings.
+
+Everything here goes through the product's own preprocessing (:mod:`shared.preprocess`), so the model
+is trained and evaluated on exactly the tensors serving produces.
+
+Writer split of ``pen/unipen1a_dev.jsonl.gz`` (178 writers, 10,542 inks):
+
+* held out (evaluation only, never trained on): every writer in ``unipen1a_dev_200.jsonl``
+  (120 writers, 7,761 inks), so the CI test on the 200 file measures unseen writers;
+* the other 58 writers (2,781 inks) are split again by writer: :data:`PEN_VAL_FRACTION` of their inks
+  (whole writers) calibrate the temperature, the rest are trained on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from shared.inks import Ink, Strokes, load_inks, random_placement
+
+MNIST_FILES = {
+    "train": ("mnist/train-images-idx3-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz"),
+    "test": ("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"),
+}
+"""Split name to (images, labels) IDX gzip paths, relative to the data folder."""
+PEN_ALL = "pen/unipen1a_dev.jsonl.gz"
+"""Every ink of the 178 development writers."""
+PEN_200 = "pen/unipen1a_dev_200.jsonl"
+"""Its writers are held out of training; the CI test reads this file."""
+CANVAS = 280
+"""Side of the page's drawing canvas, px."""
+PEN_BOX_RANGE = (90.0, 230.0)
+"""Longer side of a digit drawn on the 280 px canvas, px (evaluation)."""
+PEN_WIDTH_RANGE = (12.0, 24.0)
+"""Pen diameter on the 280 px canvas, px (evaluation)."""
+PEN_VAL_FRACTION = 0.1
+"""Share of the training writers' inks (whole writers) kept for temperature calibration."""
+
+
+class ChecksumError(RuntimeError):
+    """A data file's sha256 differs from ``SHA256SUMS``."""
+
+
+def verify_checksums(data_dir: Path, names: list[str]) -> None:
+    """Check files against the data folder's ``SHA256SUMS``.
+
+    Args:
+        data_dir: The shared data folder (holds ``SHA256SUMS``).
+        names: Paths relative to ``data_dir``, as listed in ``SHA256SUMS``.
+
+    Raises:
+        ChecksumError: a file is not listed, or its sha256 differs.
+        OSError: a file cannot be read.
+    """
+    sums: dict[str, str] = {}
+    for line in (data_dir / "SHA256SUMS").read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            sums[name.lstrip("*")] = digest
+    for name in names:
+        if name not in sums:
+            raise ChecksumError(f"{name} is not listed in {data_dir / 'SHA256SUMS'}")
+        actual = hashlib.sha256((data_dir / name).read_bytes()).hexdigest()
+        if actual != sums[name]:
+            raise ChecksumError(f"{name}: sha256 {actual} != {sums[name]} (SHA256SUMS)")
+
+
+def load_mnist(data_dir: Path, split: str, verify: bool = True) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Read one MNIST split from its IDX gzip files.
+
+    Args:
+        data_dir: The shared data folder (``mnist/`` inside it).
+        split: ``"train"`` (60,000) or ``"test"`` (10,000).
+        verify: Check both files' sha256 against ``SHA256SUMS`` first.
+
+    Returns:
+        ``(N, 28, 28)`` uint8 images (white ink on black, 0..255) and ``(N,)`` int64 labels 0-9.
+
+    Raises:
+        ChecksumError: a checksum differs. ValueError: a file is not the expected IDX format.
+    """
+    images_name, labels_name = MNIST_FILES[split]
+    if verify:
+        verify_checksums(data_dir, [images_name, labels_name])
+    raw = gzip.decompress((data_dir / images_name).read_bytes())
+    magic, count, rows, cols = np.frombuffer(raw, ">u4", count=4)
+    if magic != 0x803 or (rows, cols) != (28, 28):
+        raise ValueError(f"{images_name}: not an IDX3 file of 28x28 images")
+    images = np.frombuffer(raw, np.uint8, offset=16).reshape(int(count), 28, 28)
+    raw = gzip.decompress((data_dir / labels_name).read_bytes())
+    magic, n = np.frombuffer(raw, ">u4", count=2)
+    if magic != 0x801 or n != count:
+        raise ValueError(f"{labels_name}: not an IDX1 file with {count} labels")
+    labels = np.frombuffer(raw, np.uint8, offset=8).astype(np.int64)
+    return images, labels
+
+
+@dataclass(frozen=True)
+class PenSplit:
+    """UNIPEN inks split by writer (no writer appears in two parts).
+
+    Attributes:
+        train: Inks trained on. val: Inks of other training-side writers, for calibration.
+        heldout: Inks of the writers of ``unipen1a_dev_200.jsonl``, for evaluation only.
+    """
+
+    train: list[Ink]
+    val: list[Ink]
+    heldout: list[Ink]
+
+
+def pen_split(data_dir: Path, seed: int = 0, verify: bool = True) -> PenSplit:
+    """Split ``unipen1a_dev.jsonl.gz`` by writer (module docstring).
+
+    Args:
+        data_dir: The shared data folder. seed: Chooses the calibration writers.
+        verify: Check the two pen files' sha256 first.
+
+    Returns:
+        The three parts, each in file order.
+    """
+    if verify:
+        verify_checksums(data_dir, [PEN_ALL, PEN_200])
+    heldout_writers = {ink.writer for ink in load_inks(data_dir / PEN_200)}
+    inks = load_inks(data_dir / PEN_ALL)
+    train_side = [ink for ink in inks if ink.writer not in heldout_writers]
+    writers = sorted({ink.writer for ink in train_side})
+    order = np.random.default_rng(seed).permutation(len(writers))
+    counts: dict[str, int] = {}
+    for ink in train_side:
+        counts[ink.writer] = counts.get(ink.writer, 0) + 1
+    val_writers: set[str] = set()
+    taken = 0
+    for i in order:
+        if taken >= PEN_VAL_FRACTION * len(train_side):
+            break
+        if counts[writers[i]] > 0.05 * len(train_side):  # keep the big writers for training
+            continue
+        val_writers.add(writers[i])
+        taken += counts[writers[i]]
+    return PenSplit(
+        train=[ink for ink in train_side if ink.writer not in val_writers],
+        val=[ink for ink in train_side if ink.writer in val_writers],
+        heldout=[ink for ink in inks if ink.writer in heldout_writers],
+    )
+
+
+def draw_like_a_person(ink: Ink, rng: np.random.Generator) -> tuple[Strokes, float]:
+    """Place an ink as a person would draw it on the page's 280 px canvas (the evaluation protocol).
+
+    Args:
+        ink: The recording. rng: Seeded generator (two draws for the box, one for the pen).
+
+    Returns:
+        Strokes in canvas px (y down) with the digit's longer side 90-230 px at a random position, and a
+        pen diameter of 12-24 px.
+    """
+    strokes = random_placement(ink, rng, CANVAS, PEN_BOX_RANGE)
+    return strokes, float(rng.uniform(*PEN_WIDTH_RANGE))
+
+
+def mnist_canvas_png(image: npt.NDArray[np.uint8]) -> bytes:
+    """Render an MNIST image as the page's canvas would send it: 280x280 PNG, black ink on white.
+
+    Args:
+        image: ``(28, 28)`` uint8, white ink on black.
+
+    Returns:
+        PNG bytes, 8-bit grey, the image scaled 10x (bilinear) and inverted.
+    """
+    canvas = Image.fromarray(255 - image).resize((CANVAS, CANVAS), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    canvas.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()

@@ -1,0 +1,256 @@
+"""Evaluate an ONNX digit model through the product's full input paths; write a JSON report and PNGs.
+
+* MNIST test (10,000): each image is rendered as the page's 280x280 canvas PNG (black on white) and
+  goes through ``preprocess(ImageFrame(png))``, exactly as a browser snapshot would.
+* UNIPEN held-out writers (7,761 inks; never trained on): each ink is drawn as a person would (longer
+  side 90-230 px at a random position on a 280x280 canvas, pen 12-24 px, seeded per ink) and goes
+  through ``preprocess(StrokesFrame(...))``; ``--pen-png`` also sends the rendered PNG.
+
+Usage::
+
+    .venv/bin/python -m model.evaluate [--model model/mnist_cnn.onnx] [--out reports/model_eval.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from model.data import PEN_200, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split
+from shared.inference import Predictor, softmax
+from shared.inks import Ink, load_inks, render_png
+from shared.preprocess import ImageFrame, StrokesFrame, preprocess
+from shared.settings import Settings
+
+PEN_SEED = 2024
+"""Seed of the pen placement in evaluation (per ink: ``default_rng([PEN_SEED, index])``)."""
+ECE_BINS = 15
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def _mnist_one(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32] | None:
+    return preprocess(ImageFrame(mnist_canvas_png(image)))
+
+
+def _pen_one(args: tuple[Ink, int, int, bool]) -> npt.NDArray[np.float32] | None:
+    ink, seed, index, as_png = args
+    strokes, pen = draw_like_a_person(ink, np.random.default_rng([seed, index]))
+    if as_png:
+        return preprocess(ImageFrame(render_png(strokes, 280, 280, pen)))
+    return preprocess(StrokesFrame(strokes, 280, 280, pen))
+
+
+def _map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, desc: str) -> list[Any]:
+    """``[fn(x) for x in items]`` with a progress bar, in ``workers`` processes (order kept)."""
+    chunk = max(1, min(256, len(items) // (8 * max(workers, 1)) or 1))
+    if workers <= 1:
+        return [fn(x) for x in tqdm(items, desc=desc, unit="img", leave=False, file=sys.stderr)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        it = pool.imap(fn, items, chunksize=chunk)
+        return list(tqdm(it, total=len(items), desc=desc, unit="img", leave=False, file=sys.stderr))
+
+
+def _batch(tensors: Sequence[npt.NDArray[np.float32] | None]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Stack ``(1, 1, 28, 28)`` tensors; blank (``None``) frames become zeros and are flagged."""
+    blank = np.array([t is None for t in tensors])
+    zeros = np.zeros((1, 1, 28, 28), np.float32)
+    return np.concatenate([zeros if t is None else t for t in tensors]), blank
+
+
+def mnist_canvas_batch(images: npt.NDArray[np.uint8], workers: int = 1) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """MNIST images through the canvas PNG path.
+
+    Args:
+        images: ``(N, 28, 28)`` uint8. workers: Processes to use.
+
+    Returns:
+        ``(N, 1, 28, 28)`` float32 model inputs and ``(N,)`` blank flags (all False for MNIST).
+    """
+    return _batch(_map(_mnist_one, list(images), workers, "mnist canvas"))
+
+
+def pen_batch(
+    inks: Sequence[Ink], seed: int = PEN_SEED, workers: int = 1, as_png: bool = False
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Pen inks drawn as a person would on the 280 px canvas, through the strokes (or PNG) path.
+
+    Args:
+        inks: The recordings. seed: Placement seed (ink ``i`` uses ``default_rng([seed, i])``).
+        workers: Processes to use. as_png: Render each canvas to PNG and send that instead.
+
+    Returns:
+        ``(N, 1, 28, 28)`` float32 model inputs and ``(N,)`` blank flags.
+    """
+    items = [(ink, seed, i, as_png) for i, ink in enumerate(inks)]
+    return _batch(_map(_pen_one, items, workers, "pen png" if as_png else "pen strokes"))
+
+
+# ----------------------------------------------------------------------------------------- metrics
+
+
+def expected_calibration_error(probs: npt.NDArray[np.floating], labels: npt.NDArray[np.integer], bins: int = ECE_BINS) -> float:
+    """Top-label ECE with equal-width confidence bins.
+
+    Args:
+        probs: ``(N, C)`` probabilities. labels: ``(N,)`` true classes. bins: Number of bins on [0, 1].
+
+    Returns:
+        ``sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|``.
+    """
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def score(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.integer], blank: npt.NDArray[np.bool_]) -> dict[str, Any]:
+    """Accuracy (blank frames count as errors), ECE, NLL and the confusion matrix.
+
+    Args:
+        logits: ``(N, 10)`` served (calibrated) logits. labels: ``(N,)``. blank: ``(N,)`` no-digit flags.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    probs = softmax(logits)
+    pred = np.where(blank, -1, probs.argmax(axis=1))
+    confusion = np.zeros((10, 11), dtype=int)  # column 10: "no digit"
+    np.add.at(confusion, (labels, np.where(pred < 0, 10, pred)), 1)
+    nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()
+    return {
+        "n": len(labels),
+        "correct": int((pred == labels).sum()),
+        "accuracy": float((pred == labels).mean()),
+        "blank": int(blank.sum()),
+        "ece": expected_calibration_error(probs[~blank], labels[~blank]),
+        "nll": float(nll),
+        "confusion": confusion.tolist(),
+        "per_digit_accuracy": [float(confusion[d, d] / max(confusion[d].sum(), 1)) for d in range(10)],
+    }
+
+
+def confusion_png(results: dict[str, dict[str, Any]], path: Path) -> None:
+    """Draw each result's confusion matrix (rows: true digit, columns: predicted, last: no digit).
+
+    Args:
+        results: Name to :func:`score` output. path: PNG to write.
+    """
+    cell, pad, title = 34, 40, 24
+    panel_w, panel_h = pad + 11 * cell + 10, title + pad + 10 * cell + 10
+    img = Image.new("RGB", (panel_w * len(results), panel_h), "white")
+    draw = ImageDraw.Draw(img)
+    for k, (name, res) in enumerate(results.items()):
+        ox = k * panel_w
+        m = np.asarray(res["confusion"], dtype=float)
+        draw.text((ox + 4, 4), f"{name}: {100 * res['accuracy']:.2f}% of {res['n']}", fill="black")
+        for j in range(11):
+            draw.text((ox + pad + j * cell + 12, title + 12), "-" if j == 10 else str(j), fill="black")
+        for i in range(10):
+            draw.text((ox + 12, title + pad + i * cell + 12), str(i), fill="black")
+            row = max(m[i].sum(), 1)
+            for j in range(11):
+                share = m[i, j] / row
+                shade = share if i == j else min(1.0, 20 * share)  # errors are small: amplify
+                colour = (int(255 * (1 - shade)), int(255 * (1 - 0.5 * shade)), 255) if i == j else (
+                    255, int(255 * (1 - shade)), int(255 * (1 - shade)))
+                x0, y0 = ox + pad + j * cell, title + pad + i * cell
+                draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=colour, outline=(220, 220, 220))
+                if m[i, j]:
+                    draw.text((x0 + 3, y0 + 11), str(int(m[i, j])), fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def evaluate(
+    model_path: Path, data_dir: Path, workers: int = 2, seed: int = PEN_SEED, pen_png: bool = False
+) -> dict[str, Any]:
+    """Evaluate a model file on MNIST test (canvas path) and the held-out pen writers.
+
+    Args:
+        model_path: The ``.onnx`` file. data_dir: The shared data folder.
+        workers: Preprocessing processes. seed: Pen placement seed.
+        pen_png: Also evaluate held-out pen inks through the rendered-PNG path.
+
+    Returns:
+        A JSON-ready report.
+    """
+    predictor = Predictor(model_path, intra_op_num_threads=1)
+    results: dict[str, dict[str, Any]] = {}
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    images, labels = load_mnist(data_dir, "test")
+    x, blank = mnist_canvas_batch(images, workers)
+    results["mnist_test_canvas"] = score(predictor.logits(x), labels, blank)
+    timings["mnist_test_canvas"] = time.perf_counter() - t
+
+    split = pen_split(data_dir)
+    pen_sets = {"pen_heldout_strokes": (split.heldout, False)}
+    if pen_png:
+        pen_sets["pen_heldout_png"] = (split.heldout, True)
+    pen_sets["pen_200_strokes"] = (load_inks(data_dir / PEN_200), False)
+    for name, (inks, as_png) in pen_sets.items():
+        t = time.perf_counter()
+        x, blank = pen_batch(inks, seed, workers, as_png)
+        y = np.array([ink.label for ink in inks])
+        results[name] = score(predictor.logits(x), y, blank)
+        timings[name] = time.perf_counter() - t
+    return {
+        "model": str(model_path),
+        "sha256": predictor.info.sha256,
+        "metadata": predictor.info.metadata,
+        "pen_seed": seed,
+        "pen_protocol": "longer side U(90,230) px at a uniform position on 280x280, pen U(12,24) px",
+        "pen_writers": {"train": len({i.writer for i in split.train}), "calibration": len(
+            {i.writer for i in split.val}), "heldout": len({i.writer for i in split.heldout})},
+        "results": results,
+        "seconds": timings,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; prints a summary table and writes the report and confusion PNG."""
+    settings = Settings()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, default=settings.model_path)
+    ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    ap.add_argument("--out", type=Path, default=Path("reports/model_eval.json"))
+    ap.add_argument("--confusion", type=Path, default=Path("reports/model_confusion.png"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=PEN_SEED)
+    ap.add_argument("--pen-png", action="store_true", help="also run held-out pen inks as rendered PNGs")
+    args = ap.parse_args(argv)
+    report = evaluate(args.model, args.data_dir, args.workers, args.seed, args.pen_png)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    confusion_png(report["results"], args.confusion)
+    print(f"{'set':<22} {'n':>6} {'top-1':>8} {'ECE':>7} {'blank':>6}")
+    for name, r in report["results"].items():
+        print(f"{name:<22} {r['n']:>6} {100 * r['accuracy']:>7.2f}% {r['ece']:>7.4f} {r['blank']:>6}")
+    print(f"report: {args.out}  confusion: {args.confusion}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

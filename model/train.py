@@ -1,0 +1,369 @@
+"""Train, calibrate, export and evaluate the shipped digit CNN (``model/mnist_cnn.onnx``).
+
+Steps:
+
+1. Check the MNIST IDX files and the pen files against ``SHA256SUMS``; normalize the 60,000 MNIST
+   training images once with :func:`shared.preprocess.normalize` (the serving function).
+2. Hold out 5,000 MNIST training images and the calibration pen writers (:mod:`model.data`).
+3. Train on batches of MNIST digits distorted as canvas drawings plus training-writer pen inks drawn on
+   random canvases (:mod:`model.augment`); both end in the serving preprocessing.
+4. Fit a softmax temperature on the held-out validation split (MNIST through the canvas PNG path plus
+   calibration-writer pen inks), fold it into the classifier (logits / T).
+5. Export to ONNX, check the contract and PyTorch parity, evaluate the test sets through the product's
+   paths (never used for any choice) and record the figures in ``metadata_props``.
+
+Deterministic: fixed seeds, ``torch.use_deterministic_algorithms(True)``, a fixed thread count, and every
+training batch is a pure function of ``(seed, epoch, batch index)``.
+
+Usage (the shipped file; about 25 minutes on a shared 2-core machine)::
+
+    .venv/bin/python -m model.train
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from model import augment, evaluate
+from model.data import draw_like_a_person, load_mnist, pen_split
+from model.export import check_export, to_onnx_bytes, write
+from model.net import WIDTHS, DigitCNN, count_parameters
+from shared.inks import Ink
+from shared.preprocess import StrokesFrame, normalize, preprocess
+from shared.settings import REPO_ROOT, Settings
+
+VERSION = "1.0.0"
+MNIST_VAL = 5000
+"""MNIST training images held out for validation and calibration."""
+CALIBRATION_PEN_DRAWS = 3
+"""Each calibration-writer ink is drawn this many times (different placements)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines the trained weights."""
+
+    seed: int = 0
+    epochs: int = 8
+    mnist_per_batch: int = 96
+    pen_per_batch: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    threads: int = 1
+    """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
+    limit_batches: int = 0
+    """Stop each epoch after this many batches (0: all); for quick experiments."""
+
+
+class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Item ``e * per_epoch + b`` is batch ``b`` of epoch ``e``: augmented MNIST plus drawn pen inks.
+
+    A pure function of ``(seed, e, b)``, so any worker count gives the same batches.
+    """
+
+    def __init__(
+        self,
+        images: npt.NDArray[np.uint8],
+        clean: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.int64],
+        pen: Sequence[Ink],
+        cfg: Config,
+    ) -> None:
+        self.images, self.clean, self.labels, self.pen, self.cfg = images, clean, labels, list(pen), cfg
+        full = len(images) // cfg.mnist_per_batch
+        self.per_epoch = min(full, cfg.limit_batches) if cfg.limit_batches else full
+
+    def __len__(self) -> int:
+        return self.per_epoch * self.cfg.epochs
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        epoch, b = divmod(item, self.per_epoch)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.images))
+        idx = order[b * cfg.mnist_per_batch : (b + 1) * cfg.mnist_per_batch]
+        rng = np.random.default_rng([cfg.seed, epoch, b, 1])
+        x = augment.augment_mnist(self.images[idx], self.clean[idx], rng)
+        y = self.labels[idx]
+        if cfg.pen_per_batch:
+            pen_order = np.random.default_rng([cfg.seed, epoch, 2]).permutation(
+                np.resize(np.arange(len(self.pen)), self.per_epoch * cfg.pen_per_batch)
+            )
+            pen_idx = pen_order[b * cfg.pen_per_batch : (b + 1) * cfg.pen_per_batch]
+            drawn, pen_y = [], []
+            for i in pen_idx:
+                digit = augment.augment_pen(self.pen[i], rng)
+                if digit is not None:
+                    drawn.append(digit)
+                    pen_y.append(self.pen[i].label)
+            if drawn:
+                x = np.concatenate([x, np.stack(drawn)])
+                y = np.concatenate([y, np.asarray(pen_y, dtype=np.int64)])
+        return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _normalize_all(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    out = np.empty(images.shape, np.float32)
+    for i, img in enumerate(tqdm(images, desc="normalize mnist", unit="img", leave=False, file=sys.stderr)):
+        digit = normalize(img)
+        out[i] = img / np.float32(255) if digit is None else digit
+    return out
+
+
+def _pen_eval_batch(inks: Sequence[Ink], seed: int, draws: int = 1) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Inks drawn as a person would (evaluation protocol), ``draws`` placements each, via strokes."""
+    xs, ys = [], []
+    for d in range(draws):
+        for i, ink in enumerate(inks):
+            strokes, pen = draw_like_a_person(ink, np.random.default_rng([seed, d, i]))
+            t = preprocess(StrokesFrame(strokes, 280, 280, pen))
+            if t is not None:
+                xs.append(t[0])
+                ys.append(ink.label)
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+@torch.no_grad()
+def _logits(model: torch.nn.Module, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    model.eval()
+    return torch.cat([model(torch.from_numpy(x[i : i + 1000])) for i in range(0, len(x), 1000)]).numpy()
+
+
+def fit_temperature(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> float:
+    """The temperature T minimizing the NLL of ``softmax(logits / T)`` (golden-section on log T).
+
+    Args:
+        logits: ``(N, 10)`` uncalibrated logits. labels: ``(N,)``.
+
+    Returns:
+        T in [0.05, 20].
+    """
+    z = torch.from_numpy(logits).double()
+    y = torch.from_numpy(labels)
+
+    def nll(log_t: float) -> float:
+        return float(F.cross_entropy(z / math.exp(log_t), y))
+
+    lo, hi = math.log(0.05), math.log(20.0)
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(80):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    return math.exp((lo + hi) / 2)
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_workers: int) -> dict[str, Any]:
+    """Run all steps (module docstring) and write the model and a JSON training report.
+
+    Args:
+        cfg: Hyper-parameters and seed. data_dir: The shared data folder.
+        out: Model file to write. report_path: JSON report to write.
+        eval_workers: Processes for the final test-set preprocessing.
+
+    Returns:
+        The report.
+    """
+    started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True)
+
+    images, labels = load_mnist(data_dir, "train")  # checks sha256
+    split = pen_split(data_dir, seed=cfg.seed)  # checks sha256
+    perm = np.random.default_rng([cfg.seed, 10**6]).permutation(len(images))
+    val_idx, train_idx = np.sort(perm[:MNIST_VAL]), np.sort(perm[MNIST_VAL:])
+    clean = _normalize_all(images)
+
+    print(
+        f"train: {len(train_idx)} MNIST + {len(split.train)} pen inks "
+        f"({len({i.writer for i in split.train})} writers); calibration: {MNIST_VAL} MNIST + "
+        f"{len(split.val)} pen inks ({len({i.writer for i in split.val})} writers); "
+        f"held out: {len(split.heldout)} pen inks ({len({i.writer for i in split.heldout})} writers)",
+        file=sys.stderr,
+    )
+    val_x, val_y = clean[val_idx][:, None], labels[val_idx]
+    pen_val_x, pen_val_y = _pen_eval_batch(split.val, seed=cfg.seed + 1)
+
+    data = CanvasBatches(images[train_idx], clean[train_idx], labels[train_idx], split.train, cfg)
+    loader = DataLoader(
+        data, batch_size=None, shuffle=False, num_workers=1, prefetch_factor=6,
+        worker_init_fn=_worker_init, persistent_workers=False,
+    )
+    model = DigitCNN()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=len(data), pct_start=0.15)
+    history = []
+    bar = tqdm(total=len(data), desc="train", unit="batch", file=sys.stderr, smoothing=0.05)
+    running = 0.0
+    for step, (x, y) in enumerate(loader):
+        model.train()
+        loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        running = 0.98 * running + 0.02 * value if step else value
+        bar.update()
+        if (step + 1) % data.per_epoch == 0:
+            epoch = (step + 1) // data.per_epoch
+            mnist_acc = float((_logits(model, val_x).argmax(1) == val_y).mean())
+            pen_acc = float((_logits(model, pen_val_x).argmax(1) == pen_val_y).mean())
+            history.append({"epoch": epoch, "loss": running, "val_mnist": mnist_acc, "val_pen": pen_acc,
+                            "seconds": time.perf_counter() - started})
+            bar.set_postfix(ep=epoch, loss=f"{running:.3f}", mnist=f"{mnist_acc:.4f}", pen=f"{pen_acc:.4f}")
+            tqdm.write(json.dumps(history[-1]), file=sys.stderr)
+    bar.close()
+    train_seconds = time.perf_counter() - started
+
+    # Calibration on the validation split: MNIST through the canvas PNG path, calibration-writer pen inks.
+    cal_x, _ = evaluate.mnist_canvas_batch(images[val_idx], eval_workers)
+    pen_cal_x, pen_cal_y = _pen_eval_batch(split.val, seed=cfg.seed + 2, draws=CALIBRATION_PEN_DRAWS)
+    cal_logits = np.concatenate([_logits(model, cal_x), _logits(model, pen_cal_x)])
+    cal_y = np.concatenate([labels[val_idx], pen_cal_y])
+    temperature = fit_temperature(cal_logits, cal_y)
+    ece_before = evaluate.expected_calibration_error(evaluate.softmax(cal_logits), cal_y)
+    ece_after = evaluate.expected_calibration_error(evaluate.softmax(cal_logits / temperature), cal_y)
+    print(f"temperature {temperature:.4f}; calibration ECE {ece_before:.4f} -> {ece_after:.4f}", file=sys.stderr)
+
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--", "model", "shared")
+    metadata = {
+        "version": VERSION,
+        "git_commit": commit,
+        "git_dirty_files": " ".join(line[3:] for line in dirty.splitlines() if not line.endswith(".onnx")),
+        "training_data": (
+            f"MNIST train (sha256-checked IDX, {len(train_idx)} images; {MNIST_VAL} held out for calibration) "
+            f"+ UNIPEN 1a pen inks of {len({i.writer for i in split.train})} writers ({len(split.train)} inks); "
+            "held out: the 120 writers of unipen1a_dev_200.jsonl"
+        ),
+        "normalization": (
+            "input (N,1,28,28) float32 in [0,1], white ink on black: shared.preprocess.preprocess "
+            "(crop to ink bbox, longer side 20 px, centre of mass at the centre of 28x28)"
+        ),
+        "temperature": f"{temperature:.6f}",
+        "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
+        "ece_calibration_before": f"{ece_before:.6f}",
+        "ece_calibration_after": f"{ece_after:.6f}",
+        "architecture": f"DigitCNN conv3x3 widths {list(WIDTHS)}, maxpool after conv 1, 3, 5; linear 576->10",
+        "parameters": str(count_parameters(model)),
+        "seed": str(cfg.seed),
+        "config": json.dumps(cfg.__dict__),
+        "train_command": "python -m model.train" + _cli_suffix(cfg),
+        "torch": torch.__version__,
+        "licenses": "MNIST: CC BY-SA 3.0; UNIPEN train_r01_v07: research use, no commercial distribution "
+        "(CD-ROM notice; repo CC BY 4.0)",
+        # Filled in after the test-set evaluation below.
+        "accuracy_mnist_test_canvas": "pending",
+        "accuracy_pen_heldout_writers": "pending",
+    }
+    rng = np.random.default_rng(cfg.seed)
+    probe = np.concatenate([val_x[:56], pen_val_x[:56], rng.random((16, 1, 28, 28), dtype=np.float32)])
+    data_bytes = to_onnx_bytes(model, temperature, metadata)
+    parity = check_export(data_bytes, model, temperature, probe)
+    tmp_model = out.with_suffix(".candidate.onnx")
+    write(data_bytes, tmp_model)
+
+    # Test sets: reported, never used for any choice above.
+    test = evaluate.evaluate(tmp_model, data_dir, workers=eval_workers)
+    res = test["results"]
+    metadata["accuracy_mnist_test_canvas"] = f"{res['mnist_test_canvas']['accuracy']:.4f}"
+    metadata["accuracy_pen_heldout_writers"] = f"{res['pen_heldout_strokes']['accuracy']:.4f}"
+    metadata["accuracy_pen_200"] = f"{res['pen_200_strokes']['accuracy']:.4f}"
+    metadata["ece_mnist_test_canvas"] = f"{res['mnist_test_canvas']['ece']:.4f}"
+    metadata["ece_pen_heldout_writers"] = f"{res['pen_heldout_strokes']['ece']:.4f}"
+    data_bytes = to_onnx_bytes(model, temperature, metadata)
+    parity = max(parity, check_export(data_bytes, model, temperature, probe))
+    write(data_bytes, out)
+    tmp_model.unlink()
+
+    report = {
+        "config": cfg.__dict__,
+        "history": history,
+        "train_seconds": train_seconds,
+        "total_seconds": time.perf_counter() - started,
+        "temperature": temperature,
+        "ece_calibration": {"before": ece_before, "after": ece_after, "n": len(cal_y)},
+        "parity_max_abs_diff": parity,
+        "bytes": len(data_bytes),
+        "parameters": count_parameters(model),
+        "metadata": metadata,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": cfg.threads},
+        "test": {k: {m: v[m] for m in ("n", "accuracy", "ece", "nll", "blank")} for k, v in res.items()},
+    }
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=1))
+    evaluate.confusion_png(res, report_path.with_suffix(".confusion.png"))
+    return report
+
+
+def _cli_suffix(cfg: Config) -> str:
+    default = Config()
+    return "".join(
+        f" --{k.replace('_', '-')} {v}" for k, v in cfg.__dict__.items() if v != getattr(default, k)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    settings = Settings()
+    d = Config()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", type=Path, default=settings.data_dir, help="shared data folder")
+    ap.add_argument("--out", type=Path, default=settings.model_path)
+    ap.add_argument("--report", type=Path, default=Path("reports/train_report.json"))
+    ap.add_argument("--eval-workers", type=int, default=2)
+    for k, v in d.__dict__.items():
+        ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+    args = ap.parse_args(argv)
+    cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
+    report = train(cfg, args.data_dir, args.out, args.report, args.eval_workers)
+    t = report["test"]
+    print(
+        f"wrote {args.out} ({report['bytes']} bytes, {report['parameters']} parameters) in "
+        f"{report['total_seconds'] / 60:.1f} min; MNIST test (canvas) {100 * t['mnist_test_canvas']['accuracy']:.2f}%, "
+        f"held-out pen {100 * t['pen_heldout_strokes']['accuracy']:.2f}%, pen 200 "
+        f"{100 * t['pen_200_strokes']['accuracy']:.2f}%, T={report['temperature']:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
