@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,8 +31,8 @@ import numpy as np
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from shared.inks import load_inks, random_placement, render_png  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shared.inks import load_inks, random_placement, render_png
+from shared.settings import Settings
 
 
 def free_port() -> int:
@@ -80,10 +79,18 @@ def wrk_post(url: str, body: bytes, content_type: str, seconds: int, concurrency
         ).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))
     n, dur_us, errs, p50, p99 = (int(v) for v in line.split()[1:])
-    return {"rps": n / (dur_us / 1e6), "requests": n, "errors": errs, "p50_ms": p50 / 1000, "p99_ms": p99 / 1000}
+    return {
+        "rps": n / (dur_us / 1e6),
+        "requests": n,
+        "errors": errs,
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+    }
 
 
-async def httpx_post(url: str, body: bytes, content_type: str, seconds: int, concurrency: int) -> dict[str, float]:
+async def httpx_post(
+    url: str, body: bytes, content_type: str, seconds: int, concurrency: int
+) -> dict[str, float]:
     lat: list[float] = []
     errors = 0
     stop = time.monotonic() + seconds
@@ -104,7 +111,9 @@ async def httpx_post(url: str, body: bytes, content_type: str, seconds: int, con
     return {"rps": len(lat) / dur, "requests": len(lat), "errors": errors, "p50_ms": q[0], "p99_ms": q[1]}
 
 
-async def ws_scenario(ws_url: str, strokes_list: list[list[list[list[float]]]], users: int, fps: float, seconds: float) -> dict[str, float]:
+async def ws_scenario(
+    ws_url: str, strokes_list: list[list[list[list[float]]]], users: int, fps: float, seconds: float
+) -> dict[str, float]:
     final_lat: list[float] = []
     answered = 0
     errors = 0
@@ -149,7 +158,18 @@ async def ws_scenario(ws_url: str, strokes_list: list[list[list[list[float]]]], 
                         left -= len(s)
                     seq += 1
                     sent_at[seq] = time.perf_counter()
-                    await ws.send(json.dumps({"action": "predict", "seq": seq, "strokes": snap, "width": 280, "height": 280, "stroke_width": 16}))
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "action": "predict",
+                                "seq": seq,
+                                "strokes": snap,
+                                "width": 280,
+                                "height": 280,
+                                "stroke_width": 16,
+                            }
+                        )
+                    )
                     sent += 1
                     await asyncio.sleep(1 / fps)
                 await asyncio.wait_for(task, 10)
@@ -158,8 +178,17 @@ async def ws_scenario(ws_url: str, strokes_list: list[list[list[list[float]]]], 
     await asyncio.gather(*(user(k) for k in range(users)))
     dur = time.monotonic() - start
     q = np.percentile(final_lat, [50, 99]) * 1000 if final_lat else [float("nan")] * 2
-    return {"users": users, "fps": fps, "inks": len(final_lat), "frames_sent": sent, "frames_answered": answered,
-            "answered_per_s": answered / dur, "final_p50_ms": q[0], "final_p99_ms": q[1], "errors": errors}
+    return {
+        "users": users,
+        "fps": fps,
+        "inks": len(final_lat),
+        "frames_sent": sent,
+        "frames_answered": answered,
+        "answered_per_s": answered / dur,
+        "final_p50_ms": q[0],
+        "final_p99_ms": q[1],
+        "errors": errors,
+    }
 
 
 def main() -> None:
@@ -175,17 +204,26 @@ def main() -> None:
     inks = load_inks(Settings().data_dir / "pen" / "unipen1a_dev_200.jsonl")
     rng = np.random.default_rng(0)
     strokes_list = [random_placement(ink, rng) for ink in inks]
-    strokes_body = json.dumps({"strokes": strokes_list[0], "width": 280, "height": 280, "stroke_width": 16}).encode()
+    strokes_body = json.dumps(
+        {"strokes": strokes_list[0], "width": 280, "height": 280, "stroke_width": 16}
+    ).encode()
     png_body = render_png(strokes_list[0])
 
     port = free_port()
     proc = start_server(port, args.workers)
     url = f"http://127.0.0.1:{port}/predict"
     tool = "wrk" if shutil.which("wrk") else "httpx"
-    results: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "workers": args.workers, "client": tool,
-                                  "cpus": os.cpu_count()}
+    results: dict[str, object] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "workers": args.workers,
+        "client": tool,
+        "cpus": os.cpu_count(),
+    }
     try:
-        for name, body, ctype in (("png", png_body, "image/png"), ("strokes", strokes_body, "application/json")):
+        for name, body, ctype in (
+            ("png", png_body, "image/png"),
+            ("strokes", strokes_body, "application/json"),
+        ):
             if tool == "wrk":
                 results[name] = wrk_post(url, body, ctype, args.seconds, args.concurrency)
             else:
@@ -197,8 +235,7 @@ def main() -> None:
         proc.terminate()
         proc.wait(10)
     print(json.dumps(results, indent=2, default=float))
-    png, st, ws = results["png"], results["strokes"], results["websocket"]
-    assert isinstance(png, dict) and isinstance(st, dict) and isinstance(ws, dict)
+    png, st, ws = (dict(results[k]) for k in ("png", "strokes", "websocket"))  # type: ignore[call-overload]
     print(f"\n{'scenario':<34}{'result':>14}{'target':>12}")
     print(f"{'POST /predict PNG, c=8 (req/s)':<34}{png['rps']:>14.0f}{'>= 800':>12}")
     print(f"{'POST /predict strokes, c=8 (req/s)':<34}{st['rps']:>14.0f}{'>= 1500':>12}")
