@@ -1,15 +1,22 @@
-"""Fixtures of the replay tests: ``replayer`` replays inks against any URL with the UNIPEN pen rates."""
+"""Fixtures of the replay tests.
+
+``replayer`` replays inks against any URL with the UNIPEN pen rates; ``target`` runs a test against the
+local server and against the Lambda handler behind the API Gateway emulator.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pytest
 
 from realtime.replay import ReplayReport
+from shared.inference import Predictor
 from shared.inks import Ink
 from shared.settings import Settings
+from tests.gateway import LiveGateway, run_gateway
 from tests.replay.harness import replay_inks, source_rates
 
 Replayer = Callable[..., Awaitable[ReplayReport]]
@@ -30,3 +37,34 @@ def replayer(pen_rates: dict[str, float]) -> Replayer:
         return await replay_inks(url, inks, **kwargs)
 
     return run
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server to replay against.
+
+    Attributes:
+        kind: ``local`` (latest-wins coalescing, replies in seq order) or ``gateway`` (stateless: every
+            frame answered, possibly out of order).
+        ws_url: Its WebSocket URL.
+        fps: Snapshot rate the tests use (the page's 30 on both; the emulator answers every frame
+            through boto3, so lower it here if the gateway tests get slow).
+    """
+
+    kind: Literal["local", "gateway"]
+    ws_url: str
+    fps: float
+
+
+@pytest.fixture(scope="session")
+def replay_gateway(settings: Settings, predictor: Predictor) -> Iterator[LiveGateway]:
+    """The Lambda WebSocket handler behind the API Gateway emulator."""
+    with run_gateway(settings, predictor) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="session", params=["local", "gateway"])
+def target(request: pytest.FixtureRequest) -> Target:
+    if request.param == "local":
+        return Target("local", request.getfixturevalue("live_server").ws_url, 30.0)
+    return Target("gateway", request.getfixturevalue("replay_gateway").ws_url, 30.0)
