@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
-from tqdm import tqdm
+from rich.console import Console
+from rich.progress import track
 
 from model.data import PEN_200, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split
 from shared.inference import Predictor, softmax
@@ -56,11 +56,12 @@ def _pen_one(args: tuple[Ink, int, int, bool]) -> npt.NDArray[np.float32] | None
 def _map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, desc: str) -> list[Any]:
     """``[fn(x) for x in items]`` with a progress bar, in ``workers`` processes (order kept)."""
     chunk = max(1, min(256, len(items) // (8 * max(workers, 1)) or 1))
+    console = Console(stderr=True)
     if workers <= 1:
-        return [fn(x) for x in tqdm(items, desc=desc, unit="img", leave=False, file=sys.stderr)]
+        return [fn(x) for x in track(items, description=desc, transient=True, console=console)]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         it = pool.imap(fn, items, chunksize=chunk)
-        return list(tqdm(it, total=len(items), desc=desc, unit="img", leave=False, file=sys.stderr))
+        return list(track(it, description=desc, total=len(items), transient=True, console=console))
 
 
 def _batch(tensors: Sequence[npt.NDArray[np.float32] | None]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:

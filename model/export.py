@@ -2,7 +2,7 @@
 
 Contract (read by :class:`shared.inference.Predictor`): one input ``input`` of shape ``(N, 1, 28, 28)``
 float32 (dynamic ``N``), one output ``logits`` of shape ``(N, 10)``, already divided by the calibration
-temperature. ``metadata_props`` hold the keys in :data:`REQUIRED_METADATA`.
+temperature. ``metadata_props`` hold the keys in :data:`model.contract.REQUIRED_METADATA`.
 """
 
 from __future__ import annotations
@@ -18,27 +18,11 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from model.contract import INPUT_NAME, MAX_BYTES, OPSET, OUTPUT_NAME, REQUIRED_METADATA
 from model.net import DigitCNN, export_form
 
-OPSET = 17
-MAX_BYTES = 2 * 1024 * 1024
-"""Largest allowed model file, bytes."""
 TOLERANCE = 1e-4
 """Largest allowed |onnxruntime - PyTorch| logit difference."""
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
-REQUIRED_METADATA = (
-    "version",
-    "git_commit",
-    "training_data",
-    "normalization",
-    "temperature",
-    "accuracy_mnist_test_canvas",
-    "accuracy_pen_heldout_writers",
-    "architecture",
-    "parameters",
-    "train_command",
-)
-"""``metadata_props`` keys every shipped model carries."""
 
 
 class ExportError(RuntimeError):

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -282,7 +283,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
         "ece_calibration_before": f"{ece_before:.6f}",
         "ece_calibration_after": f"{ece_after:.6f}",
-        "architecture": f"DigitCNN conv3x3 widths {list(WIDTHS)}, maxpool after conv 1, 3, 5; linear 576->10",
+        "architecture": f"DigitCNN conv3x3+BN+ReLU widths {list(WIDTHS)}, maxpool after conv 1, 2, 4; linear 576->10",
         "parameters": str(count_parameters(model)),
         "seed": str(cfg.seed),
         "config": json.dumps(cfg.__dict__),
@@ -319,6 +320,8 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "history": history,
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - started,
+        "cpu_seconds": _cpu_seconds(),
+        "load_average": os.getloadavg(),
         "temperature": temperature,
         "ece_calibration": {"before": ece_before, "after": ece_after, "n": len(cal_y)},
         "parity_max_abs_diff": parity,
@@ -332,6 +335,12 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     report_path.write_text(json.dumps(report, indent=1))
     evaluate.confusion_png(res, report_path.with_suffix(".confusion.png"))
     return report
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the batch worker, evaluation pool), s."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _cli_suffix(cfg: Config) -> str:
@@ -358,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t = report["test"]
     print(
         f"wrote {args.out} ({report['bytes']} bytes, {report['parameters']} parameters) in "
-        f"{report['total_seconds'] / 60:.1f} min; MNIST test (canvas) {100 * t['mnist_test_canvas']['accuracy']:.2f}%, "
+        f"{report['total_seconds'] / 60:.1f} min wall ({report['cpu_seconds'] / 60:.1f} min CPU); MNIST test (canvas) {100 * t['mnist_test_canvas']['accuracy']:.2f}%, "
         f"held-out pen {100 * t['pen_heldout_strokes']['accuracy']:.2f}%, pen 200 "
         f"{100 * t['pen_200_strokes']['accuracy']:.2f}%, T={report['temperature']:.3f}"
     )
