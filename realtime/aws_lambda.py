@@ -288,7 +288,10 @@ class WebSocketHandler:
         self._senders: dict[str, Sender] = {}
         self.predictor = predictor if predictor is not None else self._load_model()
         if sender is None and settings.callback_url:
-            self.sender_for(settings.callback_url)  # the client is built at init, not on first message
+            try:  # build the client at init, not on the first message; retried then if this fails
+                self.sender_for(settings.callback_url)
+            except Exception as exc:
+                self.log.error("ws_client_failed", extra={"reason": type(exc).__name__})
         self.log.info("ws_handler_ready", extra={"ms": logs.elapsed_ms(start)})
 
     def _load_model(self) -> Predictor | None:
@@ -412,8 +415,13 @@ def get_handler() -> WebSocketHandler:
 
 
 def handler(event: RawEvent, context: LambdaContext | None = None) -> LambdaResponse:
-    """The Lambda entry point (``CMD ["realtime.aws_lambda.handler"]``)."""
-    return get_handler()(event, context)
+    """The Lambda entry point (``CMD ["realtime.aws_lambda.handler"]``); never raises."""
+    try:
+        ws_handler = get_handler()
+    except Exception:  # invalid settings: log, answer 500, and try again on the next event
+        logs.configure().exception("ws_init_failed")
+        return {"statusCode": 500}
+    return ws_handler(event, context)
 
 
 if "AWS_LAMBDA_RUNTIME_API" in os.environ:  # on Lambda: load the model and client during init
