@@ -993,7 +993,11 @@ def _run(args: argparse.Namespace) -> int:
     with progress:
         task = progress.add_task("replay", total=len(inks), acc="")
         started = time.time()
-        report = asyncio.run(replay(args.url, inks, options, on_ink))
+        try:
+            report = asyncio.run(replay(args.url, inks, options, on_ink))
+        except KeyboardInterrupt:
+            progress.stop()
+            return _fail("interrupted", 130)
     if report.completed == 0 and report.connect_error:
         return _fail(f"cannot connect to {args.url}: {report.connect_error}")
     out = Console(stderr=args.json_path == "-")
