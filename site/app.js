@@ -59,6 +59,7 @@ const digitEl = $("digit");
 const barsEl = $("probabilities");
 const statusEl = $("status");
 const latencyEl = $("latency");
+const serverMsEl = latencyEl.nextElementSibling;
 const clearBtn = $("clear");
 const errorEl = $("error");
 const confidenceEl = document.getElementById("confidence");
@@ -344,6 +345,23 @@ function setHttpHealth(ok) {
   if (!wsOpen() && (wsFailedOnce || wsEverOpened)) setState(ok ? "http" : "offline");
 }
 
+/** Is the HTTP endpoint reachable? One blank snapshot (answered no_digit); any HTTP status counts. */
+async function probeHttp() {
+  if (httpInFlight || strokes.length) return; // a real request answers that question anyway
+  const headers = { "Content-Type": "application/json" };
+  if (config.token) headers.Authorization = `Bearer ${config.token}`;
+  let reached = false;
+  try {
+    const body = JSON.stringify({ strokes: [], width: SIZE, height: SIZE, stroke_width: STROKE_WIDTH });
+    const res = await fetch(config.api, { method: "POST", headers, body, cache: "no-store" });
+    reached = true;
+    await res.arrayBuffer().catch(() => null);
+  } catch {
+    reached = false;
+  }
+  if (!wsOpen()) setHttpHealth(reached);
+}
+
 function scheduleHttpRetry() {
   clearTimeout(httpRetryTimer);
   httpRetryTimer = setTimeout(() => pump(true), HTTP_RETRY_MS);
@@ -432,9 +450,9 @@ function announce() {
 
 function showLatency(rtt, serverMs) {
   if (rtt === null) return;
-  let text = `${Math.round(rtt)} ms`;
-  if (typeof serverMs === "number") text += ` · server ${serverMs < 10 ? serverMs.toFixed(1) : Math.round(serverMs)} ms`;
-  latencyEl.textContent = text;
+  latencyEl.textContent = `${Math.round(rtt)} ms`;
+  serverMsEl.textContent =
+    typeof serverMs === "number" ? ` · server ${serverMs < 10 ? serverMs.toFixed(1) : Math.round(serverMs)} ms` : "";
   latencyEl.dataset.rtt = String(Math.round(rtt));
 }
 
@@ -515,6 +533,7 @@ function onWsDown(sock) {
   setState(httpOk === false || navigator.onLine === false ? "offline" : "http");
   if (shownSeq < seq && strokes.length) sentVersion = -1; // resend what the socket never answered
   pump(true);
+  if (httpOk !== true) probeHttp(); // until HTTP is known to work, check it on every failed connect
   const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
   attempt = Math.min(attempt + 1, 10);
   reconnectTimer = setTimeout(connect, delay / 2 + Math.random() * (delay / 2)); // "equal jitter"
