@@ -35,8 +35,13 @@ REQUIRE_BROWSER_ENV = "MNIST_LIVE_REQUIRE_BROWSER"
 Strokes = list[list[list[float]]]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module.
+
+    Module scope, not session: Playwright's sync API keeps its event loop marked running while it is
+    open, which breaks every pytest-asyncio test collected after the browser tests.
+    """
     if not CHROMIUM.is_file():
         reason = f"{CHROMIUM} not found (apt-get install chromium)"
         if os.environ.get(REQUIRE_BROWSER_ENV) == "1":

@@ -8,6 +8,7 @@ README screenshot, ``docs/screenshot.png``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -87,6 +88,40 @@ def capture_ws_frames(page: Any) -> list[dict[str, Any]]:
     return sent
 
 
+SEND_LOG = """
+(() => {
+  window.__frame = 0;
+  const tick = () => { window.__frame++; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+  window.__sends = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    const during = window.event ? window.event.type : null;
+    window.__sends.push({frame: window.__frame, t: performance.now(), during, msg: JSON.parse(data)});
+    return send.call(this, data);
+  };
+})();
+"""
+"""Init script: log every WebSocket send with its animation frame, time, and the event being handled."""
+
+
+def logged_predicts(page: Any) -> list[dict[str, Any]]:
+    sends: list[dict[str, Any]] = page.evaluate("window.__sends")
+    return [s for s in sends if s["msg"].get("action") == "predict"]
+
+
+def assert_throttled(sends: list[dict[str, Any]], strokes: int) -> None:
+    """While drawing: at most one snapshot per animation frame, ~30 fps at most; one more per pen-up."""
+    live = [s for s in sends if s["during"] is None]
+    finals = [s for s in sends if s["during"] == "pointerup"]
+    frames = [s["frame"] for s in live]
+    assert len(frames) == len(set(frames)), f"two snapshots in one animation frame: {frames}"
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(live)]
+    assert all(g >= 30 for g in gaps), f"snapshots closer than ~33 ms: {gaps}"
+    assert len(finals) == strokes, "exactly one final snapshot per pen-up, sent at once"
+    assert sends[-1]["during"] == "pointerup"
+
+
 def bars(page: Any) -> list[tuple[str, float, bool]]:
     """The chart's rows: (data-digit, data-p, highlighted)."""
     rows: list[tuple[str, float, bool]] = [
@@ -161,6 +196,7 @@ def test_mouse_drawing_updates_live_and_ends_on_the_right_digit(
 ) -> None:
     opened = open_page(live_server.http_url + "/", viewport={"width": 1000, "height": 620})
     page = opened.page
+    page.add_init_script(SEND_LOG)
     sent = capture_ws_frames(page)
     page.reload()
     expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
@@ -183,7 +219,9 @@ def test_mouse_drawing_updates_live_and_ends_on_the_right_digit(
     predicts = [f for f in sent if f.get("action") == "predict"]
     seqs = [f["seq"] for f in predicts]
     assert seqs == sorted(set(seqs)), f"seq must strictly increase: {seqs}"
-    assert 2 <= len(predicts) < moves, "snapshots are throttled to animation frames, and not only one"
+    assert 2 <= len(predicts) <= moves + len(digit.strokes)
+    assert [s["msg"]["seq"] for s in logged_predicts(page)] == seqs
+    assert_throttled(logged_predicts(page), len(digit.strokes))
     final = predicts[-1]
     assert (final["width"], final["height"], final["stroke_width"]) == (280, 280, 16)
     assert len(final["strokes"]) == len(digit.strokes)
@@ -204,6 +242,49 @@ def test_mouse_drawing_updates_live_and_ends_on_the_right_digit(
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
+
+
+def test_pointer_bursts_within_a_frame_become_one_snapshot(
+    open_page: Callable[..., Opened], live_server: LiveServer
+) -> None:
+    """Faster input than frames (a 240 Hz pen, coalesced events): one snapshot per frame at most.
+
+    Real input from Playwright arrives at most once per frame, so bursts are synthetic PointerEvents.
+    """
+    opened = open_page("about:blank")
+    page = opened.page
+    page.add_init_script(SEND_LOG)
+    page.goto(live_server.http_url + "/")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+    result = page.evaluate(
+        """async () => {
+          const c = document.querySelector('[data-testid="canvas"]');
+          const r = c.getBoundingClientRect();
+          let i = 0;
+          const ev = (type) => { i++; return new PointerEvent(type, {pointerId: 7, pointerType: 'pen',
+            isPrimary: true, button: 0, buttons: type === 'pointerup' ? 0 : 1, bubbles: true,
+            cancelable: true, clientX: r.left + 40 + (i % 200), clientY: r.top + 40 + (i % 190)}); };
+          const frame = () => new Promise(res => requestAnimationFrame(res));
+          c.dispatchEvent(ev('pointerdown'));
+          for (let f = 0; f < 12; f++) {
+            for (let k = 0; k < 40; k++) c.dispatchEvent(ev('pointermove'));
+            await frame();
+          }
+          const before = window.__sends.length;
+          c.dispatchEvent(ev('pointerup'));
+          return {moves: 12 * 40, finalSentAtOnce: window.__sends.length === before + 1};
+        }"""
+    )
+    sends = logged_predicts(page)
+    assert result["finalSentAtOnce"], "the pen-up snapshot is sent in the pointerup handler"
+    assert 3 <= len(sends) <= 12 + 1, f"{len(sends)} snapshots for {result['moves']} moves in 12 frames"
+    assert_throttled(sends, strokes=1)
+    final = sends[-1]["msg"]
+    assert len(final["strokes"]) == 1 and len(final["strokes"][0]) > 100, (
+        "the final snapshot holds every point"
+    )
+    page.wait_for_function(SETTLED)
+    assert opened.console.errors() == []
 
 
 def test_touch_drawing_predicts_and_never_scrolls_the_page(
@@ -316,7 +397,7 @@ def test_falls_back_to_http_when_the_websocket_is_unreachable(
     page.wait_for_function(SETTLED)
     assert shown_while_down and shown_while_down[0].isdigit(), "no prediction before pen-up over HTTP"
     assert_prediction_shown(page, digit.label)
-    assert len(posts) >= 2
+    assert len([p for p in posts if p["strokes"]]) >= 2, "live updates over HTTP too, not only on pen-up"
     assert set(posts[-1]) == {"strokes", "width", "height", "stroke_width"}
     assert len(posts[-1]["strokes"]) == len(digit.strokes), "the final snapshot went out on pen-up"
     expect(page.get_by_test_id("latency")).to_have_text(re.compile(r"^\d+ ms"))
@@ -324,6 +405,16 @@ def test_falls_back_to_http_when_the_websocket_is_unreachable(
     # Only the browser's own report of the refused WebSocket may appear in the console.
     refused = re.compile(r"WebSocket connection to 'ws://127\.0\.0\.1:1/ws' failed")
     assert opened.console.errors(allow=lambda m: bool(refused.search(m))) == []
+
+
+def test_shows_offline_when_neither_websocket_nor_http_answers(
+    open_page: Callable[..., Opened], live_server: LiveServer
+) -> None:
+    opened = open_page(live_server.http_url + "/?ws=ws://127.0.0.1:1/ws&api=http://127.0.0.1:1/predict")
+    page = opened.page
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "offline")
+    expect(page.get_by_test_id("status")).to_have_text("Offline")
+    assert opened.console.page_errors == []
 
 
 def test_a_reply_older_than_the_one_shown_is_ignored(
