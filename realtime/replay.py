@@ -464,20 +464,11 @@ class _WebSocketUser:
                     self.closed = False
                     reader = asyncio.create_task(self._read(ws))
                 if not await self._draw(ws, ink, plan):
-                    if reader is not None:
-                        reader.cancel()
-                    with contextlib.suppress(Exception):
-                        await ws.close()
+                    await _close(ws, reader)  # lost: the next ink reconnects
                     ws, reader = None, None
             await self._drain()
         finally:
-            if reader is not None:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
-            if ws is not None:
-                with contextlib.suppress(Exception):
-                    await ws.close()
+            await _close(ws, reader)
 
     def _fail(self, ink: Ink, plan: InkPlan, code: str) -> None:
         run = _InkRun(plan, ink, self.loop.time())
@@ -580,6 +571,17 @@ class _WebSocketUser:
     def _settle(run: _InkRun, seq: int) -> None:
         if run.final_seq is not None and seq >= run.final_seq:
             run.done.set()
+
+
+async def _close(ws: Any, reader: asyncio.Task[None] | None) -> None:
+    """Stop a connection's reader (waiting for it, so it cannot touch the next connection) and close."""
+    if reader is not None:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+    if ws is not None:
+        with contextlib.suppress(Exception):
+            await ws.close()
 
 
 class _HttpUser:

@@ -147,3 +147,17 @@ def test_cli_usage_errors_are_one_line(
     code = cli.main(["replay", *(a.format(ink=ink) for a in argv)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.data
+@pytest.mark.asyncio(loop_scope="function")
+async def test_refused_connections_are_errors_and_other_users_finish(
+    pen_inks_200: list[Ink], replayer: Replayer
+) -> None:
+    """Over the connection cap the server closes with 1013: those inks are errors, the rest complete."""
+    with run_server(Settings(max_connections=2)) as server:
+        report = await replayer(server.ws_url, pen_inks_200[:12], concurrency=4, speed=4)
+    assert report.errors.get("connection_closed", 0) > 0
+    failed = [r for r in report.results if r.errors]
+    assert all(r.errors == ["connection_closed"] and r.final_latency_ms is None for r in failed)
+    assert report.completed == report.inks - len(failed) > 0
