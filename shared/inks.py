@@ -52,7 +52,8 @@ def load_inks(path: str | Path, limit: int | None = None) -> list[Ink]:
     """Read a ``.jsonl`` or ``.jsonl.gz`` recording.
 
     Args:
-        path: File path. limit: Read at most this many inks.
+        path: File path.
+        limit: Read at most this many inks (all when ``None``).
 
     Returns:
         The inks in file order.
@@ -91,7 +92,8 @@ def fit_to_canvas(ink: Ink, box: float, left: float, top: float) -> Strokes:
     Args:
         ink: The recording (y up or down, any units).
         box: Longer side of the drawn digit, canvas px.
-        left: x of the bounding box's left edge, canvas px. top: y of its top edge (y down).
+        left: x of the bounding box's left edge, canvas px.
+        top: y of its top edge, canvas px (y down).
 
     Returns:
         Strokes in canvas px, y down, aspect ratio kept.
@@ -114,8 +116,10 @@ def random_placement(
     """Fit an ink at a random size and position on a square canvas, as people draw.
 
     Args:
-        ink: The recording. rng: Seeded generator.
-        canvas: Canvas side, px. box_range: Range of the digit's longer side, px (default 90-230 on 280).
+        ink: The recording.
+        rng: Seeded generator (two or three draws: size, left, top).
+        canvas: Canvas side, px.
+        box_range: Range of the digit's longer side, px (default 90-230 on 280, as people draw).
 
     Returns:
         Strokes in canvas px, y down, fully inside the canvas.
@@ -129,7 +133,7 @@ def random_placement(
     return fit_to_canvas(ink, box, left, top)
 
 
-def render_png(
+def render_png(  # noqa: PLR0917 (positional form used by callers: strokes, width, height, pen)
     strokes: Strokes,
     width: int = 280,
     height: int = 280,
@@ -141,9 +145,14 @@ def render_png(
     """Render strokes as a browser canvas would (anti-aliased, round caps and joins) and encode PNG.
 
     Args:
-        strokes: Canvas px, y down. width / height: Canvas size, px. stroke_width: Pen diameter, px.
-        ink / background: RGBA colours (alpha 0 background gives a transparent canvas).
-        supersample: Anti-aliasing factor.
+        strokes: Canvas px, y down; a third value per point (timestamp) is ignored.
+        width: Canvas width, px.
+        height: Canvas height, px.
+        stroke_width: Pen diameter, px (browser ``lineWidth``).
+        ink: RGBA ink colour, 0-255 per channel.
+        background: RGBA canvas colour; alpha 0 gives a transparent canvas whose ink is in alpha,
+            as a browser's ``toDataURL`` of an unfilled canvas.
+        supersample: Anti-aliasing factor (drawn at ``supersample`` x the size, then box-filtered).
 
     Returns:
         PNG bytes, RGBA, ``width`` x ``height``.

@@ -114,7 +114,7 @@ def preprocess(frame: Frame, limits: Limits = DEFAULT_LIMITS) -> FloatImage | No
     if isinstance(frame, StrokesFrame):
         digit = rasterize_strokes(frame.strokes, frame.width, frame.height, frame.stroke_width, limits)
     else:
-        digit = normalize(decode_image(frame.image, limits))
+        digit = _normalize_image(frame.image, limits)
     return None if digit is None else digit.reshape(1, 1, MNIST_SIDE, MNIST_SIDE)
 
 
@@ -185,6 +185,20 @@ def decode_image(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> FloatIma
         EmptyImage, PayloadTooLarge, NotAnImage, InvalidImage, TruncatedImage, ImageTooLarge,
         InvalidBase64: see :mod:`shared.errors`.
     """
+    source = _ink_source(_load(data, limits))
+    if isinstance(source, np.ndarray):
+        return source
+    _, levels, lut = source
+    return lut[levels]
+
+
+def _load(data: bytes | str, limits: Limits) -> Image.Image:
+    """Decode ``data`` (bytes or base64 text) to a loaded, upright Pillow image, within ``limits``.
+
+    Raises:
+        EmptyImage, PayloadTooLarge, NotAnImage, InvalidImage, TruncatedImage, ImageTooLarge,
+        InvalidBase64: see :func:`decode_image`.
+    """
     raw = decode_base64(data, limits) if isinstance(data, str) else bytes(data)
     if not raw:
         raise errors.EmptyImage("The image is empty.")
@@ -195,19 +209,14 @@ def decode_image(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> FloatIma
         if img.format in ("JPEG", "WEBP", "PNG") and img.getexif().get(0x0112, 1) not in (1, None):
             img = ImageOps.exif_transpose(img)
         img.load()
-        return _ink_map(img)
     except errors.MnistLiveError:
         raise
     except (OSError, EOFError, ValueError, SyntaxError, TypeError, IndexError, KeyError, struct.error) as exc:
         text = str(exc).lower()
-        if (
-            isinstance(exc, EOFError)
-            or "truncat" in text
-            or "end of file" in text
-            or _is_truncated(raw)
-        ):
+        if isinstance(exc, EOFError) or "truncat" in text or "end of file" in text or _is_truncated(raw):
             raise errors.TruncatedImage("The image data is truncated.") from exc
         raise errors.InvalidImage("The image data is corrupt.") from exc
+    return img
 
 
 def _open_checked(raw: bytes, limits: Limits) -> Image.Image:
@@ -224,17 +233,13 @@ def _open_checked(raw: bytes, limits: Limits) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(raw), formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise errors.ImageTooLarge(
-            f"The image declares more than {limits.max_image_pixels} pixels."
-        ) from exc
+        raise errors.ImageTooLarge(f"The image declares more than {limits.max_image_pixels} pixels.") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         if _is_truncated(raw):
             raise errors.TruncatedImage("The image data is truncated.") from exc
         if _sniff(raw) is not None:
             raise errors.InvalidImage("The image header is invalid (e.g. zero width).") from exc
-        raise errors.NotAnImage(
-            "The data is not a supported image (PNG, JPEG, WebP, GIF or BMP)."
-        ) from exc
+        raise errors.NotAnImage("The data is not a supported image (PNG, JPEG, WebP, GIF or BMP).") from exc
     width, height = img.size
     if width <= 0 or height <= 0:
         raise errors.InvalidImage("The image header declares a zero width or height.")
@@ -343,8 +348,30 @@ def _is_truncated(raw: bytes) -> bool:
     return False
 
 
-def _ink_map(img: Image.Image) -> FloatImage:
-    """Return ``|grey - background|`` (or alpha on a transparent background) as float32 in [0, 1]."""
+_U8_TO_UNIT = np.arange(256, dtype=np.float32) * np.float32(1 / 255)
+"""``(256,)`` float32 ``v * (1 / 255)`` per 8-bit level: what ``uint8.astype(float32) * (1 / 255)`` gives."""
+
+
+InkSource: TypeAlias = tuple[Image.Image, npt.NDArray[np.uint8], FloatImage] | FloatImage
+"""What :func:`_ink_source` returns: ``(band, levels, lut)`` for 8-bit images, else a float ink map."""
+
+
+def _ink_source(img: Image.Image) -> InkSource:
+    """Reduce a decoded image to its ink: ``|grey - background|``, or alpha on a transparent background.
+
+    8-bit images stay 8-bit: the result is one band (as an image and an array) plus a 256-entry float32
+    table, ``ink = lut[levels]``,
+    so callers can crop before converting anything to float. Values are bit-identical to converting the
+    whole band to float32 and computing ``|v / 255 - background|``. 16-bit and wider integer images
+    (``I;16*``, ``I``) are rescaled by 1/65535, not clipped to 8 bits, and returned as a float array.
+
+    Args:
+        img: A loaded Pillow image of any mode.
+
+    Returns:
+        ``(band, levels, lut)``: an ``L`` image, the same as an ``(H, W)`` uint8 array, and a ``(256,)``
+        float32 table in [0, 1]; or an ``(H, W)`` float32 ink map in [0, 1].
+    """
     mode = img.mode
     if mode in ("PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
@@ -352,27 +379,35 @@ def _ink_map(img: Image.Image) -> FloatImage:
         img = img.convert("L")  # 1, P, RGB, CMYK, YCbCr, F, ...
     mode = img.mode
     if mode in ("RGBA", "LA"):
-        alpha = np.asarray(img.getchannel("A"))
-        if _border_median(alpha) < 128:
-            return alpha.astype(np.float32) * np.float32(1 / 255)
+        alpha = img.getchannel("A")
+        levels = np.asarray(alpha)
+        if _border_median(levels) < 128:
+            return alpha, levels, _U8_TO_UNIT
         img = img.convert("L")
         mode = "L"
     if mode == "L":
-        grey = np.asarray(img).astype(np.float32) * np.float32(1 / 255)
-    else:  # I;16, I;16B, I;16L, I: 16-bit (PNG) or wider integers; rescale, don't clip
-        grey = np.asarray(img).astype(np.float32) * np.float32(1 / 65535)
-        np.clip(grey, 0.0, 1.0, out=grey)
+        levels = np.asarray(img)
+        background = np.float32(_border_median(_U8_TO_UNIT[_border(levels)]))
+        return img, levels, np.abs(_U8_TO_UNIT - background)
+    # I;16, I;16B, I;16L, I: 16-bit (PNG) or wider integers; rescale, don't clip
+    grey = np.asarray(img).astype(np.float32) * np.float32(1 / 65535)
+    np.clip(grey, 0.0, 1.0, out=grey)
     background = np.float32(_border_median(grey))
     grey -= background
-    return np.abs(grey, out=grey)
+    np.abs(grey, out=grey)
+    return grey
+
+
+def _border(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The one-pixel border of a 2-D array, flat (the whole array, flat, when under 3x3)."""
+    if a.shape[0] < 3 or a.shape[1] < 3:
+        return a.ravel()
+    return np.concatenate((a[0], a[-1], a[1:-1, 0], a[1:-1, -1]))
 
 
 def _border_median(a: npt.NDArray[Any]) -> float:
-    """Median of the one-pixel border of a 2-D array (the canvas background)."""
-    if a.shape[0] < 3 or a.shape[1] < 3:
-        return float(np.median(a))
-    edge = np.concatenate((a[0], a[-1], a[1:-1, 0], a[1:-1, -1]))
-    return float(np.median(edge))
+    """Median of the one-pixel border of a 2-D array (the canvas background), or of a flat border."""
+    return float(np.median(_border(a) if a.ndim == 2 else a))
 
 
 def normalize(ink: npt.NDArray[Any]) -> FloatImage | None:
@@ -386,19 +421,49 @@ def normalize(ink: npt.NDArray[Any]) -> FloatImage | None:
         ``(28, 28)`` float32 in [0, 1], or ``None`` for a blank frame (module docstring).
     """
     if ink.dtype == np.uint8:
-        ink = ink.astype(np.float32) * np.float32(1 / 255)
+        ink = _U8_TO_UNIT[ink]
     mask = ink >= NOISE_FLOOR
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return _normalize_crop(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+
+
+def _normalize_image(data: bytes | str, limits: Limits) -> FloatImage | None:
+    """:func:`normalize` of :func:`decode_image`, cropping 8-bit images before any float conversion.
+
+    Same result as ``normalize(decode_image(data, limits))`` (bit for bit); the ink's bounding box is
+    found by Pillow on a thresholded 8-bit band, so only the crop is converted to float32.
+    """
+    source = _ink_source(_load(data, limits))
+    if isinstance(source, np.ndarray):
+        return normalize(source)
+    band, levels, lut = source
+    bbox = band.point(_threshold_table(lut.tobytes())).getbbox()
+    if bbox is None:
+        return None
+    left, top, right, bottom = bbox
+    return _normalize_crop(lut[levels[top:bottom, left:right]])
+
+
+@lru_cache(maxsize=512)
+def _threshold_table(lut: bytes) -> list[int]:
+    """Pillow ``point`` table: 255 where the ink ``lut`` (float32 bytes) is at least :data:`NOISE_FLOOR`."""
+    values = np.frombuffer(lut, dtype=np.float32)
+    return [255 if v else 0 for v in (values >= NOISE_FLOOR).tolist()]
+
+
+def _normalize_crop(crop: FloatImage) -> FloatImage | None:
+    """The tail of :func:`normalize`: ``crop`` is the ink map cut to the bounding box of its ink pixels."""
     peak = float(crop.max())
     if peak < MIN_PEAK_CONTRAST or max(crop.shape) <= MAX_SPECK_PX:
         return None
-    if np.count_nonzero(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]) < MIN_INK_PIXELS:
+    mask = crop >= NOISE_FLOOR
+    if np.count_nonzero(mask) < MIN_INK_PIXELS:
         return None
-    crop = np.where(crop >= NOISE_FLOOR, crop * np.float32(1 / peak), np.float32(0)).astype(np.float32)
+    crop = crop * np.float32(1 / peak)  # ink >= 0, so zeroing by multiplying with the mask is exact
+    crop *= mask
     height, width = crop.shape
     scale = MNIST_BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -541,6 +606,8 @@ def _simplify(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     if len(p) <= 2:
         return p
     step = np.hypot(*np.diff(p, axis=0).T)
+    if step.min() >= _SIMPLIFY_PX:  # every step is long enough: the loop below would keep all
+        return p
     keep = np.ones(len(p), dtype=bool)
     acc = 0.0
     for i, s in enumerate(step.tolist(), start=1):
@@ -550,7 +617,8 @@ def _simplify(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         else:
             acc = 0.0
     keep[-1] = True
-    return p[keep]
+    kept: npt.NDArray[np.float64] = p[keep]
+    return kept
 
 
 def _capsule_coverage(
@@ -586,7 +654,8 @@ def _capsule_coverage(
     d = np.sqrt(dx.min(axis=0))
     cover = np.float32(radius + 0.5) - d
     np.clip(cover, 0, 1, out=cover)
-    return cover.reshape(height, width)
+    out: FloatImage = cover.reshape(height, width)
+    return out
 
 
 @lru_cache(maxsize=1024)
@@ -623,12 +692,25 @@ def _center_by_mass(box: FloatImage) -> FloatImage:
 _INDEX = np.arange(MNIST_SIDE, dtype=np.float32)
 
 
+_INDEX_DIFF = _INDEX[:, None] - _INDEX
+"""``(28, 28)`` float32 ``i - j``, exact integers."""
+
+
 def _shift_matrix(shift: float, size: int) -> FloatImage:
-    """``(28, size)`` bilinear weights that move index ``j`` to ``j + shift``."""
-    diff = _INDEX[:, None] - _INDEX[:size] - np.float32(shift)
-    return np.maximum(np.float32(1) - np.abs(diff), np.float32(0))
+    """``(28, size)`` bilinear weights moving index ``j`` to ``j + shift``: ``max(1 - |i - j - s|, 0)``."""
+    w = _INDEX_DIFF[:, :size] - np.float32(shift)
+    np.abs(w, out=w)
+    np.subtract(np.float32(1), w, out=w)
+    return np.maximum(w, np.float32(0), out=w)
 
 
 def stack(images: Sequence[FloatImage]) -> FloatImage:
-    """Stack normalized ``(28, 28)`` or ``(1, 1, 28, 28)`` images into an NCHW ``(N, 1, 28, 28)`` batch."""
+    """Stack normalized images into one batch.
+
+    Args:
+        images: ``(28, 28)`` or ``(1, 1, 28, 28)`` arrays in [0, 1] (as :func:`preprocess` returns).
+
+    Returns:
+        ``(N, 1, 28, 28)`` float32 NCHW batch, N = ``len(images)`` >= 1.
+    """
     return np.stack([np.asarray(i, dtype=np.float32).reshape(1, MNIST_SIDE, MNIST_SIDE) for i in images])
