@@ -182,7 +182,8 @@ def add_command(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
         help="classify an image or a recorded ink and print the top-3 digits",
-        description=(__doc__ or "").split("\n\n")[0],
+        description="Classify one image or one recorded ink and print the top-3 digits.",
+        epilog="Exit codes: 0 printed a prediction, 1 error (one line on stderr), 2 usage.",
     )
     p.add_argument("file", type=Path, help="image (PNG/JPEG/WebP/GIF/BMP) or .jsonl ink recording")
     p.add_argument("--index", type=int, default=0, help="which ink of a .jsonl file, 0-based (default 0)")

@@ -893,6 +893,10 @@ def add_command(sub: Any) -> None:
         "replay",
         help="replay recorded pen inks against a server and measure accuracy, time-to-correct, latency",
         description=(__doc__ or "").split("\n\n")[0],
+        epilog=(
+            "Exit codes: 0 done without errors; 1 some frames or inks failed, or accuracy below "
+            "--min-accuracy; 2 bad arguments, unreadable file or no connection at all; 130 interrupted."
+        ),
     )
     p.add_argument("file", type=Path, help="JSON Lines recording (.jsonl or .jsonl.gz), like shared/data/pen")
     p.add_argument(
@@ -905,7 +909,13 @@ def add_command(sub: Any) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="pen speed multiplier (default 1: recorded pace)")
     p.add_argument("--limit", type=int, default=None, help="replay only the first K inks")
     p.add_argument("--seed", type=int, default=0, help="seed of the canvas placement (default 0)")
-    p.add_argument("--json", dest="json_path", default=None, help="write the JSON report here ('-': stdout)")
+    p.add_argument(
+        "--json",
+        dest="json_path",
+        metavar="REPORT",
+        default=None,
+        help="write the JSON report here ('-': stdout)",
+    )
     p.add_argument(
         "--sources",
         type=Path,
