@@ -285,7 +285,8 @@ function pump(final) {
   if (version === sentVersion || strokes.length === 0) return;
   const now = performance.now();
   if (wsOpen()) {
-    if (!final && now - lastSendAt < MIN_SEND_INTERVAL_MS) return schedule();
+    // Latest wins on a slow link too: while earlier bytes are still queued, wait (never for the final).
+    if (!final && (now - lastSendAt < MIN_SEND_INTERVAL_MS || ws.bufferedAmount > 0)) return schedule();
     sendWs(now);
   } else if (useHttp()) {
     if (!httpInFlight) sendHttp(now);
@@ -473,6 +474,10 @@ function setState(next) {
 }
 
 function clearAll() {
+  if (activePointer !== null) { // Escape mid-stroke: the pen's remaining moves draw nothing
+    try { canvas.releasePointerCapture(activePointer); } catch { /* already released */ }
+    activePointer = null;
+  }
   strokes = [];
   version++;
   sentVersion = version; // nothing to send for an empty canvas
