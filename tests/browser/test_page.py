@@ -360,6 +360,17 @@ def test_clear_button_escape_and_keyboard_reset_digit_and_bars(
     page.wait_for_timeout(300)
     assert_cleared(page)
 
+    # Escape mid-stroke: the rest of that stroke draws nothing and breaks nothing.
+    box = canvas_box(page)
+    page.mouse.move(*to_viewport(box, 60, 60))
+    page.mouse.down()
+    page.mouse.move(*to_viewport(box, 120, 120))
+    page.keyboard.press("Escape")
+    page.mouse.move(*to_viewport(box, 200, 200))
+    page.mouse.up()
+    page.wait_for_timeout(200)
+    assert_cleared(page)
+
     # Keyboard only: Tab reaches Clear, it shows a focus ring, Enter activates it.
     draw_with_mouse(page, digit.strokes)
     page.wait_for_function(SETTLED)
