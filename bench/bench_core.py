@@ -1,0 +1,145 @@
+"""Benchmark the core: median CPU time per prediction for the strokes form and for a 280x280 PNG.
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_core.py                      # current code
+    .venv/bin/python bench/bench_core.py --baseline e416e1e   # and an older shared/preprocess.py, interleaved
+
+Inputs: the 200 UNIPEN pen inks (``../shared/data/pen/unipen1a_dev_200.jsonl``), each laid out at a
+random size (90-230 px) and position on a 280x280 canvas (seed 0), pen 16 px; the PNG form is the
+RGBA PNG a browser canvas would give (``shared.inks.render_png``, black on white).
+
+Each row is the median over ``repeat`` passes x 200 frames of the CPU time (``time.process_time_ns``)
+of one single-frame call:
+
+* ``preprocess``: :func:`shared.preprocess.preprocess` only;
+* ``+ inference``: ``preprocess`` then ``Predictor.logits`` (normalization + inference, issue 2 target);
+* ``predict()``: the full ``Predictor.predict`` (adds softmax and the pydantic result).
+
+With ``--baseline REV`` the ``preprocess`` rows are repeated for ``git show REV:shared/preprocess.py``,
+calls interleaved with the current code so machine load affects both alike. Not a test. Targets
+(issue 2, this 2-core machine): <= 0.4 ms strokes, <= 2.0 ms PNG per prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared import preprocess as current  # noqa: E402
+from shared.inference import Predictor  # noqa: E402
+from shared.inks import load_inks, random_placement, render_png  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+
+CANVAS = 280
+"""Canvas side, px (the page's canvas)."""
+PEN = 16
+"""Pen diameter, px (the page's default)."""
+
+
+def _load_revision(rev: str) -> ModuleType:
+    """Import ``shared/preprocess.py`` as it was at git revision ``rev``."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:shared/preprocess.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / f"preprocess_{rev}.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bench(rows: dict[str, tuple[Callable[[Any], object], list[Any]]], repeat: int) -> dict[str, float]:
+    """Median CPU ms per call for each row; calls of all rows interleaved frame by frame."""
+    clock = time.process_time_ns
+    times: dict[str, list[int]] = {name: [] for name in rows}
+    n = min(len(frames) for _, frames in rows.values())
+    for fn, frames in rows.values():  # warm up (imports, caches, onnxruntime arenas)
+        for f in frames[:20]:
+            fn(f)
+    for r in range(repeat):
+        order = list(rows.items()) if r % 2 == 0 else list(reversed(rows.items()))
+        for i in range(n):
+            for name, (fn, frames) in order:
+                t0 = clock()
+                fn(frames[i])
+                times[name].append(clock() - t0)
+    return {name: statistics.median(t) / 1e6 for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="number of inks (<= 200)")
+    parser.add_argument("--repeat", type=int, default=5, help="passes over the inks")
+    parser.add_argument("--baseline", help="git revision of shared/preprocess.py to compare with")
+    args = parser.parse_args()
+    settings = Settings()
+    inks = load_inks(settings.data_dir / "pen" / "unipen1a_dev_200.jsonl")[: args.n]
+    rng = np.random.default_rng(0)
+    strokes = [random_placement(ink, rng, CANVAS) for ink in inks]
+    pngs = [render_png(s, CANVAS, CANVAS, PEN) for s in strokes]
+    predictor = Predictor(settings.model_path, settings.intra_op_num_threads)
+    predictor.warm_up()
+
+    def forms(mod: ModuleType) -> tuple[list[Any], list[Any]]:
+        return (
+            [mod.StrokesFrame(s, CANVAS, CANVAS, PEN) for s in strokes],
+            [mod.ImageFrame(p) for p in pngs],
+        )
+
+    s_frames, p_frames = forms(current)
+
+    def with_inference(mod: ModuleType) -> Callable[[Any], object]:
+        def run(frame: Any) -> object:
+            x = mod.preprocess(frame)
+            return None if x is None else predictor.logits(x)
+
+        return run
+
+    def predict(frame: Any) -> object:
+        return predictor.predict([frame])
+
+    rows: dict[str, tuple[Callable[[Any], object], list[Any]]] = {
+        "strokes: preprocess": (current.preprocess, s_frames),
+        "strokes: preprocess + inference": (with_inference(current), s_frames),
+        "strokes: Predictor.predict()": (predict, s_frames),
+        "png 280x280: preprocess": (current.preprocess, p_frames),
+        "png 280x280: preprocess + inference": (with_inference(current), p_frames),
+        "png 280x280: Predictor.predict()": (predict, p_frames),
+    }
+    if args.baseline:
+        base = _load_revision(args.baseline)
+        bs, bp = forms(base)
+        rows[f"strokes: preprocess @{args.baseline}"] = (base.preprocess, bs)
+        rows[f"strokes: preprocess + inference @{args.baseline}"] = (with_inference(base), bs)
+        rows[f"png 280x280: preprocess @{args.baseline}"] = (base.preprocess, bp)
+        rows[f"png 280x280: preprocess + inference @{args.baseline}"] = (with_inference(base), bp)
+    result = _bench(rows, args.repeat)
+    mean_png = sum(len(p) for p in pngs) / len(pngs)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"inks={len(inks)} repeat={args.repeat} mean png={mean_png / 1024:.1f} KiB load1={load:.1f}")
+    for name in sorted(result):
+        print(f"{name:52s} {result[name]:7.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
