@@ -161,3 +161,16 @@ async def test_refused_connections_are_errors_and_other_users_finish(
     failed = [r for r in report.results if r.errors]
     assert all(r.errors == ["connection_closed"] and r.final_latency_ms is None for r in failed)
     assert report.completed == report.inks - len(failed) > 0
+
+
+@pytest.mark.data
+def test_cli_json_to_stdout_and_min_accuracy(
+    live_server: LiveServer, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["replay", str(data_dir / "pen" / "unipen1a_dev_200.jsonl"), "--url", live_server.http_url]
+    code = cli.main([*argv, "--limit", "5", "--speed", "8", "--json", "-", "--min-accuracy", "1.01"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert code == 1, "accuracy below --min-accuracy"
+    assert report["inks"] == 5 and report["transport"] == "http" and len(report["results"]) == 5
+    assert "accuracy" in captured.err, "the table goes to stderr when the report takes stdout"
