@@ -191,3 +191,26 @@ def test_source_rates_take_the_most_common_value(tmp_path: Path) -> None:
 def test_unipen_source_rates(data_dir: Path) -> None:
     rates = load_source_rates(data_dir / "pen" / "unipen1a_sources.json")
     assert rates["unipen1a-apb"] == 60 and rates["unipen1a-tos"] == 200 and len(rates) == 17
+
+
+@pytest.mark.parametrize(("right", "expected"), [(0, None), (1, None), (2, 0.5), (3, 0.5)])
+def test_median_over_all_inks_counts_never_correct_as_not_reached(right: int, expected: float | None) -> None:
+    rec = _Recorder(None)
+    for i in range(3):
+        ok = i < right
+        rec.results.append(
+            InkResult(
+                i,
+                1,
+                "w",
+                10,
+                100.0,
+                digit=1 if ok else 2,
+                correct=ok,
+                ttc_fraction=0.5 if ok else None,
+                ttc_ms=5.0 if ok else None,
+            )
+        )
+    report = summarize("ws://x/ws", "websocket", ReplayOptions(), rec, 1.0)
+    assert report.ttc_fraction_p50_all == expected
+    assert report.round_trip_ms["p50"] is None and report.final_latency_ms["p99"] is None
