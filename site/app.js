@@ -406,6 +406,8 @@ function onError(msg) {
     invalid_strokes: "Too many strokes for one frame. Press Clear and draw again.",
     rate_limited: "Slow down: the server is limiting frames.",
     model_unavailable: "The model is not available right now.",
+    unauthorized: "This server needs a token: open the page with ?token=… in its address.",
+    forbidden_origin: "This server does not accept connections from this page's origin.",
   }[code] ?? `Server error (${code}): ${msg.error?.message ?? ""}`.trim();
   showError(text);
 }
