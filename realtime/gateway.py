@@ -71,6 +71,8 @@ MAX_MESSAGE_BYTES = 128 * 1024
 """API Gateway's message limit, bytes (larger → close 1009; also the @connections POST limit)."""
 CLOSE_UNSUPPORTED_DATA = 1003
 DEFAULT_PORT = 8001
+HANDSHAKE_WAIT_S = 5.0
+"""How long an @connections call waits for a just-accepted connection's handshake to finish."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,14 @@ class _Connection:
     source_ip: str
     user_agent: str
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def open_ws(self) -> ServerConnection | None:
+        """The socket once the handshake completed (``None`` if it does not within 5 s)."""
+        if self.ws is not None and not self.opened.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.opened.wait(), HANDSHAKE_WAIT_S)
+        return self.ws if self.opened.is_set() else None
 
 
 def new_connection_id() -> str:
@@ -159,7 +169,6 @@ class Gateway:
         self.two_way_routes = two_way_routes
         self.site = site if site is not None else _site_dir()
         self.connections: dict[str, _Connection] = {}
-        self._accepted: dict[ServerConnection, _Connection] = {}
         self._server: Server | None = None
         self._http: ThreadingHTTPServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,6 +213,7 @@ class Gateway:
             host,
             port,
             process_request=self._process_request,
+            process_response=self._process_response,
             max_size=(MAX_MESSAGE_BYTES, MAX_FRAME_BYTES),
             ping_interval=None,
             compression=None,
@@ -287,13 +297,18 @@ class Gateway:
         status = _status_of(result)
         if not 200 <= status < 300:
             return connection.respond(status, f"{http.HTTPStatus(status).phrase}\n")
-        self._accepted[connection] = conn
+        conn.ws = connection
+        self.connections[conn.id] = conn  # exists once $connect returned 2xx, as on AWS
         return None
 
+    def _process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:  # refused after $connect: forget it
+            for conn in [c for c in self.connections.values() if c.ws is connection]:
+                del self.connections[conn.id]
+
     async def _serve(self, connection: ServerConnection) -> None:
-        conn = self._accepted.pop(connection)
-        conn.ws = connection
-        self.connections[conn.id] = conn
+        conn = next(c for c in self.connections.values() if c.ws is connection)
+        conn.opened.set()
         try:
             async for message in connection:
                 conn.last_active_at = time.time()
@@ -306,7 +321,7 @@ class Gateway:
         except ConnectionClosed:
             pass
         finally:
-            del self.connections[conn.id]
+            self.connections.pop(conn.id, None)
             await connection.wait_closed()
             now = time.time()
             event: RawEvent = {
@@ -368,7 +383,12 @@ class Gateway:
         body = target.read_bytes()
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         headers = Headers(
-            [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
+            [
+                ("Content-Type", ctype),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                ("Connection", "close"),  # websockets closes the socket after any HTTP response
+            ]
         )
         return Response(200, "OK", headers, body)
 
@@ -382,14 +402,15 @@ class Gateway:
     async def post_to(self, connection_id: str, data: bytes) -> bool:
         """Send ``data`` as one frame (text when UTF-8); ``False`` when the connection is gone."""
         conn = self.connections.get(connection_id)
-        if conn is None or conn.ws is None:
+        ws = await conn.open_ws() if conn is not None else None
+        if ws is None:
             return False
         try:
             payload: str | bytes = data.decode()
         except UnicodeDecodeError:
             payload = data
         try:
-            await conn.ws.send(payload)
+            await ws.send(payload)
         except ConnectionClosed:
             return False
         return True
@@ -408,9 +429,10 @@ class Gateway:
     async def disconnect(self, connection_id: str) -> bool:
         """``DeleteConnection``: close it (its ``$disconnect`` follows); ``False`` when gone."""
         conn = self.connections.get(connection_id)
-        if conn is None or conn.ws is None:
+        ws = await conn.open_ws() if conn is not None else None
+        if ws is None:
             return False
-        await conn.ws.close(1000, "Goodbye")
+        await ws.close(1000, "Goodbye")
         return True
 
 

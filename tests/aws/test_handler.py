@@ -1,0 +1,234 @@
+"""The Lambda WebSocket handler on recorded API Gateway events, replies captured by an in-memory sender."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from realtime.aws_lambda import (
+    MAX_FRAME_BYTES,
+    MemorySender,
+    SendFailed,
+    WebSocketHandler,
+    encode,
+)
+from realtime.lambda_types import ROUTES, WebSocketEvent
+from realtime.messages import PredictionMessage
+from shared.inference import Predictor
+from shared.preprocess import StrokesFrame
+from shared.settings import Settings
+from tests.aws.conftest import Records, frames, load_event, message_event
+
+MakeHandler = Callable[..., tuple[WebSocketHandler, MemorySender]]
+SITE = "https://d111111abcdef8.cloudfront.net"
+LINE = [[[140, 40], [140, 240]]]
+
+
+def predict(seq: int | None = 1, strokes: Any = LINE) -> str:
+    body: dict[str, Any] = {"action": "predict", "strokes": strokes, "width": 280, "height": 280}
+    if seq is not None:
+        body["seq"] = seq
+    return json.dumps(body)
+
+
+@pytest.mark.parametrize("name", ["ws_connect", "ws_connect_no_query", "ws_message_predict", "ws_disconnect"])
+def test_recorded_events_parse(name: str) -> None:
+    event = WebSocketEvent.model_validate(load_event(name))
+    ctx = event.request_context
+    assert ctx.route_key in ROUTES
+    assert ctx.connection_id and ctx.request_id and ctx.domain_name and ctx.stage == "prod"
+    assert (event.body is not None) == (ctx.event_type == "MESSAGE")
+    assert (event.query_string_parameters is not None) == (name == "ws_connect")
+
+
+def test_connect_without_query_string_is_accepted(make_handler: MakeHandler) -> None:
+    handler, sender = make_handler()
+    assert "queryStringParameters" not in load_event("ws_connect_no_query")
+    assert handler(load_event("ws_connect_no_query")) == {"statusCode": 200}
+    assert sender.calls == 0, "nothing can be posted during $connect"
+
+
+def test_connect_checks_the_token(make_handler: MakeHandler) -> None:
+    handler, _ = make_handler(auth_token="s3cret-token", allowed_origins=[SITE])
+    assert handler(load_event("ws_connect")) == {"statusCode": 200}
+    assert handler(load_event("ws_connect_no_query")) == {"statusCode": 401}
+    wrong = load_event("ws_connect")
+    wrong["queryStringParameters"] = {"token": "s3cret-tokem"}
+    assert handler(wrong) == {"statusCode": 401}
+
+
+def test_connect_checks_the_origin(make_handler: MakeHandler, records: Records) -> None:
+    handler, _ = make_handler()
+    assert handler(load_event("ws_connect")) == {"statusCode": 403}, "the CloudFront origin is not allowed"
+    assert records.events("ws_refused")[-1].code == "forbidden_origin"  # type: ignore[attr-defined]
+    allowed, _ = make_handler(allowed_origins=[SITE])
+    assert allowed(load_event("ws_connect")) == {"statusCode": 200}
+    lowercase = load_event("ws_connect")
+    lowercase["headers"] = {k.lower(): v for k, v in lowercase["headers"].items()}
+    assert handler(lowercase) == {"statusCode": 403}, "header names are matched case-insensitively"
+
+
+def test_disconnect_returns_200_and_sends_nothing(make_handler: MakeHandler) -> None:
+    handler, sender = make_handler()
+    assert handler(load_event("ws_disconnect")) == {"statusCode": 200}
+    assert sender.calls == 0
+
+
+def test_predict_message_is_answered_with_the_core_prediction(
+    make_handler: MakeHandler, predictor: Predictor
+) -> None:
+    handler, sender = make_handler()
+    event = load_event("ws_message_predict")
+    assert handler(event) == {"statusCode": 200}
+    (reply,) = frames(sender)
+    body = json.loads(event["body"])
+    expected = predictor.predict([StrokesFrame(body["strokes"], 280, 280, 16)])[0]
+    assert reply["type"] == "prediction" and reply["seq"] == 7 and reply["status"] == "ok"
+    assert reply["digit"] == expected.digit
+    assert len(reply["probabilities"]) == 10
+    assert sum(reply["probabilities"]) == pytest.approx(1.0, abs=1e-9)
+    assert reply["latency_ms"] >= 0
+
+
+def test_every_message_is_answered_even_out_of_order(make_handler: MakeHandler) -> None:
+    handler, sender = make_handler()
+    for seq in (5, 3, 3, 9):  # stateless: no stale dropping across invocations
+        handler(message_event(predict(seq), "predict"))
+    assert [f["seq"] for f in frames(sender)] == [5, 3, 3, 9]
+
+
+@pytest.mark.parametrize(
+    ("body", "route", "expected"),
+    [
+        (json.dumps({"action": "ping"}), "ping", {"type": "pong"}),
+        (json.dumps({"action": "dance", "seq": 1}), "$default", "unknown_action"),
+        (json.dumps({"seq": 1}), "$default", "unknown_action"),
+        ("not json", "$default", "invalid_json"),
+        ("[1, 2]", "$default", "invalid_json"),
+        (None, "$default", "invalid_json"),
+        (json.dumps({"action": "predict", "seq": 2}), "predict", "missing_field"),
+        (json.dumps({"action": "predict", "seq": -1, "image": "x"}), "predict", "invalid_field_type"),
+        (json.dumps({"action": "predict", "seq": 3, "image": "@@@"}), "predict", "invalid_base64"),
+        (predict(4, [[[1, "x"]]]), "predict", "invalid_strokes"),
+    ],
+)
+def test_routes_and_client_errors(
+    make_handler: MakeHandler, body: str | None, route: str, expected: Any
+) -> None:
+    handler, sender = make_handler()
+    assert handler(message_event(body, route)) == {"statusCode": 200}
+    (reply,) = frames(sender)
+    if isinstance(expected, dict):
+        assert reply == expected
+    else:
+        assert reply["type"] == "error" and reply["error"]["code"] == expected
+
+
+def test_message_over_128_kib_is_payload_too_large(make_handler: MakeHandler) -> None:
+    handler, sender = make_handler()
+    body = json.dumps({"action": "predict", "seq": 1, "image": "A" * (128 * 1024)})
+    handler(message_event(body, "predict"))
+    (reply,) = frames(sender)
+    assert reply["error"]["code"] == "payload_too_large" and reply["seq"] is None
+
+
+def test_base64_bodies_are_decoded(make_handler: MakeHandler) -> None:
+    handler, sender = make_handler()
+    event = message_event(base64.b64encode(predict(11).encode()).decode(), "predict")
+    event["isBase64Encoded"] = True
+    handler(event)
+    bad = message_event("%%%", "predict")
+    bad["isBase64Encoded"] = True
+    handler(bad)
+    ok, broken = frames(sender)
+    assert ok["seq"] == 11 and ok["type"] == "prediction"
+    assert broken["error"]["code"] == "invalid_json"
+
+
+def test_blank_frame_is_no_digit(make_handler: MakeHandler) -> None:
+    handler, sender = make_handler()
+    handler(message_event(predict(1, []), "predict"))
+    (reply,) = frames(sender)
+    assert reply["status"] == "no_digit" and reply["digit"] is None
+
+
+def test_missing_model_gives_model_unavailable(tmp_path: Any, records: Records) -> None:
+    sender = MemorySender()
+    handler = WebSocketHandler(Settings(model_path=tmp_path / "missing.onnx"), None, sender)
+    assert handler.predictor is None and records.events("model_load_failed")
+    handler(message_event(predict(1), "predict"))
+    (reply,) = frames(sender)
+    assert reply["error"]["code"] == "model_unavailable" and reply["seq"] == 1
+
+
+def test_the_handler_never_raises(make_handler: MakeHandler, records: Records) -> None:
+    handler, sender = make_handler()
+    assert handler({"hello": "world"}) == {"statusCode": 400}
+    assert handler({"requestContext": {"eventType": "BOGUS"}}) == {"statusCode": 400}
+
+    class Exploding:
+        def predict(self, *args: Any) -> Any:
+            raise RuntimeError("boom")
+
+    handler.predictor = Exploding()  # type: ignore[assignment]
+    assert handler(message_event(predict(3), "predict")) == {"statusCode": 200}
+    assert frames(sender)[-1]["error"]["code"] == "internal_error"
+    assert records.events("inference_failed")
+
+    class Broken:
+        def post(self, connection_id: str, data: bytes) -> None:
+            raise ZeroDivisionError
+
+    broken = WebSocketHandler(handler.settings, handler.predictor, Broken())  # type: ignore[arg-type]
+    assert broken(message_event(predict(4), "predict")) == {"statusCode": 200}
+    assert records.events("ws_send_failed")[-1].reason == "ZeroDivisionError"  # type: ignore[attr-defined]
+
+
+def test_a_failed_send_fails_only_that_message(make_handler: MakeHandler, records: Records) -> None:
+    handler, sender = make_handler()
+    sender.failures.append(SendFailed("XaVSDeXSDoECF1g=", "InternalServerErrorException"))
+    assert handler(message_event(predict(1), "predict")) == {"statusCode": 200}
+    assert handler(message_event(predict(2), "predict")) == {"statusCode": 200}
+    assert [f["seq"] for f in frames(sender)] == [2]
+    (failed,) = records.events("ws_send_failed")
+    assert failed.connection_id == "XaVSDeXSDoECF1g="  # type: ignore[attr-defined]
+    assert failed.request_id == "XaVUGGEnDoEFeJw="  # type: ignore[attr-defined]
+
+
+def test_outgoing_frames_stay_under_32_kb() -> None:
+    huge = PredictionMessage.model_construct(
+        type="prediction",
+        seq=1,
+        status="ok",
+        digit=1,
+        probabilities=[0.1] * 10_000,
+        confidence=0.1,
+        latency_ms=1.0,
+    )
+    data = encode(huge)
+    assert len(data) < MAX_FRAME_BYTES
+    assert json.loads(data)["error"]["code"] == "internal_error"
+
+
+def test_callback_url_from_the_event_or_the_settings(predictor: Predictor) -> None:
+    built: list[str] = []
+
+    def factory(url: str) -> MemorySender:
+        built.append(url)
+        return MemorySender()
+
+    by_event = WebSocketHandler(Settings(), predictor, sender_factory=factory)
+    by_event(message_event(predict(1), "predict"))
+    by_event(message_event(predict(2), "predict"))
+    assert built == ["https://abcd123456.execute-api.eu-west-1.amazonaws.com/prod"], "one client, reused"
+
+    built.clear()
+    custom = "https://ws.example.com/prod"
+    configured = WebSocketHandler(Settings(callback_url=custom), predictor, sender_factory=factory)
+    assert built == [custom], "with a callback URL the client is built at init"
+    configured(message_event(predict(1), "predict"))
+    assert built == [custom]

@@ -1,0 +1,191 @@
+"""What CI checks about the deployment: the SAM template (cfn-lint and structure), the workflows (GitHub's
+schema), the image (Dockerfile, runtime requirements) and the WebSocket path's imports (cold start)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint_file
+from cfnlint.decode import decode_str
+
+from realtime.lambda_types import ROUTES
+from shared.settings import REPO_ROOT
+from tests.aws.conftest import load_event
+
+TEMPLATE = REPO_ROOT / "infra" / "template.yaml"
+WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
+HEAVY = ("fastapi", "starlette", "uvicorn", "mangum", "anyio", "httpx", "websockets")
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def template() -> dict[str, Any]:
+    decoded, matches = decode_str(TEMPLATE.read_text())
+    assert not matches and decoded is not None
+    return dict(decoded)
+
+
+def test_websocket_entrypoint_imports_no_web_framework() -> None:
+    """Cold start: answering a MESSAGE must not import FastAPI, starlette or uvicorn."""
+    event = json.dumps(load_event("ws_message_predict"))
+    code = f"""
+import json, sys
+from realtime.aws_lambda import MemorySender, WebSocketHandler
+from shared.settings import Settings
+sender = MemorySender()
+result = WebSocketHandler(Settings(), sender=sender)(json.loads({event!r}))
+reply = json.loads(sender.sent["XaVSDeXSDoECF1g="][0])
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+print(json.dumps({{"result": result, "type": reply["type"], "heavy": heavy}}))
+"""
+    done = run(sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"result": {"statusCode": 200}, "type": "prediction", "heavy": []}
+
+
+def test_cfn_lint_is_clean() -> None:
+    """``cfn-lint infra/template.yaml`` (all rules, SAM-aware), through its Python API."""
+    assert lint_file(TEMPLATE) == []
+
+
+def test_cfn_lint_catches_the_globals_gotcha(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = TEMPLATE.read_text().replace("    Timeout: 29\n", "    Timeout: 29\n    PackageType: Image\n", 1)
+    bad.write_text(text)
+    assert [m.rule.id for m in lint_file(bad)] == ["E3724"]
+
+
+def test_template_declares_the_websocket_api() -> None:
+    t = template()
+    res = t["Resources"]
+    assert "PackageType" not in t["Globals"]["Function"], "not allowed in Globals (SAM E0001)"
+    (api,) = [r for r in res.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    assert api["Properties"]["ProtocolType"] == "WEBSOCKET"
+    assert api["Properties"]["RouteSelectionExpression"] == "$request.body.action"
+    routes = {r["Properties"]["RouteKey"] for r in res.values() if r["Type"] == "AWS::ApiGatewayV2::Route"}
+    assert routes == set(ROUTES)
+    (stage,) = [r for r in res.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    assert stage["Properties"]["AutoDeploy"] is True
+    assert {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(stage["Properties"]["DefaultRouteSettings"])
+    (permission,) = [r for r in res.values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert permission["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    assert {"ImageUri", "StageName", "MemorySize", "IntraOpThreads", "AuthToken", "SiteOrigin"} <= set(
+        t["Parameters"]
+    )
+    assert t["Parameters"]["AuthToken"]["NoEcho"] is True
+    assert {"WebSocketUrl", "HttpUrl", "SiteBucketName"} <= set(t["Outputs"])
+    assert any(r["Type"] == "AWS::S3::Bucket" for r in res.values())
+
+
+def test_template_functions_use_one_image_and_real_handlers() -> None:
+    res = template()["Resources"]
+    functions = {k: r["Properties"] for k, r in res.items() if r["Type"] == "AWS::Serverless::Function"}
+    commands = set()
+    for props in functions.values():
+        assert props["PackageType"] == "Image" and props["ImageUri"] == {"Ref": "ImageUri"}
+        (command,) = props["ImageConfig"]["Command"]
+        commands.add(command)
+        module, _, attr = command.rpartition(".")
+        assert module in ("realtime.aws_lambda", "realtime.http_handler")
+        if module == "realtime.aws_lambda":  # importing http_handler would load the model: checked below
+            assert callable(getattr(importlib.import_module(module), attr))
+    assert commands == {"realtime.aws_lambda.handler", "realtime.http_handler.handler"}
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert 'CMD ["realtime.aws_lambda.handler"]' in dockerfile
+
+
+def test_manage_connections_is_scoped_to_this_api_and_stage() -> None:
+    ws = template()["Resources"]["WebSocketFunction"]["Properties"]
+    (statement,) = [s for p in ws["Policies"] for s in p["Statement"]]
+    assert statement["Action"] == "execute-api:ManageConnections"
+    resource = statement["Resource"]["Fn::Sub"]
+    assert resource.endswith(":${WebSocketApi}/${StageName}/POST/@connections/*"), resource
+    callback = ws["Environment"]["Variables"]["MNIST_LIVE_CALLBACK_URL"]["Fn::Sub"]
+    assert "${StageName}" in callback and "WebSocketStage" not in callback, "the Stage ref would be a cycle"
+
+
+def test_http_endpoint_cors_is_limited_to_the_site() -> None:
+    http = template()["Resources"]["HttpFunction"]["Properties"]["FunctionUrlConfig"]
+    origins = http["Cors"]["AllowOrigins"]
+    assert "*" not in json.dumps(origins)
+    assert json.dumps(origins).count("SiteOrigin") == 2, "the SiteOrigin parameter, or the bucket's website"
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_matches_githubs_schema(workflow: Path) -> None:
+    done = run(
+        sys.executable,
+        "-m",
+        "check_jsonschema",
+        "--builtin-schema",
+        "vendor.github-workflows",
+        str(workflow.relative_to(REPO_ROOT)),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_workflows_do_what_they_say() -> None:
+    names = {p.name for p in WORKFLOWS}
+    assert names >= {"ci.yml", "deploy.yml"}
+    ci = (REPO_ROOT / ".github/workflows/ci.yml").read_text()
+    assert "bash scripts/test" in ci
+    deploy = (REPO_ROOT / ".github/workflows/deploy.yml").read_text()
+    assert "id-token: write" in deploy and "role-to-assume" in deploy, "OIDC, no stored keys"
+    assert "aws-access-key-id" not in deploy
+    for step in ("docker push", "sam deploy", "aws s3 sync site/"):
+        assert step in deploy
+
+
+def test_image_has_runtime_dependencies_only() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert dockerfile.count("FROM ") == 1 and "FROM public.ecr.aws/lambda/python:3.12" in dockerfile
+    assert "COPY model/mnist_cnn.onnx" in dockerfile
+    lines = [
+        ln.strip()
+        for ln in (REPO_ROOT / "requirements-lambda.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    pins = dict(ln.split("==") for ln in lines)
+    assert all(re.fullmatch(r"[\d.]+", v) for v in pins.values()), "every requirement is pinned"
+    assert {
+        "numpy",
+        "onnxruntime",
+        "pillow",
+        "pydantic",
+        "pydantic-settings",
+        "boto3",
+        "mangum",
+        "fastapi",
+    } <= set(pins)
+    assert int(pins["numpy"].split(".")[0]) < 2
+    for unwanted in ("torch", "uvicorn", "pytest", "websockets", "httpx", "moto", "rich", "onnx"):
+        assert unwanted not in pins
+    ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[1] == "*" or "*" in ignore, "deny by default"
+
+
+def test_http_handler_answers_payload_2_events() -> None:
+    from realtime.http_handler import handler
+
+    event = load_event("http_v2_predict")
+    response = handler(event, None)
+    assert response["statusCode"] == 200, response
+    body = json.loads(response["body"])
+    assert body["status"] == "ok" and 0 <= body["digit"] <= 9
+    assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-9)
+    health = {**event, "rawPath": "/healthz", "body": None}
+    health["requestContext"] = {
+        **event["requestContext"],
+        "http": {**event["requestContext"]["http"], "method": "GET", "path": "/healthz"},
+    }
+    assert handler(health, None)["statusCode"] == 200
