@@ -9,8 +9,8 @@ Inputs: the 200 UNIPEN pen inks (``../shared/data/pen/unipen1a_dev_200.jsonl``),
 random size (90-230 px) and position on a 280x280 canvas (seed 0), pen 16 px; the PNG form is the
 RGBA PNG a browser canvas would give (``shared.inks.render_png``, black on white).
 
-Each row is the median over ``repeat`` passes x 200 frames of the CPU time (``time.process_time_ns``)
-of one single-frame call:
+Each row is the median (and 10th percentile, less sensitive to other processes on a shared machine)
+over ``repeat`` passes x 200 frames of the CPU time (``time.process_time_ns``) of one single-frame call:
 
 * ``preprocess``: :func:`shared.preprocess.preprocess` only;
 * ``+ inference``: ``preprocess`` then ``Predictor.logits`` (normalization + inference, issue 2 target);
@@ -68,8 +68,10 @@ def _load_revision(rev: str) -> ModuleType:
     return module
 
 
-def _bench(rows: dict[str, tuple[Callable[[Any], object], list[Any]]], repeat: int) -> dict[str, float]:
-    """Median CPU ms per call for each row; calls of all rows interleaved frame by frame."""
+def _bench(
+    rows: dict[str, tuple[Callable[[Any], object], list[Any]]], repeat: int
+) -> dict[str, tuple[float, float]]:
+    """Median and 10th-percentile CPU ms per call for each row; rows interleaved frame by frame."""
     clock = time.process_time_ns
     times: dict[str, list[int]] = {name: [] for name in rows}
     n = min(len(frames) for _, frames in rows.values())
@@ -83,7 +85,9 @@ def _bench(rows: dict[str, tuple[Callable[[Any], object], list[Any]]], repeat: i
                 t0 = clock()
                 fn(frames[i])
                 times[name].append(clock() - t0)
-    return {name: statistics.median(t) / 1e6 for name, t in times.items()}
+    return {
+        name: (statistics.median(t) / 1e6, float(np.percentile(t, 10)) / 1e6) for name, t in times.items()
+    }
 
 
 def main() -> None:
@@ -137,8 +141,10 @@ def main() -> None:
     mean_png = sum(len(p) for p in pngs) / len(pngs)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"inks={len(inks)} repeat={args.repeat} mean png={mean_png / 1024:.1f} KiB load1={load:.1f}")
+    print(f"{'CPU ms per frame':52s} {'median':>7s} {'p10':>7s}")
     for name in sorted(result):
-        print(f"{name:52s} {result[name]:7.3f} ms")
+        median, p10 = result[name]
+        print(f"{name:52s} {median:7.3f} {p10:7.3f}")
 
 
 if __name__ == "__main__":
