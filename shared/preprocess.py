@@ -11,11 +11,12 @@ stroke list and for the PNG the browser would have rendered from it.
 
 Blank rule (``None`` means ``no_digit``; the model is not asked):
 
-* images: a pixel is ink when its contrast against the background (``|v - median(border)|`` on a 0..1
-  scale, or alpha where the background is transparent) is at least :data:`NOISE_FLOOR` (0.15, above
-  JPEG ringing and sensor noise); the frame is blank when the strongest contrast is below
-  :data:`MIN_PEAK_CONTRAST` (0.3, "faint noise"), fewer than :data:`MIN_INK_PIXELS` (5) pixels are ink,
-  or the ink's bounding box is at most :data:`MAX_SPECK_PX` (3) px on its longer side ("a 1-3 px speck");
+* images: a pixel is ink when its contrast against the background (``|v - median(border)|`` on a
+  0..1 scale, or ``|alpha - median(border alpha)|`` where the background is transparent) is at least
+  :data:`NOISE_FLOOR` (0.15, above JPEG ringing and sensor noise); the frame is blank when the
+  strongest contrast is below :data:`MIN_PEAK_CONTRAST` (0.3, "faint noise"), fewer than
+  :data:`MIN_INK_PIXELS` (5) pixels are ink, or the ink's bounding box is at most
+  :data:`MAX_SPECK_PX` (3) px on its longer side ("a 1-3 px speck");
 * strokes: no points, every point outside the canvas, or the points' bounding box is at most
   :data:`MAX_SPECK_PX` (3) canvas px on its longer side (a tap or a speck).
 """
@@ -81,8 +82,8 @@ class StrokesFrame:
     Attributes:
         strokes: ``[[[x, y], ...], ...]``: strokes in drawing order, points in canvas px, y down; a
             third value per point (a timestamp) is allowed and ignored.
-        width: Canvas width, px, > 0.
-        height: Canvas height, px, > 0.
+        width: Canvas width, px, > :data:`MIN_CANVAS_PX` (1).
+        height: Canvas height, px, > :data:`MIN_CANVAS_PX` (1).
         stroke_width: Pen diameter, px, > 0; default ``DEFAULT_STROKE_FRACTION * max(width, height)``.
     """
 
@@ -168,8 +169,9 @@ def decode_base64(text: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
 def decode_image(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> FloatImage:
     """Decode an encoded image into an ink map: contrast against the background, ink high.
 
-    Transparency: where the background (border) is transparent, ink is read from alpha, so
-    black-on-transparent and white-on-transparent both work. Otherwise polarity comes from the border's
+    Transparency: where the background (border) is transparent or translucent (median border alpha below
+    128), ink is read from alpha (its contrast against the border's alpha), so black-on-transparent and
+    white-on-transparent both work. Otherwise polarity comes from the border's
     median grey level, so dark-mode canvases (light ink on dark) work like paper ones. 16-bit images are
     rescaled to 8-bit range, JPEG EXIF orientation is applied, CMYK and palette images are converted.
 
@@ -179,7 +181,8 @@ def decode_image(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> FloatIma
             is checked before decoding, so decompression bombs never allocate.
 
     Returns:
-        ``(H, W)`` float32 in [0, 1]: ``|grey - background|`` or alpha, at the image's own resolution.
+        ``(H, W)`` float32 in [0, 1]: ``|grey - background|`` or the alpha contrast, at the image's own
+        resolution.
 
     Raises:
         EmptyImage, PayloadTooLarge, NotAnImage, InvalidImage, TruncatedImage, ImageTooLarge,
@@ -357,7 +360,10 @@ InkSource: TypeAlias = tuple[Image.Image, npt.NDArray[np.uint8], FloatImage] | F
 
 
 def _ink_source(img: Image.Image) -> InkSource:
-    """Reduce a decoded image to its ink: ``|grey - background|``, or alpha on a transparent background.
+    """Reduce a decoded image to its ink map: contrast against the canvas background, on a 0..1 scale.
+
+    The ink is ``|grey - background grey|``; on a (semi-)transparent canvas (median border alpha < 128)
+    it is ``|alpha - background alpha|`` instead, so ink of any colour works there.
 
     8-bit images stay 8-bit: the result is one band (as an image and an array) plus a 256-entry float32
     table, ``ink = lut[levels]``,
@@ -381,8 +387,10 @@ def _ink_source(img: Image.Image) -> InkSource:
     if mode in ("RGBA", "LA"):
         alpha = img.getchannel("A")
         levels = np.asarray(alpha)
-        if _border_median(levels) < 128:
-            return alpha, levels, _U8_TO_UNIT
+        border = _border(levels)
+        if _border_median(border) < 128:  # (semi-)transparent canvas: ink is the alpha contrast
+            background = np.float32(_border_median(_U8_TO_UNIT[border]))
+            return alpha, levels, np.abs(_U8_TO_UNIT - background)
         img = img.convert("L")
         mode = "L"
     if mode == "L":

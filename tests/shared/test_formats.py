@@ -204,3 +204,18 @@ def test_polarity_from_border_not_mean() -> None:
     ink = decode_image(encode(img))
     assert float(ink[50, 50]) == 1.0
     assert float(ink[0, 0]) == 0.0
+
+
+@pytest.mark.parametrize("bg_alpha", [0, 1, 60, 100, 127])
+@pytest.mark.parametrize("ink", [(0, 0, 0), (255, 255, 255), (200, 30, 30)])
+def test_translucent_canvas_reads_alpha_contrast(bg_alpha: int, ink: tuple[int, int, int]) -> None:
+    """A canvas filled with a translucent colour: the background's alpha is not ink (was a bug)."""
+    img = _rgba(ink, (255, 255, 255, bg_alpha))
+    if bg_alpha:
+        mask = np.asarray(REF_IMG) < 128
+        alpha = np.where(mask, 255, bg_alpha).astype(np.uint8)
+        img.putalpha(Image.fromarray(alpha))
+    got = preprocess(ImageFrame(encode(img)))
+    assert got is not None
+    assert REF is not None
+    assert float(np.abs(got - REF).mean()) <= LOSSY_MAD
