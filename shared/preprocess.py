@@ -387,15 +387,15 @@ def _ink_source(img: Image.Image) -> InkSource:
     if mode in ("RGBA", "LA"):
         alpha = img.getchannel("A")
         levels = np.asarray(alpha)
-        border = _border(levels)
-        if _border_median(border) < 128:  # (semi-)transparent canvas: ink is the alpha contrast
-            background = np.float32(_border_median(_U8_TO_UNIT[border]))
+        middle = _median_pair(_border(levels))
+        if float(middle.mean()) < 128:  # (semi-)transparent canvas: ink is the alpha contrast
+            background = _U8_TO_UNIT[middle].mean()
             return alpha, levels, np.abs(_U8_TO_UNIT - background)
         img = img.convert("L")
         mode = "L"
     if mode == "L":
         levels = np.asarray(img)
-        background = np.float32(_border_median(_U8_TO_UNIT[_border(levels)]))
+        background = _U8_TO_UNIT[_median_pair(_border(levels))].mean()
         return img, levels, np.abs(_U8_TO_UNIT - background)
     # I;16, I;16B, I;16L, I: 16-bit (PNG) or wider integers; rescale, don't clip
     grey = np.asarray(img).astype(np.float32) * np.float32(1 / 65535)
@@ -411,6 +411,19 @@ def _border(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     if a.shape[0] < 3 or a.shape[1] < 3:
         return a.ravel()
     return np.concatenate((a[0], a[-1], a[1:-1, 0], a[1:-1, -1]))
+
+
+def _median_pair(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """The middle element (odd count) or two middle elements (even count) of ``values``, as sorted.
+
+    ``mean()`` of them is ``np.median(values)``; because :data:`_U8_TO_UNIT` is increasing,
+    ``_U8_TO_UNIT[pair].mean()`` is bit for bit ``np.median(_U8_TO_UNIT[values])`` (numpy's median is
+    that same float32 mean of the same middle elements), at a fraction of the calls.
+    """
+    half = values.size // 2
+    if values.size % 2:
+        return np.partition(values, half)[half : half + 1]
+    return np.partition(values, (half - 1, half))[half - 1 : half + 1]
 
 
 def _border_median(a: npt.NDArray[Any]) -> float:
