@@ -460,19 +460,40 @@ def _normalize_image(data: bytes | str, limits: Limits) -> FloatImage | None:
     source = _ink_source(_load(data, limits))
     if isinstance(source, np.ndarray):
         return normalize(source)
-    band, levels, lut = source
-    bbox = band.point(_threshold_table(lut.tobytes())).getbbox()
-    if bbox is None:
+    _, levels, lut = source
+    low, high = _ink_levels(lut.tobytes())
+    if low < 0 and high > 255:
         return None
-    left, top, right, bottom = bbox
-    return _normalize_crop(lut[levels[top:bottom, left:right]])
+    if high > 255:
+        mask = levels <= low
+    elif low < 0:
+        mask = levels >= high
+    else:
+        mask = levels <= low
+        mask |= levels >= high
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return _normalize_crop(lut[levels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]])
 
 
 @lru_cache(maxsize=512)
-def _threshold_table(lut: bytes) -> list[int]:
-    """Pillow ``point`` table: 255 where the ink ``lut`` (float32 bytes) is at least :data:`NOISE_FLOOR`."""
-    values = np.frombuffer(lut, dtype=np.float32)
-    return [255 if v else 0 for v in (values >= NOISE_FLOOR).tolist()]
+def _ink_levels(lut: bytes) -> tuple[int, int]:
+    """The 8-bit levels that are ink: ``v <= low`` or ``v >= high`` (``-1`` / ``256`` for none).
+
+    ``lut`` (float32 bytes, ``|v / 255 - background|``) falls then rises with ``v``, so the levels whose
+    ink is at least :data:`NOISE_FLOOR` are a prefix and a suffix of 0..255; the result is exactly
+    ``lut[v] >= NOISE_FLOOR``, found with one or two uint8 comparisons instead of a table lookup.
+    """
+    ink = (np.frombuffer(lut, dtype=np.float32) >= NOISE_FLOOR).tolist()
+    low = -1
+    while low + 1 < 256 and ink[low + 1]:
+        low += 1
+    high = 256
+    while high - 1 > low and ink[high - 1]:
+        high -= 1
+    return low, high  # v - background is monotonic in float32 too, so nothing between is ink
 
 
 def _normalize_crop(crop: FloatImage) -> FloatImage | None:
