@@ -3,11 +3,13 @@ schema), the image (Dockerfile, runtime requirements) and the WebSocket path's i
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -175,17 +177,29 @@ def test_image_has_runtime_dependencies_only() -> None:
 
 
 def test_http_handler_answers_payload_2_events() -> None:
-    from realtime.http_handler import handler
+    """The Mangum handler on the recorded Function URL event, in a worker thread.
 
+    Mangum creates and keeps an event loop per thread (as on Lambda, where the process lives on); the
+    thread closes it afterwards so it is not garbage-collected unclosed during a later test.
+    """
     event = load_event("http_v2_predict")
-    response = handler(event, None)
-    assert response["statusCode"] == 200, response
-    body = json.loads(response["body"])
+    health = {**event, "rawPath": "/healthz", "body": None}
+    http = {**event["requestContext"]["http"], "method": "GET", "path": "/healthz"}
+    health["requestContext"] = {**event["requestContext"], "http": http}
+
+    def call() -> list[dict[str, Any]]:
+        from realtime import http_handler
+
+        try:
+            return [http_handler.handler(e, None) for e in (event, health)]
+        finally:
+            asyncio.get_event_loop().close()
+            asyncio.set_event_loop(None)
+
+    with ThreadPoolExecutor(1) as pool:
+        predicted, healthz = pool.submit(call).result(timeout=60)
+    assert predicted["statusCode"] == 200, predicted
+    body = json.loads(predicted["body"])
     assert body["status"] == "ok" and 0 <= body["digit"] <= 9
     assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-9)
-    health = {**event, "rawPath": "/healthz", "body": None}
-    health["requestContext"] = {
-        **event["requestContext"],
-        "http": {**event["requestContext"]["http"], "method": "GET", "path": "/healthz"},
-    }
-    assert handler(health, None)["statusCode"] == 200
+    assert healthz["statusCode"] == 200
