@@ -55,6 +55,8 @@ MIN_INK_PIXELS = 5
 """A frame with fewer ink pixels than this is a speck."""
 MAX_SPECK_PX = 3.0
 """Ink whose bounding box is at most this many px (canvas px) on its longer side is a speck or tap."""
+MIN_VISIBLE_PX = 1e-3
+"""Ink narrower than this (canvas px) on the canvas is invisible: blank (also keeps float32 finite)."""
 DEFAULT_STROKE_FRACTION = 16 / 280
 """Default stroke width as a fraction of the canvas's longer side: 16 px on the page's 280 px canvas."""
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -623,8 +625,8 @@ def rasterize_strokes(
     radius = pen / 2
     x0, y0 = max(lo[0] - radius, 0.0), max(lo[1] - radius, 0.0)
     x1, y1 = min(hi[0] + radius, w), min(hi[1] + radius, h)
-    if x1 <= x0 or y1 <= y0:
-        return None  # every point is off the canvas
+    if min(x1 - x0, y1 - y0) < MIN_VISIBLE_PX:
+        return None  # every point is off the canvas, or only an invisible sliver of pen is on it
     scale = MNIST_BOX / max(x1 - x0, y1 - y0)
     out_w, out_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
     # Pixel centres of the output box, in output px (x scaled like PIL's resize of the cropped box).

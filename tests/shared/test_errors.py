@@ -453,13 +453,6 @@ def test_fuzz_preprocess_strokes(frame: StrokesFrame) -> None:
         _check_fuzz_error(exc, STROKE_CODES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeWarning,
-    reason="known bug, not fixed (rasterize_strokes is frozen while a model trains): a sub-ulp sliver of "
-    "the pen inside the canvas edge makes the output scale ~1e19 and float32 overflow in "
-    "_capsule_coverage; the result is None, but numpy warns (an exception under -W error)",
-)
 def test_sliver_at_canvas_edge_does_not_overflow() -> None:
     r = 5e-4
     assert rasterize_strokes([[[-100, 100], [-r + 1e-19, 200]]], 280, 280, 2 * r) is None
