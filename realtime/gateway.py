@@ -558,8 +558,9 @@ def lambda_handler_factory(
 async def _run(args: argparse.Namespace) -> None:
     from shared.settings import Settings
 
-    logs.configure(args.log_level)
-    gateway = Gateway(lambda_handler_factory(Settings()), stage=args.stage)
+    settings = Settings(log_level=args.log_level) if args.log_level else Settings()
+    logs.configure(settings.log_level)
+    gateway = Gateway(lambda_handler_factory(settings), stage=args.stage)
     mport = args.management_port if args.management_port is not None else (args.port + 1 if args.port else 0)
     await gateway.start(args.host, args.port, mport)
     print(
@@ -592,5 +593,7 @@ def add_command(sub: Any) -> None:
         "--management-port", type=int, default=None, help="@connections API port (default: --port + 1)"
     )
     cmd.add_argument("--stage", default="prod", help="stage name (default prod)")
-    cmd.add_argument("--log-level", default="INFO", help="handler log level (default INFO)")
+    cmd.add_argument(
+        "--log-level", default=None, help="handler log level (default MNIST_LIVE_LOG_LEVEL, INFO)"
+    )
     cmd.set_defaults(func=_gateway)
