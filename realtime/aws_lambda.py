@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import os
 import random
@@ -425,4 +426,5 @@ def handler(event: RawEvent, context: LambdaContext | None = None) -> LambdaResp
 
 
 if "AWS_LAMBDA_RUNTIME_API" in os.environ:  # on Lambda: load the model and client during init
-    get_handler()
+    with contextlib.suppress(Exception):  # a failure is logged and retried by handler(), which answers 500
+        get_handler()

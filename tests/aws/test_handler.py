@@ -232,3 +232,18 @@ def test_callback_url_from_the_event_or_the_settings(predictor: Predictor) -> No
     assert built == [custom], "with a callback URL the client is built at init"
     configured(message_event(predict(1), "predict"))
     assert built == [custom]
+
+
+def test_invalid_settings_answer_500_and_are_retried(
+    monkeypatch: pytest.MonkeyPatch, records: Records
+) -> None:
+    import realtime.aws_lambda as lam
+
+    lam.get_handler.cache_clear()
+    monkeypatch.setenv("MNIST_LIVE_MAX_STROKES", "0")  # fails Settings validation
+    try:
+        assert lam.handler(load_event("ws_connect_no_query")) == {"statusCode": 500}
+        assert lam.handler(load_event("ws_connect_no_query")) == {"statusCode": 500}
+        assert len(records.events("ws_init_failed")) == 2, "not cached: the next event tries again"
+    finally:
+        lam.get_handler.cache_clear()
