@@ -5,7 +5,8 @@
   image is re-normalized by :func:`shared.preprocess.normalize`, exactly as serving normalizes a canvas.
 * Pen inks: the same kinds of distortion are applied to the points, the ink is placed at a random size
   and position on a random canvas with a random pen width, and rasterized by
-  :func:`shared.preprocess.rasterize_strokes`, the serving path for strokes.
+  :func:`shared.preprocess.rasterize_strokes`, the serving path for strokes. Some zeros get a slash or
+  bar stroke (slashed zeros are common in handwriting, nearly absent from MNIST and the training writers).
 
 The network therefore only ever sees tensors that serving can produce.
 """
@@ -36,6 +37,8 @@ CLEAN_FRACTION = 0.1
 """Share of MNIST samples that are the plain normalized image (exactly what serving makes of it)."""
 PEN_PLAIN_FRACTION = 0.2
 """Share of pen samples placed as in evaluation, without any distortion."""
+SLASHED_ZERO_FRACTION = 0.25
+"""Share of distorted pen zeros given a slash (diagonal or horizontal), a common way to write 0."""
 
 
 def _random_linear(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
@@ -114,6 +117,20 @@ def _elastic_points(p: npt.NDArray[np.float64], rng: np.random.Generator) -> npt
     return p + d.T
 
 
+def _slash(lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64], rng: np.random.Generator) -> npt.NDArray[np.float64]:
+    """A straight stroke through the middle of the box ``lo``-``hi`` (y down): a zero's slash or bar."""
+    size = hi - lo
+    centre = (lo + hi) / 2 + rng.uniform(-0.08, 0.08, 2) * size
+    if rng.random() < 0.6:  # "/" from lower left to upper right
+        angle = np.deg2rad(rng.uniform(40, 75))
+    else:  # horizontal bar
+        angle = np.deg2rad(rng.uniform(-12, 12))
+    direction = np.array([math.cos(angle), -math.sin(angle)])  # y down: positive angle goes up
+    half = 0.5 * rng.uniform(1.0, 1.5) * float(np.hypot(*(size * np.abs(direction)))) + 1e-9
+    t = np.linspace(-half, half, 12)[:, None]
+    return centre + t * direction
+
+
 def augment_pen(ink: Ink, rng: np.random.Generator) -> npt.NDArray[np.float32] | None:
     """Distort a pen ink, draw it on a random canvas and rasterize it as serving would.
 
@@ -131,6 +148,8 @@ def augment_pen(ink: Ink, rng: np.random.Generator) -> npt.NDArray[np.float32] |
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     centre, extent = (lo + hi) / 2, max(float((hi - lo).max()), 1e-9)
     plain = rng.random() < PEN_PLAIN_FRACTION
+    if not plain and ink.label == 0 and rng.random() < SLASHED_ZERO_FRACTION:
+        strokes = [*strokes, _slash(lo, hi, rng)]
     linear = np.eye(2) if plain else _random_linear(rng, 1)[0]
     moved = []
     for s in strokes:
