@@ -21,7 +21,9 @@ fields"). What it reproduces:
 * Plain GETs on the WebSocket port serve the page (``site/``); its default ``ws://host/ws`` works
   because any path upgrades, like a custom domain's mapping.
 
-Not emulated: the 10 min idle and 2 h connection timeouts, throttling, authorizers.
+* Idle connections close with 1001 after 10 min (``idle_timeout_s``).
+
+Not emulated: the 2 h maximum connection duration, throttling, authorizers.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ MAX_FRAME_BYTES = 32 * 1024
 """API Gateway's frame limit, bytes (larger → close 1009)."""
 MAX_MESSAGE_BYTES = 128 * 1024
 """API Gateway's message limit, bytes (larger → close 1009; also the @connections POST limit)."""
+CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
+IDLE_TIMEOUT_S = 600.0
+"""API Gateway's idle timeout, seconds."""
 DEFAULT_PORT = 8001
 HANDSHAKE_WAIT_S = 5.0
 """How long an @connections call waits for a just-accepted connection's handshake to finish."""
@@ -149,6 +154,7 @@ class Gateway:
         region: The AWS region in ``domainName``.
         two_way_routes: Routes whose handler ``body`` is sent back (none in ``infra/template.yaml``).
         site: Folder served at ``/`` (default: the page, ``site/``).
+        idle_timeout_s: Seconds without a client frame before closing with 1001 (API Gateway: 10 min).
     """
 
     def __init__(
@@ -160,8 +166,10 @@ class Gateway:
         region: str = "us-east-1",
         two_way_routes: frozenset[str] = frozenset(),
         site: Path | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.handler_factory = handler_factory
+        self.idle_timeout_s = idle_timeout_s
         self.handler: Handler | None = None
         self.stage = stage
         self.api_id = api_id
@@ -310,7 +318,12 @@ class Gateway:
         conn = next(c for c in self.connections.values() if c.ws is connection)
         conn.opened.set()
         try:
-            async for message in connection:
+            while True:
+                try:
+                    message = await asyncio.wait_for(connection.recv(), self.idle_timeout_s)
+                except TimeoutError:
+                    await connection.close(CLOSE_GOING_AWAY, "Idle timeout.")
+                    break
                 conn.last_active_at = time.time()
                 if isinstance(message, bytes):
                     await connection.close(CLOSE_UNSUPPORTED_DATA, "Binary frames are not supported.")

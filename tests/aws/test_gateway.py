@@ -317,3 +317,14 @@ async def test_the_page_is_served(gateway: tuple[LiveGateway, Recorder]) -> None
     async with connect(live.http_url.replace("http", "ws") + "ws") as ws:  # the page's default URL
         await send(ws, {"action": "ping"})
         assert await recv(ws) == {"type": "pong"}
+
+
+@pytest.mark.asyncio
+async def test_idle_connection_closes_with_1001(predictor: Predictor) -> None:
+    with run_gateway(Settings(), predictor, idle_timeout_s=0.3) as live:
+        async with connect(live.ws_url) as ws:
+            await send(ws, {"action": "ping"})
+            assert await recv(ws) == {"type": "pong"}
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws, 5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
