@@ -47,13 +47,16 @@ class Target:
         kind: ``local`` (latest-wins coalescing, replies in seq order) or ``gateway`` (stateless: every
             frame answered, possibly out of order).
         ws_url: Its WebSocket URL.
-        fps: Snapshot rate the tests use (the page's 30 on both; the emulator answers every frame
-            through boto3, so lower it here if the gateway tests get slow).
+        fps: Snapshot rate the tests use (the page's 30 on both).
+        speed: Pen speed of the 200-ink acceptance replay: the recorded pace on the local server (the
+            time-to-correct threshold is measured there); twice that on the emulator, which answers
+            every frame through boto3 and would otherwise take ~25 s on 2 shared cores.
     """
 
     kind: Literal["local", "gateway"]
     ws_url: str
     fps: float
+    speed: float
 
 
 @pytest.fixture(scope="session")
@@ -66,5 +69,5 @@ def replay_gateway(settings: Settings, predictor: Predictor) -> Iterator[LiveGat
 @pytest.fixture(scope="session", params=["local", "gateway"])
 def target(request: pytest.FixtureRequest) -> Target:
     if request.param == "local":
-        return Target("local", request.getfixturevalue("live_server").ws_url, 30.0)
-    return Target("gateway", request.getfixturevalue("replay_gateway").ws_url, 30.0)
+        return Target("local", request.getfixturevalue("live_server").ws_url, 30.0, 1.0)
+    return Target("gateway", request.getfixturevalue("replay_gateway").ws_url, 30.0, 2.0)
