@@ -173,7 +173,8 @@ def format_text(name: str, result: dict[str, Any], label: int | None) -> str:
     for rank, item in enumerate(top3(result["probabilities"]), start=1):
         p = float(item["probability"])
         bar = "█" * round(p * 30)
-        lines.append(f"  {rank}. {item['digit']}  {p * 100:6.2f} %  {bar}")
+        pct = f"{p * 100:6.2f}" if p >= 0.00005 else " <0.01"
+        lines.append(f"  {rank}. {item['digit']}  {pct} %  {bar}".rstrip())
     return "\n".join(lines)
 
 

@@ -51,7 +51,7 @@ def assert_top3(out: str, digit: int) -> None:
     for rank, line in enumerate(lines[1:], start=1):
         parts = line.split()
         assert parts[0] == f"{rank}." and parts[3] == "%"
-        probs.append(float(parts[2]))
+        probs.append(float(parts[2].lstrip("<")))
     assert lines[1].split()[1] == str(digit)
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 100.0001
 
