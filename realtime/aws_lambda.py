@@ -46,11 +46,9 @@ from realtime.lambda_types import (
     WebSocketEvent,
 )
 from realtime.messages import ErrorMessage, ServerMessage
-from realtime.protocol import Session, SessionConfig
+from realtime.protocol import Session, SessionConfig, infer
 from shared import errors
 from shared.inference import Predictor
-from shared.preprocess import Frame
-from shared.schemas import Prediction
 from shared.settings import Settings
 
 MAX_FRAME_BYTES = 32 * 1024
@@ -369,7 +367,8 @@ class WebSocketHandler:
         replies = session.receive(data, now) if data is not None else [ErrorMessage.of(errors.InvalidJSON())]
         job = session.next_job()
         if job is not None:
-            replies += session.complete(job, self._infer(job.frame), self.clock())
+            outcome = infer(self.predictor, job.frame, self.settings.limits)
+            replies += session.complete(job, outcome, self.clock())
         if not replies:
             return 200
         sender = self.sender_for(self.settings.callback_url or f"https://{ctx.domain_name}/{ctx.stage}")
@@ -384,18 +383,6 @@ class WebSocketHandler:
             ):
                 break  # gone or failed: the rest of this message's replies would fail the same way
         return 200
-
-    def _infer(self, frame: Frame) -> Prediction | errors.MnistLiveError:
-        """Preprocess and classify; errors are returned, not raised (as ``Runtime.infer`` locally)."""
-        if self.predictor is None:
-            return errors.ModelError("The model is not loaded.")
-        try:
-            return self.predictor.predict([frame], self.settings.limits)[0]
-        except errors.MnistLiveError as exc:
-            return exc
-        except Exception:
-            self.log.exception("inference_failed")
-            return errors.ServerError()
 
 
 def _body_bytes(event: WebSocketEvent) -> bytes | None:

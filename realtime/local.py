@@ -29,7 +29,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from realtime import access, logs
 from realtime.messages import PredictRequest, ServerMessage, parse_predict_request
-from realtime.protocol import Session, SessionConfig
+from realtime.protocol import Session, SessionConfig, infer
 from shared import errors
 from shared.inference import Predictor, top_k
 from shared.preprocess import Frame, ImageFrame
@@ -121,15 +121,7 @@ class Runtime:
 
     def infer(self, frame: Frame) -> Prediction | errors.MnistLiveError:
         """Preprocess and classify one frame (run in a worker thread); errors are returned, not raised."""
-        if self.predictor is None:
-            return errors.ModelError("The model is not loaded.")
-        try:
-            return self.predictor.predict([frame], self.settings.limits)[0]
-        except errors.MnistLiveError as exc:
-            return exc
-        except Exception:
-            logs.get_logger().exception("inference_failed")
-            return errors.ServerError()
+        return infer(self.predictor, frame, self.settings.limits)
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:

@@ -15,6 +15,7 @@ strictly increase. Rate limiting is a token bucket of ``rate_limit_fps`` tokens 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from realtime.messages import (
@@ -26,6 +27,8 @@ from realtime.messages import (
     parse_client_message,
 )
 from shared import errors
+from shared.inference import Predictor
+from shared.limits import Limits
 from shared.preprocess import Frame
 from shared.schemas import Prediction
 
@@ -185,3 +188,28 @@ class Session:
     def _error(self, error: errors.MnistLiveError, seq: int | None) -> list[ServerMessage]:
         self.stats.errors += 1
         return [ErrorMessage.of(error, seq)]
+
+
+def infer(predictor: Predictor | None, frame: Frame, limits: Limits) -> Prediction | errors.MnistLiveError:
+    """Run one job for :meth:`Session.complete`: preprocess and classify, returning errors, not raising.
+
+    Called off the event loop by the local server and inline by the Lambda handler.
+
+    Args:
+        predictor: The loaded model, or ``None`` when loading failed (answers ``model_unavailable``).
+        frame: The job's frame.
+        limits: Input limits.
+
+    Returns:
+        The prediction, the client's error (``ClientError``), or a ``ServerError`` for anything unexpected
+        (logged with its type, never sent to the client).
+    """
+    if predictor is None:
+        return errors.ModelError("The model is not loaded.")
+    try:
+        return predictor.predict([frame], limits)[0]
+    except errors.MnistLiveError as exc:
+        return exc
+    except Exception:
+        logging.getLogger("mnist_live").exception("inference_failed")
+        return errors.ServerError()
