@@ -30,7 +30,7 @@ Definitions (per ink):
 - *Time-to-correct*: the first displayed answer from which every displayed answer up to the end of the
   ink is the right digit. ``ttc_fraction`` is the share of the ink's points in that answer's snapshot;
   ``ttc_ms`` is the time from the first pen-down to that answer's arrival, ms. None if the final answer
-  is wrong.
+  is wrong. Over HTTP without intermediate snapshots only the whole ink is sent, so it is 1.0.
 - *Round trip*: send of a frame to arrival of the reply with its ``seq``, ms; only answered frames count.
 - *Coalesced*: frames sent but never answered (the local server keeps only the newest pending frame).
 """
