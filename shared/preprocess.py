@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import math
 import struct
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +63,15 @@ DEFAULT_STROKE_FRACTION = 16 / 280
 """Default stroke width as a fraction of the canvas's longer side: 16 px on the page's 280 px canvas."""
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 """Pillow decoders we accept; nothing more exotic is ever parsed."""
+MAX_WORKING_SIDE = 1024
+"""Images with a longer side above this (px) are box-reduced to it right after decoding (the digit ends at
+20 px): bounds memory and time per request; big JPEGs are decoded at 1/2-1/8 scale by libjpeg."""
+JPEG_SCAN_BUDGET = 16
+"""Progressive JPEG decoding work allowed: scans x pixels <= 16 x ``max_image_pixels`` (a 4096x4096
+image with 16 scans; a typical progressive colour JPEG has about 10)."""
+_LARGE_DECODES = threading.BoundedSemaphore(2)
+"""At most two images above :data:`MAX_WORKING_SIDE` are decoded at once (one per core here), so
+concurrent requests cannot multiply the full-size buffers (~100 MB for a 4096x4096 16-bit PNG)."""
 _SIMPLIFY_PX = 0.5
 """Polyline points closer than this (output px) to the previous kept point are dropped."""
 
@@ -210,10 +221,23 @@ def _load(data: bytes | str, limits: Limits) -> Image.Image:
     if len(raw) > limits.max_encoded_bytes:
         raise errors.PayloadTooLarge(f"The image exceeds {limits.max_encoded_bytes} bytes.")
     img = _open_checked(raw, limits)
+    width, height = img.size
+    large = max(width, height) > MAX_WORKING_SIDE
+    if img.format == "JPEG":
+        # Progressive JPEGs cost one pass over the image per scan: bound scans x pixels, not just pixels.
+        # 0xFFDA (start of scan) cannot occur inside entropy-coded data (0xFF is stuffed as 0xFF00).
+        if raw.count(b"\xff\xda") * width * height > JPEG_SCAN_BUDGET * limits.max_image_pixels:
+            raise errors.ImageTooLarge("The JPEG needs too much decoding work (progressive scans x pixels).")
+        if large:  # let libjpeg decode at 1/2, 1/4 or 1/8 scale: less memory and time
+            scale = MAX_WORKING_SIDE / max(width, height)
+            img.draft(img.mode, (math.ceil(width * scale), math.ceil(height * scale)))
     try:
-        if img.format in ("JPEG", "WEBP", "PNG") and img.getexif().get(0x0112, 1) not in (1, None):
-            img = ImageOps.exif_transpose(img)
-        img.load()
+        with _LARGE_DECODES if large else contextlib.nullcontext():
+            if img.format in ("JPEG", "WEBP", "PNG") and img.getexif().get(0x0112, 1) not in (1, None):
+                img = ImageOps.exif_transpose(img)
+            img.load()
+            if large:
+                img = _shrink(img)
     except errors.MnistLiveError:
         raise
     except (OSError, EOFError, ValueError, SyntaxError, TypeError, IndexError, KeyError, struct.error) as exc:
@@ -222,6 +246,24 @@ def _load(data: bytes | str, limits: Limits) -> Image.Image:
             raise errors.TruncatedImage("The image data is truncated.") from exc
         raise errors.InvalidImage("The image data is corrupt.") from exc
     return img
+
+
+def _shrink(img: Image.Image) -> Image.Image:
+    """Box-reduce a loaded image so its longer side is at most :data:`MAX_WORKING_SIDE` px.
+
+    Area averaging, like the final 20-px resize, so ink keeps its mass. Modes ``reduce`` cannot take are
+    converted first (palette keeps its transparency as alpha; 16-bit becomes 32-bit ``I``).
+    """
+    factor = math.ceil(max(img.size) / MAX_WORKING_SIDE)
+    if factor <= 1:
+        return img
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "L")
+    elif img.mode.startswith("I;16"):
+        img = img.convert("I")
+    elif img.mode in ("1", "PA", "La", "RGBa"):
+        img = img.convert("RGBA" if "A" in img.mode or "a" in img.mode else "L")
+    return img.reduce(factor)
 
 
 def _open_checked(raw: bytes, limits: Limits) -> Image.Image:

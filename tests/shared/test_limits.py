@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 import tracemalloc
 import zlib
@@ -9,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from shared import errors
 from shared.inks import render_png
 from shared.limits import Limits
-from shared.preprocess import ImageFrame, StrokesFrame, decode_image, preprocess
+from shared.preprocess import MAX_WORKING_SIDE, ImageFrame, StrokesFrame, decode_image, preprocess
 from tests.shared.imaging import png_chunk
 
 BOMB_SIDE = 12000
@@ -124,3 +126,42 @@ def test_genuine_2048_canvas_works() -> None:
     assert got is not None
     assert want is not None
     assert float(np.abs(got - want).mean()) <= 0.05
+
+
+def _progressive_jpeg_with_scans(side: int, extra_scans: int) -> bytes:
+
+    img = Image.new("L", (side, side), 255)
+    ImageDraw.Draw(img).line([(side // 2, side // 10), (side // 2, side * 9 // 10)], fill=0, width=side // 20)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", progressive=True, quality=50)
+    data = buf.getvalue()
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
+    return data[:-2] + last_scan * extra_scans + b"\xff\xd9"
+
+
+def test_progressive_jpeg_scan_bomb_is_refused_before_decoding() -> None:
+    """~100 repeated scans of a 4096x4096 JPEG (~240 KB) cost seconds of CPU to decode: refuse them."""
+    bomb = _progressive_jpeg_with_scans(4096, 100)
+    assert len(bomb) < 300_000
+    start = time.perf_counter()
+    with pytest.raises(errors.ImageTooLarge):
+        preprocess(ImageFrame(bomb))
+    assert time.perf_counter() - start < 0.5
+
+
+def test_genuine_progressive_jpegs_still_work() -> None:
+    for side in (280, 4096):
+        out = preprocess(ImageFrame(_progressive_jpeg_with_scans(side, 0)))
+        assert out is not None and out.shape == (1, 1, 28, 28)
+
+
+def test_large_canvases_are_reduced_to_the_working_size() -> None:
+    img = Image.new("I;16", (4096, 3000), 65535)
+
+    ImageDraw.Draw(img).line([(2000, 300), (2000, 2700)], fill=0, width=200)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    ink = decode_image(buf.getvalue())
+    assert max(ink.shape) <= MAX_WORKING_SIDE
+    assert ink.max() > 0.9  # the stroke survives the box reduction at full contrast
+    assert preprocess(ImageFrame(buf.getvalue())) is not None
