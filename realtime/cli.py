@@ -33,6 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=port,
         workers=args.workers,
         ws_max_size=settings.ws_hard_max_bytes,
+        limit_concurrency=settings.max_concurrency,
         ws_ping_interval=None,
         log_level=args.log_level.lower(),
         access_log=args.access_log,

@@ -25,11 +25,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from realtime import access, logs
 from realtime.messages import PredictRequest, ServerMessage, parse_predict_request
-from realtime.protocol import Session, SessionConfig, infer
+from realtime.protocol import Session, SessionConfig, infer, parse
 from shared import errors
 from shared.inference import Predictor, top_k
 from shared.preprocess import Frame, ImageFrame
@@ -44,6 +45,9 @@ Send = Callable[[Message], Awaitable[None]]
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+OFF_LOOP_PARSE_CHARS = 16 * 1024
+"""Frames longer than this are parsed in a worker thread (~1 ms per 12 KB here) so other connections
+never wait behind one client's big snapshots."""
 
 
 def site_dir() -> Path:
@@ -77,11 +81,18 @@ class ErrorResponse(BaseModel):
 
 
 class BodyLimit:
-    """ASGI middleware: refuse HTTP bodies over ``max_bytes`` (413) by header or while streaming."""
+    """ASGI middleware bounding request bodies.
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_bytes: int) -> None:
+    Refuses bodies over ``max_bytes`` (413), by header or while streaming, and bodies whose chunks arrive
+    more than ``timeout_s`` apart (408, slowloris).
+    """
+
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_bytes: int, timeout_s: float
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass through, counting request body bytes."""
@@ -97,7 +108,12 @@ class BodyLimit:
 
         async def limited() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                raise errors.RequestTimeout(
+                    f"Each part of the body must arrive within {self.timeout_s:g} s."
+                ) from None
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 raise too_large
@@ -171,7 +187,9 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"],
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.http_max_body_bytes, timeout_s=settings.http_body_timeout_s
+    )
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -257,6 +275,8 @@ async def _read_frame(request: Request) -> Frame:
     if ctype == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=16)
+        except (errors.MnistLiveError, ClientDisconnect):
+            raise
         except Exception as exc:  # python-multipart / starlette parse errors
             raise errors.InvalidFieldType("The multipart body is malformed.") from exc
         try:
@@ -288,6 +308,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"error": {"code": code, "message": message}}, status_code=exc.status_code, headers=exc.headers
         )
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        logs.get_logger().info("http_client_disconnected", extra={"path": request.url.path})
+        return Response(status_code=400)  # nobody is listening; nothing to log as a fault
+
     async def validation(request: Request, exc: Exception) -> Response:
         return _error_response(errors.InvalidFieldType("A parameter has the wrong type or value."))
 
@@ -300,6 +324,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.MnistLiveError, taxonomy)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
 
 
@@ -390,10 +415,16 @@ class WebSocketConnection:
                 if message["type"] == "websocket.disconnect":
                     self.close_code = message.get("code")
                     break
-                data = message.get("text")
-                if data is None:
-                    data = message.get("bytes") or b""
-                for out in self.session.receive(data, self.loop.time()):
+                text = message.get("text")
+                if text is None:  # API Gateway closes on binary frames (1003); here: an error, kept open
+                    binary = errors.InvalidJSON("Send JSON as a text frame.")
+                    outs = self.session.refuse(binary, self.loop.time())
+                else:
+                    parsed = None
+                    if OFF_LOOP_PARSE_CHARS < len(text) <= self.session.config.max_message_bytes:
+                        parsed = await anyio.to_thread.run_sync(parse, text)  # big frames: keep the loop free
+                    outs = self.session.receive(text, self.loop.time(), parsed)
+                for out in outs:
                     self._enqueue(out)
                 if self.session.pending is not None and (worker is None or worker.done()):
                     worker = asyncio.create_task(self._work())

@@ -10,7 +10,9 @@ Latest-wins coalescing (per connection): while a job is in flight, a newer frame
 one (at most one pending, the replaced one is counted as coalesced). A frame whose ``seq`` is at or below
 the highest seq already answered, in flight or pending is stale and dropped silently, so reply seqs
 strictly increase. Rate limiting is a token bucket of ``rate_limit_fps`` tokens refilled per second
-(burst: one second's worth); a frame over the limit gets a ``rate_limited`` error and is dropped.
+(burst: one second's worth); a frame over the limit gets a ``rate_limited`` error and is dropped. Errors
+about a message itself (size, parse, rate) go out at once with ``seq: null``; only replies that carry a
+seq are ordered, and they strictly increase.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import logging
 from dataclasses import dataclass, field
 
 from realtime.messages import (
+    MAX_SEQ,
     ErrorMessage,
     PingMessage,
     PongMessage,
     PredictionMessage,
+    PredictMessage,
     ServerMessage,
     parse_client_message,
 )
@@ -31,6 +35,24 @@ from shared.inference import Predictor
 from shared.limits import Limits
 from shared.preprocess import Frame
 from shared.schemas import Prediction
+
+Parsed = PredictMessage | PingMessage | errors.ClientError
+"""A parsed frame, or the client error that parsing it raised."""
+
+
+def parse(data: str | bytes) -> Parsed:
+    """Parse one frame, returning (not raising) the client error; safe to run in a worker thread."""
+    try:
+        return parse_client_message(data)
+    except errors.ClientError as exc:
+        return exc
+
+
+def byte_length(data: str | bytes) -> int:
+    """Size of a frame in bytes (UTF-8), the unit of API Gateway's limits; cheap for ASCII text."""
+    if isinstance(data, bytes) or data.isascii():
+        return len(data)
+    return len(data.encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,37 +118,42 @@ class Session:
         self._tokens = self.config.rate_limit_fps
         self._refilled_at = self.now
 
-    def receive(self, data: str | bytes, now: float) -> list[ServerMessage]:
+    def receive(self, data: str | bytes, now: float, parsed: Parsed | None = None) -> list[ServerMessage]:
         """Take one received frame.
 
+        Errors about the message itself (too large, unparsable, over the rate limit) are answered at once
+        with ``seq: null``, so they never overtake the reply to an earlier frame still in flight; errors
+        about a frame's content come from its job, carrying its seq, in order with predictions.
+
         Args:
-            data: The frame's payload (text; bytes are treated as UTF-8 JSON text).
+            data: The frame's payload: JSON text (bytes are read as UTF-8).
             now: Monotonic seconds.
+            parsed: ``parse(data)`` when the adapter already parsed it (off the event loop).
 
         Returns:
             Messages to send at once: a pong, an error, or nothing (the frame became the pending job).
         """
         self.last_activity = now
         self.stats.received += 1
-        if len(data) > self.config.max_message_bytes:
+        if byte_length(data) > self.config.max_message_bytes:
             return self._error(
                 errors.PayloadTooLarge(f"Messages are limited to {self.config.max_message_bytes} bytes."),
                 None,
             )
-        try:
-            message = parse_client_message(data)
-        except errors.ClientError as exc:
-            return self._error(exc, None)
+        message = parse(data) if parsed is None else parsed
+        if isinstance(message, errors.ClientError):
+            return self._error(message, None)
         if isinstance(message, PingMessage):
             return [PongMessage()]
-        seq = message.seq if message.seq is not None else self.last_received + 1
         if not self._take_token(now):
             self.stats.rate_limited += 1
-            return self._error(errors.RateLimited(), seq)
-        try:
-            frame = message.to_frame()
-        except errors.ClientError as exc:  # pragma: no cover - to_frame only repackages
-            return self._error(exc, seq)
+            return self._error(errors.RateLimited(), None)
+        if message.seq is not None:
+            seq = message.seq
+        elif self.last_received < MAX_SEQ:
+            seq = self.last_received + 1
+        else:
+            return self._error(errors.InvalidFieldType("'seq' ran past 2^53 - 1; send it explicitly."), None)
         newest = max(
             self.last_answered,
             self.in_flight.seq if self.in_flight else -1,
@@ -137,9 +164,15 @@ class Session:
             return []
         if self.pending is not None:
             self.stats.coalesced += 1
-        self.pending = Job(seq, frame, now)
+        self.pending = Job(seq, message.to_frame(), now)
         self.last_received = max(self.last_received, seq)
         return []
+
+    def refuse(self, error: errors.ClientError, now: float) -> list[ServerMessage]:
+        """Answer a frame the adapter could not pass on (e.g. a binary frame) with an error frame."""
+        self.last_activity = now
+        self.stats.received += 1
+        return self._error(error, None)
 
     def next_job(self) -> Job | None:
         """Move the pending frame in flight and return it; ``None`` if busy or nothing is pending."""

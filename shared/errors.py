@@ -18,6 +18,7 @@ Class tree (``code`` / HTTP status)::
     │   ├── UnknownAction                  unknown_action / 400
     │   ├── UnsupportedMediaType           unsupported_media_type / 415
     │   ├── NotFound                       not_found / 404
+    │   ├── RequestTimeout                 request_timeout / 408
     │   ├── Unauthorized                   unauthorized / 401
     │   ├── ForbiddenOrigin                forbidden_origin / 403
     │   └── RateLimited                    rate_limited / 429
@@ -180,6 +181,14 @@ class NotFound(ClientError):
     code = "not_found"
     http_status = 404
     default_message = "There is nothing at this path."
+
+
+class RequestTimeout(ClientError):
+    """The client sent its body too slowly (slowloris)."""
+
+    code = "request_timeout"
+    http_status = 408
+    default_message = "The request body arrived too slowly."
 
 
 class Unauthorized(ClientError):

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     http_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest POST /predict body.")
+    http_body_timeout_s: float = Field(10.0, gt=0, description="Longest wait for each body chunk (408).")
+    max_concurrency: int = Field(2000, ge=1, description="Open HTTP+WebSocket connections (503 above).")
     ws_max_message_bytes: int = Field(128 * 1024, ge=1024, description="API Gateway's message limit.")
     ws_hard_max_bytes: int = Field(1 << 20, ge=1024, description="Above this the server closes (1009).")
     idle_timeout_s: float = Field(600.0, gt=0, description="Idle WebSocket close (1001), like API GW.")

@@ -214,3 +214,57 @@ async def test_disconnect_mid_inference_leaves_nothing_behind(
     async with connect(live_server.ws_url) as ws:  # the server still serves
         await send(ws, snapshot(LINE, 1))
         assert (await recv(ws))["type"] == "prediction"
+
+
+def _raw_http(port: int, head: bytes, body_parts: list[bytes], pause: float) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        for part in body_parts:
+            sock.sendall(part)
+            time.sleep(pause)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+        return b"".join(chunks)
+
+
+def test_slow_body_gets_408(predictor: Predictor) -> None:
+    with run_server(Settings(http_body_timeout_s=0.3), predictor) as server:
+        port = int(server.http_url.rsplit(":", 1)[1])
+        head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: 100\r\n\r\n"
+        reply = _raw_http(port, head, [b"{"], 1.0)
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert b" 408 " in status_line
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
+
+
+def test_client_leaving_mid_body_is_not_a_server_error(live_server: LiveServer, server_logs: Records) -> None:
+    import socket
+
+    port = int(live_server.http_url.rsplit(":", 1)[1])
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            sock.sendall(b"Content-Length: 100\r\n\r\n{")
+    time.sleep(0.5)
+    with httpx.Client(base_url=live_server.http_url) as c:  # still serving
+        assert c.post("/predict", json={"strokes": LINE, "width": 280, "height": 280}).status_code == 200
+    assert not [r for r in server_logs.records if r.levelno >= logging.WARNING]
+
+
+def test_chunked_multipart_over_the_limit_is_413(live_server: LiveServer) -> None:
+    def body() -> Iterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        for _ in range(24):
+            yield b"\0" * 65536
+        yield b"\r\n--b--\r\n"
+
+    with httpx.Client(base_url=live_server.http_url) as c:
+        r = c.post("/predict", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"

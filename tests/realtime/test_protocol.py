@@ -135,7 +135,8 @@ def test_rate_limit_token_bucket() -> None:
     replies = [s.receive(frame(i), 0.0) for i in range(1, 12)]
     assert all(r == [] for r in replies[:10])
     (limited,) = replies[10]
-    assert isinstance(limited, ErrorMessage) and limited.error.code == "rate_limited" and limited.seq == 11
+    assert isinstance(limited, ErrorMessage) and limited.error.code == "rate_limited"
+    assert limited.seq is None  # a message-level error never overtakes the reply to an earlier frame
     assert s.receive(frame(12), 0.1) == []  # one token refilled after 0.1 s at 10/s
 
 
@@ -154,3 +155,44 @@ def test_idle_deadline_moves_with_activity() -> None:
     assert s.idle_deadline() == 600
     s.receive('{"action": "ping"}', 42.0)
     assert s.idle_deadline() == 642.0
+
+
+def test_message_level_errors_never_break_reply_order() -> None:
+    """A rate-limited or unparsable frame while seq 1 is in flight must not answer with a higher seq."""
+    s = Session(0.0, SessionConfig(rate_limit_fps=2))
+    s.receive(frame(1), 0.0)
+    job = s.next_job()
+    assert job is not None
+    s.receive(frame(2), 0.0)
+    (limited,) = s.receive(frame(3), 0.0)
+    (bad,) = s.receive('{"action": "predict", "seq": 4, "strokes": "x", "width": 1, "height": 1}', 0.0)
+    replies = [limited, bad, *s.complete(job, OK, 0.01)]
+    nxt = s.next_job()
+    assert nxt is not None
+    replies += s.complete(nxt, OK, 0.02)
+    seqs = [r.seq for r in replies if getattr(r, "seq", None) is not None]
+    assert seqs == [1, 2]
+
+
+def test_size_limit_counts_utf8_bytes_not_characters() -> None:
+    s = Session(0.0, SessionConfig(max_message_bytes=1024))
+    euro = frame(1).replace("}", ', "pad": "' + "\u20ac" * 400 + '"}')  # 400 characters, 1,200 bytes
+    assert len(euro) < 1024 < len(euro.encode())
+    (reply,) = s.receive(euro, 0.0)
+    assert isinstance(reply, ErrorMessage) and reply.error.code == "payload_too_large"
+    assert s.receive(frame(2, pad="e" * 400), 0.0) == []
+
+
+def test_assigned_seq_never_passes_2_to_the_53() -> None:
+    s = Session(0.0)
+    s.receive(frame(2**53 - 1), 0.0)
+    (reply,) = s.receive(frame(None), 0.0)
+    assert isinstance(reply, ErrorMessage) and reply.error.code == "invalid_field_type"
+    assert s.pending is not None and s.pending.seq == 2**53 - 1
+
+
+def test_refused_frames_are_counted_and_answered() -> None:
+    s = Session(0.0)
+    (reply,) = s.refuse(errors.InvalidJSON("Send JSON as a text frame."), 5.0)
+    assert isinstance(reply, ErrorMessage) and reply.seq is None
+    assert s.stats.received == 1 and s.idle_deadline() == 605.0

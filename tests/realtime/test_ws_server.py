@@ -150,6 +150,9 @@ async def test_client_mistakes_get_error_frames_and_the_connection_stays_open(
         if local:
             msg = await recv(ws)
             assert msg["type"] == "error" and msg["error"]["code"] == "invalid_json"
+            await ws.send(b'{"action": "ping"}')  # valid JSON, but binary: still refused, as documented
+            msg = await recv(ws)
+            assert msg["type"] == "error" and msg["error"]["code"] == "invalid_json"
         else:  # API Gateway rejects binary frames by closing with 1003
             with pytest.raises(ConnectionClosed) as info:
                 await recv(ws)
