@@ -29,8 +29,9 @@ def check_origin(origin: str | None, host: str | None, allowed: Sequence[str]) -
     if origin is None or "*" in allowed or origin in allowed:
         return
     parts = urlsplit(origin)
+    web = parts.scheme in ("http", "https") and "@" not in parts.netloc and not parts.path.strip("/")
     hostname = (parts.hostname or "").lower()
-    if hostname in LOCAL_HOSTS or (host is not None and parts.netloc.lower() == host.lower()):
+    if web and (hostname in LOCAL_HOSTS or (host is not None and parts.netloc.lower() == host.lower())):
         return
     raise errors.ForbiddenOrigin("This origin is not allowed to connect.")
 

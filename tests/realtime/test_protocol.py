@@ -196,3 +196,38 @@ def test_refused_frames_are_counted_and_answered() -> None:
     (reply,) = s.refuse(errors.InvalidJSON("Send JSON as a text frame."), 5.0)
     assert isinstance(reply, ErrorMessage) and reply.seq is None
     assert s.stats.received == 1 and s.idle_deadline() == 605.0
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "evil://localhost",
+        "chrome-extension://localhost",
+        "http://evil.com@localhost",
+        "http://localhost.evil.com",
+        "http://127.0.0.1.evil.com",
+        "null",
+        "https://evil.example",
+        "http://localhost/evil",
+    ],
+)
+def test_origin_check_refuses_lookalikes(origin: str) -> None:
+    from realtime.access import check_origin
+
+    with pytest.raises(errors.ForbiddenOrigin):
+        check_origin(origin, "draw.example.com", [])
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        (None, "x"),
+        ("http://localhost:3000", "x"),
+        ("https://127.0.0.1", "x"),
+        ("https://draw.example.com", "draw.example.com"),
+    ],
+)
+def test_origin_check_allows_local_same_and_absent(origin: str | None, host: str) -> None:
+    from realtime.access import check_origin
+
+    check_origin(origin, host, [])
