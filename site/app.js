@@ -41,9 +41,13 @@ function endpoints() {
   if (apiParam && /^https?:\/\//i.test(apiParam)) api = apiParam;
   const token = q.get("token");
   if (token) {
-    const u = new URL(ws);
-    u.searchParams.set("token", token);
-    ws = u.href;
+    try {
+      const u = new URL(ws);
+      u.searchParams.set("token", token);
+      ws = u.href;
+    } catch {
+      ws = ""; // a malformed ?ws= cannot be connected to: the page uses HTTP instead
+    }
   }
   return { ws, api, token };
 }
