@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import http
 import json
 import mimetypes
@@ -42,6 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +80,12 @@ IDLE_TIMEOUT_S = 600.0
 DEFAULT_PORT = 8001
 HANDSHAKE_WAIT_S = 5.0
 """How long an @connections call waits for a just-accepted connection's handshake to finish."""
+MAX_IN_FLIGHT = 8
+"""Invocations per connection running or waiting for a worker; beyond it the socket is not read."""
+INVOKE_WORKERS = 8
+"""Threads running handler invocations (more only adds GIL contention on a small machine)."""
+MANAGEMENT_TIMEOUT_S = 10.0
+"""Socket timeout of the ``@connections`` server, seconds (a client sending nothing is dropped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,7 @@ class _Connection:
     user_agent: str
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT))
 
     async def open_ws(self) -> ServerConnection | None:
         """The socket once the handshake completed (``None`` if it does not within 5 s)."""
@@ -122,10 +131,14 @@ def new_connection_id() -> str:
 
 
 def select_route(text: str, routes: tuple[str, ...] = MESSAGE_ROUTES) -> str:
-    """``$request.body.action``: the message's ``action`` when it names a route, else ``$default``."""
+    """``$request.body.action``: the message's ``action`` when it names a route, else ``$default``.
+
+    Any parse failure routes to ``$default``, not only invalid JSON: deeply nested arrays raise
+    :class:`RecursionError`, and the handler answers ``invalid_json`` for them too.
+    """
     try:
         body = json.loads(text)
-    except ValueError:
+    except Exception:  # ValueError, RecursionError (nesting), MemoryError: all are "not routable JSON"
         return DEFAULT_ROUTE
     action = body.get("action") if isinstance(body, dict) else None
     return action if isinstance(action, str) and action in routes else DEFAULT_ROUTE
@@ -155,6 +168,9 @@ class Gateway:
         two_way_routes: Routes whose handler ``body`` is sent back (none in ``infra/template.yaml``).
         site: Folder served at ``/`` (default: the page, ``site/``).
         idle_timeout_s: Seconds without a client frame before closing with 1001 (API Gateway: 10 min).
+        max_in_flight: Invocations per connection in progress before the emulator stops reading that
+            socket (TCP back-pressure: the client's sends block, as under throttling).
+        invoke_workers: Threads running invocations, shared by all connections.
     """
 
     def __init__(
@@ -167,9 +183,14 @@ class Gateway:
         two_way_routes: frozenset[str] = frozenset(),
         site: Path | None = None,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        invoke_workers: int = INVOKE_WORKERS,
     ) -> None:
         self.handler_factory = handler_factory
         self.idle_timeout_s = idle_timeout_s
+        self.max_in_flight = max_in_flight
+        self.invoke_workers = invoke_workers
+        self._executor: ThreadPoolExecutor | None = None
         self.handler: Handler | None = None
         self.stage = stage
         self.api_id = api_id
@@ -210,6 +231,7 @@ class Gateway:
     ) -> None:
         """Start both servers (port 0: ephemeral) and build the handler (loads the model)."""
         self._loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(self.invoke_workers, thread_name_prefix="gateway-invoke")
         self.host = host
         self._http = ThreadingHTTPServer((host, management_port), _management_handler(self))
         self._http.daemon_threads = True
@@ -239,10 +261,13 @@ class Gateway:
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _invoke(self, event: RawEvent) -> Any:
         assert self.handler is not None
-        return await asyncio.to_thread(self.handler, event, LambdaContextStub())
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._executor, self.handler, event, LambdaContextStub())
 
     def _context(
         self, conn: _Connection, route: str, event_type: str, now: float, message_id: str | None = None
@@ -270,9 +295,23 @@ class Gateway:
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if "websocket" not in request.headers.get("Upgrade", "").lower():
             return self._static(connection, request)
+        # API Gateway invokes $connect only for valid upgrades: validate the handshake first, with the
+        # library's own checks (405 method, 426 Connection/Upgrade, 400 key/version), and send its
+        # rejection without invoking $connect. accept() only computes; websockets calls it again below.
+        check = connection.protocol.accept(request)
+        if check.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            return check
         now = time.time()
         peer = connection.remote_address[0] if connection.remote_address else "127.0.0.1"
-        conn = _Connection(new_connection_id(), None, now, now, peer, request.headers.get("User-Agent", ""))
+        conn = _Connection(
+            new_connection_id(),
+            None,
+            now,
+            now,
+            peer,
+            request.headers.get("User-Agent", ""),
+            in_flight=asyncio.Semaphore(self.max_in_flight),
+        )
         headers: dict[str, str] = {}
         multi: dict[str, list[str]] = {}
         for name, value in request.headers.raw_items():
@@ -328,9 +367,12 @@ class Gateway:
                 if isinstance(message, bytes):
                     await connection.close(CLOSE_UNSUPPORTED_DATA, "Binary frames are not supported.")
                     break
+                # At most max_in_flight invocations per connection: while full, the socket is not read,
+                # so websockets' queue fills, it pauses the transport, and the client's sends block.
+                await conn.in_flight.acquire()
                 task = asyncio.create_task(self._message(conn, message))
                 conn.tasks.add(task)
-                task.add_done_callback(conn.tasks.discard)
+                task.add_done_callback(functools.partial(self._message_done, conn))
         except ConnectionClosed:
             pass
         finally:
@@ -362,7 +404,28 @@ class Gateway:
             except Exception:
                 self.log.exception("gateway_disconnect_failed", extra={"connection_id": conn.id})
 
+    def _message_done(self, conn: _Connection, task: asyncio.Task[None]) -> None:
+        """Free the connection's slot; log a task that failed (no exception is left unretrieved)."""
+        conn.tasks.discard(task)
+        conn.in_flight.release()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.log.error(
+                "gateway_message_crashed",
+                exc_info=(type(exc), exc, exc.__traceback__),
+                extra={"connection_id": conn.id},
+            )
+
     async def _message(self, conn: _Connection, text: str) -> None:
+        try:
+            await self._route_message(conn, text)
+        except Exception:  # an emulator bug: answer like API Gateway, log, keep the connection
+            self.log.exception("gateway_message_failed", extra={"connection_id": conn.id})
+            error = {"message": "Internal server error", "connectionId": conn.id, "requestId": _short_id()}
+            if conn.ws is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await conn.ws.send(json.dumps(error))
+
+    async def _route_message(self, conn: _Connection, text: str) -> None:
         route = select_route(text)
         now = time.time()
         context = self._context(conn, route, "MESSAGE", now, message_id=_short_id())
@@ -386,15 +449,22 @@ class Gateway:
                 await conn.ws.send(reply)
 
     def _static(self, connection: ServerConnection, request: Request) -> Response:
+        """A file under ``site``; 404 for anything outside it, missing, or not a valid path."""
         path = unquote(request.path.partition("?")[0])
         if path.endswith("/"):
             path += "index.html"
-        root = self.site.resolve()
-        target = (root / path.lstrip("/")).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
+        body = None
+        if "\x00" not in path:  # pathlib raises ValueError on NUL ("/index.html%00"): not a file
+            try:
+                root = self.site.resolve()
+                target = (root / path.lstrip("/")).resolve()
+                if target.is_relative_to(root) and target.is_file():
+                    body = target.read_bytes()
+            except (OSError, ValueError):  # name too long, permission, a loop of symlinks
+                body = None
+        if body is None:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
-        body = target.read_bytes()
-        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
         headers = Headers(
             [
                 ("Content-Type", ctype),
@@ -463,6 +533,7 @@ def _site_dir() -> Path:
     return checkout if (checkout / "index.html").is_file() else Path(__file__).parent / "site"
 
 
+_DIGITS = re.compile(r"[0-9]+")
 _CONNECTIONS_PATH = re.compile(r"^(?:/(?P<stage>[^/@]+))?/@connections/(?P<id>[^/]+)$")
 
 
@@ -472,6 +543,19 @@ def _management_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
 
         protocol_version = "HTTP/1.1"
         server_version = "mnist-live-gateway"
+        timeout = MANAGEMENT_TIMEOUT_S  # socket timeout: a stalled client frees its thread
+
+        def handle_one_request(self) -> None:
+            """One request; an unexpected failure answers 500 instead of dropping the connection."""
+            try:
+                super().handle_one_request()
+            except (TimeoutError, ConnectionError):
+                self.close_connection = True
+            except Exception:
+                gateway.log.exception("gateway_management_failed", extra={"path": getattr(self, "path", "")})
+                self.close_connection = True
+                with contextlib.suppress(Exception):
+                    self._reply(500, {"message": "Internal server error"}, "InternalServerErrorException")
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the handler logs what matters."""
@@ -484,6 +568,8 @@ def _management_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             if error_type:
                 self.send_header("x-amzn-ErrorType", error_type)
             self.end_headers()
@@ -502,15 +588,30 @@ def _management_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
         def _gone(self) -> None:
             self._reply(410, {"message": None}, "GoneException")
 
+        def _content_length(self) -> int | None:
+            """The body's size in bytes; ``None`` after answering 400/411/413 (the body is never read)."""
+            values = [v.strip() for v in self.headers.get_all("Content-Length") or []]
+            if self.headers.get("Transfer-Encoding"):
+                status, message, error = 411, "Length Required", "BadRequestException"
+            elif len(set(values)) > 1 or not all(_DIGITS.fullmatch(v) for v in values):
+                status, message, error = 400, "Invalid Content-Length", "BadRequestException"
+            elif values and (len(values[0]) > 9 or int(values[0]) > MAX_MESSAGE_BYTES):  # no int("9"*5000)
+                status, message, error = 413, "Request Entity Too Large", "PayloadTooLargeException"
+            else:
+                return int(values[0]) if values else 0
+            self.close_connection = True  # the unread body would be parsed as the next request
+            self._reply(status, {"message": message}, error)
+            return None
+
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            length = self._content_length()
+            if length is None:
+                return
             data = self.rfile.read(length)
             connection_id = self._target()
             if connection_id is None:
                 return
-            if length > MAX_MESSAGE_BYTES:
-                self._reply(413, {"message": "Request Entity Too Large"}, "PayloadTooLargeException")
-            elif gateway.call(gateway.post_to(connection_id, data)):
+            if gateway.call(gateway.post_to(connection_id, data)):
                 self._reply(200)
             else:
                 self._gone()

@@ -4,8 +4,10 @@ Gone after the client left, frame limits, overlapping invocations, the page."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from realtime.gateway import Handler, lambda_handler_factory, new_connection_id, select_route
+from realtime import gateway as gateway_module
+from realtime.gateway import MAX_IN_FLIGHT, Handler, lambda_handler_factory, new_connection_id, select_route
 from shared.inference import Predictor
 from shared.settings import Settings
 from tests.aws.conftest import Records, load_event
@@ -328,3 +331,166 @@ async def test_idle_connection_closes_with_1001(predictor: Predictor) -> None:
             with pytest.raises(ConnectionClosed) as info:
                 await recv(ws, 5)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+def raw_http(port: int, request: bytes, timeout: float = 3.0) -> bytes:
+    """Send ``request`` as is on a fresh TCP connection; return what comes back until close or timeout."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        out = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := sock.recv(65536):
+                out += chunk
+                if b"\r\n\r\n" in out and out.startswith(b"HTTP/1.1 101"):
+                    break
+    return out
+
+
+def status_of(response: bytes) -> int:
+    assert response.startswith(b"HTTP/1."), response[:100]
+    return int(response.split(b" ", 2)[1])
+
+
+DEEP = "[" * 15000 + "]" * 15000  # 30 KB: under the frame limit, over json's recursion limit
+
+
+def test_route_selection_survives_any_parse_failure() -> None:
+    assert select_route(DEEP) == "$default"
+    assert select_route('{"action": "predict", "a": ' + DEEP + "}") == "$default"
+    assert select_route("\ud800") == "$default"
+
+
+@pytest.mark.asyncio
+async def test_deeply_nested_json_is_answered(gateway: tuple[LiveGateway, Recorder]) -> None:
+    live, recorder = gateway
+    async with connect(live.ws_url) as ws:
+        await ws.send(DEEP)
+        reply = await recv(ws)
+        await send(ws, {"action": "ping"})
+        assert await recv(ws) == {"type": "pong"}
+    assert reply["type"] == "error" and reply["error"]["code"] == "invalid_json"
+    assert recorder.of_type("MESSAGE")[0]["requestContext"]["routeKey"] == "$default"
+
+
+@pytest.mark.asyncio
+async def test_an_emulator_failure_is_logged_and_answered(
+    gateway: tuple[LiveGateway, Recorder], records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live, _ = gateway
+
+    def select(text: str) -> str:
+        if text == "boom":
+            raise RuntimeError("emulator bug")
+        return select_route(text)
+
+    monkeypatch.setattr(gateway_module, "select_route", select)
+    async with connect(live.ws_url) as ws:
+        await ws.send("boom")
+        reply = await recv(ws)
+        await send(ws, {"action": "ping"})
+        assert await recv(ws) == {"type": "pong"}, "the connection survives"
+    assert reply["message"] == "Internal server error" and reply["connectionId"] and reply["requestId"]
+    (failed,) = records.events("gateway_message_failed")
+    assert failed.exc_info is not None and isinstance(failed.exc_info[1], RuntimeError)
+
+
+@pytest.mark.asyncio
+async def test_page_paths_that_are_not_files_give_404(gateway: tuple[LiveGateway, Recorder]) -> None:
+    live, _ = gateway
+    port = int(live.http_url.rsplit(":", 1)[1].strip("/"))
+    for path in (
+        b"/%00",
+        b"/index.html%00",
+        b"/%00/../index.html",
+        b"/../../etc/passwd",
+        b"/%2e%2e/%2e%2e/etc/passwd",
+        b"/..%2fpyproject.toml",
+        b"/" + b"a" * 5000,
+    ):
+        response = await asyncio.to_thread(raw_http, port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(response) == 404, path
+    ok = await asyncio.to_thread(raw_http, port, b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(ok) == 200
+
+
+@pytest.mark.asyncio
+async def test_connections_api_checks_content_length_before_reading(
+    gateway: tuple[LiveGateway, Recorder],
+) -> None:
+    live, _ = gateway
+    mport = int(live.callback_url.rsplit(":", 1)[1].split("/")[0])
+    async with connect(live.ws_url) as ws:
+        cid = quote(await only_connection_id(live), safe="")
+        head = f"POST /prod/@connections/{cid} HTTP/1.1\r\nHost: x\r\n".encode()
+        for headers, status in [
+            (b"Content-Length: abc\r\n", 400),
+            (b"Content-Length: -5\r\n", 400),
+            (b"Content-Length: 5\r\nContent-Length: 6\r\n", 400),
+            (b"Transfer-Encoding: chunked\r\n", 411),
+            (b"Content-Length: 100000000000\r\n", 413),
+            (b"Content-Length: " + b"9" * 5000 + b"\r\n", 413),
+            (f"Content-Length: {128 * 1024 + 1}\r\n".encode(), 413),  # no body sent: must not wait for it
+        ]:
+            start = time.monotonic()
+            response = await asyncio.to_thread(raw_http, mport, head + headers + b"\r\n")
+            assert status_of(response) == status, headers
+            assert b"connection: close" in response.lower(), "the unread body must not be parsed"
+            assert time.monotonic() - start < 2, "answered without reading a body"
+        ok = await asyncio.to_thread(raw_http, mport, head + b'Content-Length: 7\r\n\r\n{"a":1}')
+        assert status_of(ok) == 200
+        assert await recv(ws) == {"a": 1}
+
+
+@pytest.mark.asyncio
+async def test_in_flight_invocations_per_connection_are_bounded(
+    gateway: tuple[LiveGateway, Recorder],
+) -> None:
+    live, recorder = gateway
+    release = threading.Event()
+    recorder.before = lambda event: (
+        release.wait(10) if event["requestContext"]["eventType"] == "MESSAGE" else None
+    )
+    try:
+        async with connect(live.ws_url) as ws:
+            conn = live.gateway.connections[await only_connection_id(live)]
+            for _ in range(20):
+                await send(ws, {"action": "ping"})
+            await asyncio.sleep(0.5)
+            in_flight = len(conn.tasks)
+            release.set()
+            replies = [await recv(ws) for _ in range(20)]
+    finally:
+        release.set()
+    assert in_flight == MAX_IN_FLIGHT == 8, f"{in_flight} invocations in flight"
+    assert replies == [{"type": "pong"}] * 20, "the rest is read once slots free up"
+
+
+@pytest.mark.asyncio
+async def test_invalid_handshakes_do_not_invoke_connect(gateway: tuple[LiveGateway, Recorder]) -> None:
+    live, recorder = gateway
+    port = int(live.http_url.rsplit(":", 1)[1].strip("/"))
+    key = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    for name, request, status in [
+        ("no key", b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n", 400),
+        (
+            "bad version",
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n" + key + b"Sec-WebSocket-Version: 8\r\n",
+            400,
+        ),
+        ("no Connection", b"Upgrade: websocket\r\n" + key + b"Sec-WebSocket-Version: 13\r\n", 426),
+        (
+            "POST",
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n" + key + b"Sec-WebSocket-Version: 13\r\n",
+            405,
+        ),
+    ]:
+        method = b"POST" if name == "POST" else b"GET"
+        response = await asyncio.to_thread(
+            raw_http, port, method + b" /prod HTTP/1.1\r\nHost: x\r\n" + request + b"\r\n"
+        )
+        assert status_of(response) == status, name
+    assert recorder.of_type("CONNECT") == [], "API Gateway does not invoke $connect for invalid upgrades"
+    good = b"GET /prod HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + key
+    response = await asyncio.to_thread(raw_http, port, good + b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert status_of(response) == 101
+    assert len(recorder.of_type("CONNECT")) == 1
