@@ -122,11 +122,11 @@ def _slash(lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64], rng: np.ran
     size = hi - lo
     centre = (lo + hi) / 2 + rng.uniform(-0.08, 0.08, 2) * size
     if rng.random() < 0.6:  # "/" from lower left to upper right
-        angle = np.deg2rad(rng.uniform(40, 75))
+        angle = np.deg2rad(rng.uniform(15, 75))
     else:  # horizontal bar
-        angle = np.deg2rad(rng.uniform(-12, 12))
+        angle = np.deg2rad(rng.uniform(-15, 15))
     direction = np.array([math.cos(angle), -math.sin(angle)])  # y down: positive angle goes up
-    half = 0.5 * rng.uniform(1.0, 1.5) * float(np.hypot(*(size * np.abs(direction)))) + 1e-9
+    half = 0.5 * rng.uniform(1.0, 2.2) * float(np.hypot(*(size * np.abs(direction)))) + 1e-9
     t = np.linspace(-half, half, 12)[:, None]
     return centre + t * direction
 

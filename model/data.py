@@ -7,8 +7,8 @@ Writer split of ``pen/unipen1a_dev.jsonl.gz`` (178 writers, 10,542 inks):
 
 * held out (evaluation only, never trained on): every writer in ``unipen1a_dev_200.jsonl``
   (120 writers, 7,761 inks), so the CI test on the 200 file measures unseen writers;
-* the other 58 writers (2,781 inks) are split again by writer: :data:`PEN_VAL_FRACTION` of their inks
-  (whole writers) calibrate the temperature, the rest are trained on.
+* the other 58 writers (2,781 inks) are the training writers: a seeded :data:`PEN_VAL_FRACTION` of
+  their inks is never trained on and calibrates the temperature; the rest are trained on.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ PEN_BOX_RANGE = (90.0, 230.0)
 PEN_WIDTH_RANGE = (12.0, 24.0)
 """Pen diameter on the 280 px canvas, px (evaluation)."""
 PEN_VAL_FRACTION = 0.1
-"""Share of the training writers' inks (whole writers) kept for temperature calibration."""
+"""Share of the training writers' inks kept out of training for temperature calibration."""
 
 
 class ChecksumError(RuntimeError):
@@ -104,11 +104,12 @@ def load_mnist(data_dir: Path, split: str, verify: bool = True) -> tuple[npt.NDA
 
 @dataclass(frozen=True)
 class PenSplit:
-    """UNIPEN inks split by writer (no writer appears in two parts).
+    """UNIPEN inks: held-out writers apart, the training writers' inks split into train and calibration.
 
     Attributes:
-        train: Inks trained on. val: Inks of other training-side writers, for calibration.
-        heldout: Inks of the writers of ``unipen1a_dev_200.jsonl``, for evaluation only.
+        train: Inks trained on. val: Other inks of the same writers, never trained on (calibration).
+        heldout: Inks of the writers of ``unipen1a_dev_200.jsonl``, for evaluation only (no writer
+            in common with ``train`` or ``val``).
     """
 
     train: list[Ink]
@@ -117,10 +118,10 @@ class PenSplit:
 
 
 def pen_split(data_dir: Path, seed: int = 0, verify: bool = True) -> PenSplit:
-    """Split ``unipen1a_dev.jsonl.gz`` by writer (module docstring).
+    """Split ``unipen1a_dev.jsonl.gz`` (module docstring).
 
     Args:
-        data_dir: The shared data folder. seed: Chooses the calibration writers.
+        data_dir: The shared data folder. seed: Chooses the calibration inks.
         verify: Check the two pen files' sha256 first.
 
     Returns:
@@ -131,23 +132,10 @@ def pen_split(data_dir: Path, seed: int = 0, verify: bool = True) -> PenSplit:
     heldout_writers = {ink.writer for ink in load_inks(data_dir / PEN_200)}
     inks = load_inks(data_dir / PEN_ALL)
     train_side = [ink for ink in inks if ink.writer not in heldout_writers]
-    writers = sorted({ink.writer for ink in train_side})
-    order = np.random.default_rng(seed).permutation(len(writers))
-    counts: dict[str, int] = {}
-    for ink in train_side:
-        counts[ink.writer] = counts.get(ink.writer, 0) + 1
-    val_writers: set[str] = set()
-    taken = 0
-    for i in order:
-        if taken >= PEN_VAL_FRACTION * len(train_side):
-            break
-        if counts[writers[i]] > 0.05 * len(train_side):  # keep the big writers for training
-            continue
-        val_writers.add(writers[i])
-        taken += counts[writers[i]]
+    to_val = np.random.default_rng([seed, 58]).random(len(train_side)) < PEN_VAL_FRACTION
     return PenSplit(
-        train=[ink for ink in train_side if ink.writer not in val_writers],
-        val=[ink for ink in train_side if ink.writer in val_writers],
+        train=[ink for ink, v in zip(train_side, to_val, strict=True) if not v],
+        val=[ink for ink, v in zip(train_side, to_val, strict=True) if v],
         heldout=[ink for ink in inks if ink.writer in heldout_writers],
     )
 
