@@ -6,24 +6,32 @@ real boto3 ``post_to_connection`` calls (``../shared/docs/aws-websocket.md``, §
 fields"). What it reproduces:
 
 * ``$connect`` is invoked during the handshake; a non-2xx ``statusCode`` rejects it with that status.
-  CONNECT events carry ``headers``/``multiValueHeaders``, and ``queryStringParameters`` only when the URL
-  has a query string.
-* Route selection on ``$request.body.action`` (``predict``, ``ping``); non-JSON or unknown → ``$default``.
-  Each message is one invocation in a worker thread (:func:`asyncio.to_thread`), so invocations overlap
-  and replies may arrive out of order, as on Lambda. Return values reach the client only on two-way
-  routes; a handler exception sends ``{"message": "Internal server error", ...}``.
+  A request that is not a valid upgrade (no key, version other than 13, no ``Connection: Upgrade``, not
+  GET) is refused (400/426/405) without invoking ``$connect``, as on AWS. CONNECT events carry
+  ``headers``/``multiValueHeaders``, and ``queryStringParameters`` only when the URL has a query string.
+* Route selection on ``$request.body.action`` (``predict``, ``ping``); anything that does not parse
+  (invalid, too deeply nested) or names no route → ``$default``. Each message is one invocation on a pool
+  of :data:`INVOKE_WORKERS` threads, so invocations overlap and replies may arrive out of order, as on
+  Lambda. Return values reach the client only on two-way routes; a handler exception (or an emulator
+  bug, which is logged) sends ``{"message": "Internal server error", ...}``.
+* Back-pressure: at most :data:`MAX_IN_FLIGHT` invocations per connection. While they are all busy the
+  emulator stops reading that socket, so a flooding client's sends block (TCP back-pressure) instead of
+  the emulator queueing work and memory without bound.
 * Frames over 32 KB close with 1009 (messages over 128 KiB too), binary frames with 1003.
 * ``$disconnect`` gets ``disconnectStatusCode``/``disconnectReason`` after the connection is gone.
 * The ``@connections`` management API on a second port (``/{stage}/@connections/{id}``, percent-encoded
-  id): POST (200; 413 over 128 KB), GET (connectedAt, lastActiveAt, identity), DELETE (204); 410 with
+  id): POST (200; 413 over 128 KB, decided from ``Content-Length`` before reading; 400 for a malformed
+  one, 411 for chunked), GET (connectedAt, lastActiveAt, identity), DELETE (204); 410 with
   ``x-amzn-ErrorType: GoneException`` for unknown ids. A second port because the WebSocket server
-  cannot read request bodies.
+  cannot read request bodies. It is a small keep-alive HTTP/1.1 server on the gateway's event loop.
 * Plain GETs on the WebSocket port serve the page (``site/``); its default ``ws://host/ws`` works
-  because any path upgrades, like a custom domain's mapping.
+  because any path upgrades, like a custom domain's mapping. Paths outside ``site/`` or not valid file
+  names (``%00``) are 404.
 
 * Idle connections close with 1001 after 10 min (``idle_timeout_s``).
 
-Not emulated: the 2 h maximum connection duration, throttling, authorizers.
+Not emulated: the 2 h maximum connection duration, stage throttling (429 ``Limit Exceeded`` frames; the
+per-connection bound above only slows a client down), authorizers.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import email.utils
 import functools
 import http
 import json
@@ -39,14 +48,12 @@ import mimetypes
 import os
 import re
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -85,7 +92,9 @@ MAX_IN_FLIGHT = 8
 INVOKE_WORKERS = 8
 """Threads running handler invocations (more only adds GIL contention on a small machine)."""
 MANAGEMENT_TIMEOUT_S = 10.0
-"""Socket timeout of the ``@connections`` server, seconds (a client sending nothing is dropped)."""
+"""How long the ``@connections`` server waits for a request's head or body, seconds, before dropping it."""
+MAX_HEADER_BYTES = 64 * 1024
+"""Largest ``@connections`` request head, bytes (larger: the connection is dropped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +208,8 @@ class Gateway:
         self.site = site if site is not None else _site_dir()
         self.connections: dict[str, _Connection] = {}
         self._server: Server | None = None
-        self._http: ThreadingHTTPServer | None = None
+        self._management: asyncio.Server | None = None
+        self._management_streams: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -233,10 +243,10 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self.invoke_workers, thread_name_prefix="gateway-invoke")
         self.host = host
-        self._http = ThreadingHTTPServer((host, management_port), _management_handler(self))
-        self._http.daemon_threads = True
-        self.management_port = self._http.server_address[1]
-        threading.Thread(target=self._http.serve_forever, name="gateway-@connections", daemon=True).start()
+        self._management = await asyncio.start_server(
+            self._management_connection, host, management_port, limit=MAX_HEADER_BYTES
+        )
+        self.management_port = self._management.sockets[0].getsockname()[1]
         self.handler = await asyncio.to_thread(self.handler_factory, self.callback_url)
         self._server = await serve(
             self._serve,
@@ -258,9 +268,12 @@ class Gateway:
         tasks = [t for c in self.connections.values() for t in c.tasks]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+        if self._management is not None:
+            self._management.close()  # stops listening; keep-alive connections are closed below
+            for writer in self._management_streams.values():
+                writer.close()  # its reader sees EOF and the task ends (cancelling it would log noise)
+            if self._management_streams:
+                await asyncio.wait(list(self._management_streams), timeout=5)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -475,12 +488,82 @@ class Gateway:
         )
         return Response(200, "OK", headers, body)
 
-    # -- @connections side (called from the management server's threads) --------------------------------
+    # -- @connections side: a small HTTP/1.1 server on the gateway's own loop ---------------------------
+    # On the loop, not in a ThreadingHTTPServer: each post_to_connection then costs no thread hand-offs
+    # (HTTP thread -> loop -> HTTP thread), which under the GIL were most of a reply's latency.
 
-    def call(self, coro: Any, timeout: float = 10.0) -> Any:
-        """Run ``coro`` on the gateway's loop from another thread and return its result."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    async def _management_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve keep-alive requests on one connection until the client or an error closes it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._management_streams[task] = writer
+        try:
+            while await self._management_request(reader, writer):
+                pass
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # stalled, gone, or oversized headers: drop the connection
+        except Exception:
+            self.log.exception("gateway_management_failed")
+            with contextlib.suppress(Exception):
+                _write_response(
+                    writer, 500, {"message": "Internal server error"}, "InternalServerErrorException"
+                )
+        finally:
+            writer.close()
+            if task is not None:
+                self._management_streams.pop(task, None)
+
+    async def _management_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Read, answer and flush one request; ``False`` when the connection must close."""
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), MANAGEMENT_TIMEOUT_S)
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            _write_response(writer, 400, {"message": "Bad Request"}, "BadRequestException", close=True)
+            return False
+        method, target, version = parts
+        headers: dict[str, list[str]] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers.setdefault(name.strip().lower(), []).append(value.strip())
+        connection = ",".join(headers.get("connection", [])).lower()
+        keep_alive = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
+        length = 0
+        if method == "POST" or "content-length" in headers or "transfer-encoding" in headers:
+            checked = _content_length(headers)
+            if isinstance(checked, tuple):  # refused before reading: the unread body ends the connection
+                _write_response(writer, *checked, close=True)
+                await writer.drain()
+                return False
+            length = checked
+        body = await asyncio.wait_for(reader.readexactly(length), MANAGEMENT_TIMEOUT_S) if length else b""
+        status, reply, error_type = await self._manage(method, target, body)
+        _write_response(writer, status, reply, error_type, close=not keep_alive)
+        await writer.drain()
+        return keep_alive
+
+    async def _manage(
+        self, method: str, target: str, body: bytes
+    ) -> tuple[int, dict[str, Any] | None, str | None]:
+        """``(status, JSON body, x-amzn-ErrorType)`` for one ``@connections`` call."""
+        match = _CONNECTIONS_PATH.match(target.partition("?")[0])
+        if match is None:
+            return 404, {"message": "Not Found"}, "NotFoundException"
+        if match["stage"] is not None and match["stage"] != self.stage:
+            return 403, {"message": "Forbidden"}, "ForbiddenException"
+        connection_id = unquote(match["id"])
+        gone = (410, {"message": None}, "GoneException")
+        if method == "POST":
+            return (200, None, None) if await self.post_to(connection_id, body) else gone
+        if method == "GET":
+            info = await self.describe(connection_id)
+            return (200, info, None) if info is not None else gone
+        if method == "DELETE":
+            return (204, None, None) if await self.disconnect(connection_id) else gone
+        return 405, {"message": "Method Not Allowed"}, "MethodNotAllowedException"
 
     async def post_to(self, connection_id: str, data: bytes) -> bool:
         """Send ``data`` as one frame (text when UTF-8); ``False`` when the connection is gone."""
@@ -537,105 +620,45 @@ _DIGITS = re.compile(r"[0-9]+")
 _CONNECTIONS_PATH = re.compile(r"^(?:/(?P<stage>[^/@]+))?/@connections/(?P<id>[^/]+)$")
 
 
-def _management_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
-    class ManagementHandler(BaseHTTPRequestHandler):
-        """The ``@connections`` API: POST, GET, DELETE ``/{stage}/@connections/{connectionId}``."""
+def _content_length(headers: Mapping[str, list[str]]) -> int | tuple[int, dict[str, Any], str]:
+    """The request body's size in bytes, or the refusal ``(status, body, error type)`` to send unread.
 
-        protocol_version = "HTTP/1.1"
-        server_version = "mnist-live-gateway"
-        timeout = MANAGEMENT_TIMEOUT_S  # socket timeout: a stalled client frees its thread
+    400 for a malformed or conflicting ``Content-Length``, 411 for ``Transfer-Encoding`` (chunked
+    bodies are not supported), 413 over :data:`MAX_MESSAGE_BYTES` (decided from the header alone).
+    """
+    values = headers.get("content-length", [])
+    if headers.get("transfer-encoding"):
+        return 411, {"message": "Length Required"}, "BadRequestException"
+    if len(set(values)) > 1 or not all(_DIGITS.fullmatch(v) for v in values):
+        return 400, {"message": "Invalid Content-Length"}, "BadRequestException"
+    if values and (len(values[0]) > 9 or int(values[0]) > MAX_MESSAGE_BYTES):  # never int("9" * 5000)
+        return 413, {"message": "Request Entity Too Large"}, "PayloadTooLargeException"
+    return int(values[0]) if values else 0
 
-        def handle_one_request(self) -> None:
-            """One request; an unexpected failure answers 500 instead of dropping the connection."""
-            try:
-                super().handle_one_request()
-            except (TimeoutError, ConnectionError):
-                self.close_connection = True
-            except Exception:
-                gateway.log.exception("gateway_management_failed", extra={"path": getattr(self, "path", "")})
-                self.close_connection = True
-                with contextlib.suppress(Exception):
-                    self._reply(500, {"message": "Internal server error"}, "InternalServerErrorException")
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the handler logs what matters."""
-
-        def _reply(
-            self, status: int, body: dict[str, Any] | None = None, error_type: str | None = None
-        ) -> None:
-            data = json.dumps(body).encode() if body is not None else b""
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            if error_type:
-                self.send_header("x-amzn-ErrorType", error_type)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _target(self) -> str | None:
-            match = _CONNECTIONS_PATH.match(self.path.partition("?")[0])
-            if match is None:
-                self._reply(404, {"message": "Not Found"}, "NotFoundException")
-                return None
-            if match["stage"] is not None and match["stage"] != gateway.stage:
-                self._reply(403, {"message": "Forbidden"}, "ForbiddenException")
-                return None
-            return unquote(match["id"])
-
-        def _gone(self) -> None:
-            self._reply(410, {"message": None}, "GoneException")
-
-        def _content_length(self) -> int | None:
-            """The body's size in bytes; ``None`` after answering 400/411/413 (the body is never read)."""
-            values = [v.strip() for v in self.headers.get_all("Content-Length") or []]
-            if self.headers.get("Transfer-Encoding"):
-                status, message, error = 411, "Length Required", "BadRequestException"
-            elif len(set(values)) > 1 or not all(_DIGITS.fullmatch(v) for v in values):
-                status, message, error = 400, "Invalid Content-Length", "BadRequestException"
-            elif values and (len(values[0]) > 9 or int(values[0]) > MAX_MESSAGE_BYTES):  # no int("9"*5000)
-                status, message, error = 413, "Request Entity Too Large", "PayloadTooLargeException"
-            else:
-                return int(values[0]) if values else 0
-            self.close_connection = True  # the unread body would be parsed as the next request
-            self._reply(status, {"message": message}, error)
-            return None
-
-        def do_POST(self) -> None:
-            length = self._content_length()
-            if length is None:
-                return
-            data = self.rfile.read(length)
-            connection_id = self._target()
-            if connection_id is None:
-                return
-            if gateway.call(gateway.post_to(connection_id, data)):
-                self._reply(200)
-            else:
-                self._gone()
-
-        def do_GET(self) -> None:
-            connection_id = self._target()
-            if connection_id is None:
-                return
-            info = gateway.call(gateway.describe(connection_id))
-            if info is None:
-                self._gone()
-            else:
-                self._reply(200, info)
-
-        def do_DELETE(self) -> None:
-            connection_id = self._target()
-            if connection_id is None:
-                return
-            if gateway.call(gateway.disconnect(connection_id)):
-                self._reply(204)
-            else:
-                self._gone()
-
-    return ManagementHandler
+def _write_response(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: dict[str, Any] | None = None,
+    error_type: str | None = None,
+    *,
+    close: bool = False,
+) -> None:
+    """Write one HTTP/1.1 response with a JSON body (empty for ``None``) and AWS's headers."""
+    data = json.dumps(body).encode() if body is not None else b""
+    lines = [
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+        "Server: mnist-live-gateway",
+        f"Date: {email.utils.formatdate(usegmt=True)}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(data)}",
+        f"x-amzn-RequestId: {uuid.uuid4()}",
+    ]
+    if error_type:
+        lines.append(f"x-amzn-ErrorType: {error_type}")
+    if close:
+        lines.append("Connection: close")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
 
 
 def lambda_handler_factory(

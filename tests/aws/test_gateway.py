@@ -494,3 +494,20 @@ async def test_invalid_handshakes_do_not_invoke_connect(gateway: tuple[LiveGatew
     response = await asyncio.to_thread(raw_http, port, good + b"Sec-WebSocket-Version: 13\r\n\r\n")
     assert status_of(response) == 101
     assert len(recorder.of_type("CONNECT")) == 1
+
+
+@pytest.mark.asyncio
+async def test_connections_api_keeps_connections_alive(gateway: tuple[LiveGateway, Recorder]) -> None:
+    live, _ = gateway
+    mport = int(live.callback_url.rsplit(":", 1)[1].split("/")[0])
+    reader, writer = await asyncio.open_connection("127.0.0.1", mport)
+    try:
+        for _ in range(3):  # boto3 reuses its connections: every request on one socket is answered
+            writer.write(b"GET /prod/@connections/nope%3D HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 410 ") and b"x-amzn-ErrorType: GoneException" in head
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+    finally:
+        writer.close()
+        await writer.wait_closed()
