@@ -224,8 +224,13 @@ async def test_gone_after_the_client_left(gateway: tuple[LiveGateway, Recorder],
     answered = threading.Event()
 
     def hold_messages(event: dict[str, Any]) -> None:
-        if event["requestContext"]["eventType"] == "MESSAGE":
-            recorder.disconnected.wait(5)  # answer only once the client has gone
+        if event["requestContext"]["eventType"] == "MESSAGE":  # answer only once this client has gone
+            cid = event["requestContext"]["connectionId"]  # (not any: an earlier test's may land late)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any(
+                e["requestContext"]["connectionId"] == cid for e in recorder.of_type("DISCONNECT")
+            ):
+                time.sleep(0.01)
 
     def done(event: dict[str, Any]) -> None:
         if event["requestContext"]["eventType"] == "MESSAGE":
