@@ -29,12 +29,13 @@ from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from realtime import access, logs
+from realtime.batcher import InferenceBatcher, Outcome
 from realtime.messages import PredictRequest, ServerMessage, parse_predict_request
-from realtime.protocol import Session, SessionConfig, infer, parse
+from realtime.protocol import Session, SessionConfig, parse
 from shared import errors
 from shared.inference import Predictor, top_k
 from shared.preprocess import Frame, ImageFrame
-from shared.schemas import ModelInfo, Prediction
+from shared.schemas import ModelInfo
 from shared.settings import REPO_ROOT, Settings
 
 Scope = MutableMapping[str, Any]
@@ -127,17 +128,28 @@ def _error_response(error: errors.MnistLiveError) -> JSONResponse:
 
 
 class Runtime:
-    """What the lifespan builds: the predictor and the connection count."""
+    """What the lifespan builds: the predictor, the inference workers and the connection count."""
 
     def __init__(self, settings: Settings, predictor: Predictor | None) -> None:
         self.settings = settings
         self.predictor = predictor
         self.ready = False
         self.connections = 0
+        self._batcher: InferenceBatcher | None = None
 
-    def infer(self, frame: Frame) -> Prediction | errors.MnistLiveError:
-        """Preprocess and classify one frame (run in a worker thread); errors are returned, not raised."""
-        return infer(self.predictor, frame, self.settings.limits)
+    async def infer(self, frame: Frame) -> Outcome:
+        """Preprocess and classify one frame off the event loop; errors are returned, not raised."""
+        if self._batcher is None:
+            self._batcher = InferenceBatcher(
+                lambda: self.predictor, self.settings.limits, workers=self.settings.inference_threads
+            )
+        return await self._batcher.submit(frame)
+
+    def close(self) -> None:
+        """Stop the inference workers."""
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
@@ -170,7 +182,10 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             log.info(
                 "model_ready", extra={"sha256": runtime.predictor.info.sha256, "ms": logs.elapsed_ms(start)}
             )
-        yield
+        try:
+            yield
+        finally:
+            runtime.close()
 
     app = FastAPI(
         title="mnist-live",
@@ -239,7 +254,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             _secret(settings),
         )
         frame = await _read_frame(request)
-        outcome = await anyio.to_thread.run_sync(runtime.infer, frame)
+        outcome = await runtime.infer(frame)
         if isinstance(outcome, errors.MnistLiveError):
             raise outcome
         body = outcome.model_dump()
@@ -439,7 +454,7 @@ class WebSocketConnection:
 
     async def _work(self) -> None:
         while (job := self.session.next_job()) is not None:
-            outcome = await anyio.to_thread.run_sync(self.runtime.infer, job.frame)
+            outcome = await self.runtime.infer(job.frame)
             for out in self.session.complete(job, outcome, self.loop.time()):
                 self._enqueue(out)
 

@@ -53,3 +53,44 @@ def run_server(settings: Settings, predictor: Predictor | None = None) -> Iterat
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextlib.contextmanager
+def run_server_process(env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``mnist-live serve`` in its own process on a free port; yield its ``http://127.0.0.1:PORT``.
+
+    For tests whose own process must stay isolated from the server (e.g. hypothesis watches global
+    state such as the ``random`` module, which server threads in the same process would touch).
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("mnist-live")
+    cmd = [str(exe), "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server process did not become ready")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -8,6 +8,7 @@ repeatable; ``bench/fuzz.sh``: 10,000, random).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from shared.errors import all_codes
 from shared.inks import render_png
-from tests.servers import LiveServer
+from tests.servers import run_server_process
 
 EXAMPLES = int(os.environ.get("MNIST_LIVE_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(
@@ -70,9 +71,21 @@ ws_messages = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def ws(live_server: LiveServer) -> Iterator[ClientConnection]:
-    with connect(live_server.ws_url, max_size=None) as conn:
+def server_url() -> Iterator[str]:
+    """The server in its own process: hypothesis must not see server threads touch global state."""
+    with run_server_process() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def ws(server_url: str) -> Iterator[ClientConnection]:
+    # no keepalive pings: websockets draws their payloads from the global random module, which hypothesis
+    # watches during generation
+    with connect(server_url.replace("http", "ws", 1) + "/ws", max_size=None, ping_interval=None) as conn:
         yield conn
+        with contextlib.suppress(TimeoutError):
+            while True:  # answers that arrived after their example's sentinel: check them too
+                check_frame(json.loads(conn.recv(timeout=1)))
 
 
 def check_frame(msg: dict[str, Any]) -> None:
@@ -88,14 +101,17 @@ def check_frame(msg: dict[str, Any]) -> None:
 @given(raw=ws_messages)
 def test_websocket_parser_fuzz(ws: ClientConnection, raw: str) -> None:
     ws.send(raw)
-    ws.send('{"action": "ping"}')  # a sentinel: everything before it has been answered
+    # A sentinel: the pong proves the connection is open and that every answer to messages before it
+    # was read; a prediction still in flight may arrive after the pong and is checked next time.
+    ws.send('{"action": "ping"}')
     while True:
         msg = json.loads(ws.recv(timeout=10))
-        if msg == {"type": "pong"}:
+        if msg == {"type": "pong"} and not raw.lstrip().startswith('{"action": "ping"'):
             break
-        check_frame(msg)
-    # answers to frames still in flight arrive later; the connection must still be open for them
-    ws.send('{"action": "ping"}')
+        if msg != {"type": "pong"}:
+            check_frame(msg)
+        elif raw.lstrip().startswith('{"action": "ping"'):
+            raw = ""  # the fuzzed message was itself a ping: wait for the sentinel's pong too
 
 
 content_types = st.sampled_from(
@@ -127,8 +143,8 @@ bodies = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def http(live_server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.http_url, timeout=10) as c:
+def http(server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server_url, timeout=10) as c:
         yield c
 
 
