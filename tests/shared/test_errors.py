@@ -24,17 +24,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from shared import decode as decode_module
 from shared import errors
 from shared import preprocess as preprocess_module
+from shared.decode import decode_base64, decode_image
 from shared.limits import Limits
-from shared.preprocess import (
-    ImageFrame,
-    StrokesFrame,
-    decode_base64,
-    decode_image,
-    preprocess,
-    rasterize_strokes,
-)
+from shared.preprocess import ImageFrame, StrokesFrame, preprocess, rasterize_strokes
 from tests.shared.imaging import canvas, encode, png_with_header
 
 IMAGE_CODES = {
@@ -253,9 +248,13 @@ def _template(node: ast.expr) -> str | None:
 
 
 def _message_patterns() -> re.Pattern[str]:
-    tree = ast.parse(Path(preprocess_module.__file__).read_text(encoding="utf-8"))
     found = set()
-    for node in ast.walk(tree):
+    nodes = (
+        node
+        for module in (preprocess_module, decode_module)
+        for node in ast.walk(ast.parse(Path(module.__file__).read_text(encoding="utf-8")))
+    )
+    for node in nodes:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
             base = node.func.value
             if isinstance(base, ast.Name) and base.id == "errors":

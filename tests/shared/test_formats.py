@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from shared.preprocess import ImageFrame, decode_image, preprocess
+from shared.decode import decode_image
+from shared.preprocess import ImageFrame, preprocess
 from tests.shared.imaging import encode, png_chunk
 
 LOSSY_MAD = 0.02

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.preprocess import ImageFrame, StrokesFrame, decode_image, normalize, preprocess
+from shared.decode import decode_image
+from shared.preprocess import ImageFrame, StrokesFrame, normalize, preprocess
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden_preprocess.npz"
 ATOL = 1e-5

@@ -13,9 +13,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from shared import errors
+from shared.decode import MAX_WORKING_SIDE, decode_image
 from shared.inks import render_png
 from shared.limits import Limits
-from shared.preprocess import MAX_WORKING_SIDE, ImageFrame, StrokesFrame, decode_image, preprocess
+from shared.preprocess import ImageFrame, StrokesFrame, preprocess
 from tests.shared.imaging import png_chunk
 
 BOMB_SIDE = 12000

@@ -1,0 +1,385 @@
+"""Image decoding: encoded canvas snapshots to an ink map, within limits that hold before decoding.
+
+Accepts raw bytes or base64 text (optionally a ``data:image/...;base64,`` URL); PNG (8/16-bit, palette,
+grey/RGB with or without alpha), JPEG (EXIF orientation applied; CMYK), WebP, GIF (first frame) and BMP.
+The ink map is the contrast against the canvas background: ``|grey - median(border grey)|``, or the
+alpha contrast where the canvas is (semi-)transparent, so every polarity and transparency works.
+
+Limits checked before work is done: encoded size, declared width x height (decompression bombs),
+progressive JPEG scans x pixels (decoding-work bombs); canvases over :data:`MAX_WORKING_SIDE` px are
+reduced right after decoding, at most two at a time. :mod:`shared.preprocess` normalizes the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import io
+import math
+import struct
+import threading
+import warnings
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from shared import errors
+from shared.limits import DEFAULT_LIMITS, Limits
+
+FloatImage: TypeAlias = npt.NDArray[np.float32]
+"""A float32 image or ink map, values in [0, 1]."""
+
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+"""Pillow decoders we accept; nothing more exotic is ever parsed."""
+MAX_WORKING_SIDE = 1024
+"""Images with a longer side above this (px) are box-reduced to it right after decoding (the digit ends at
+20 px): bounds memory and time per request; big JPEGs are decoded at 1/2-1/8 scale by libjpeg."""
+JPEG_SCAN_BUDGET = 16
+"""Progressive JPEG decoding work allowed: scans x pixels <= 16 x ``max_image_pixels`` (a 4096x4096
+image with 16 scans; a typical progressive colour JPEG has about 10)."""
+_LARGE_DECODES = threading.BoundedSemaphore(2)
+"""At most two images above :data:`MAX_WORKING_SIDE` are decoded at once (one per core here), so
+concurrent requests cannot multiply the full-size buffers (~100 MB for a 4096x4096 16-bit PNG)."""
+
+
+def decode_base64(text: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Decode base64 image text, optionally a ``data:`` URL, tolerating whitespace and missing padding.
+
+    Args:
+        text: Base64 (standard or URL-safe alphabet), optionally prefixed ``data:image/<type>;base64,``.
+        limits: ``max_encoded_bytes`` bounds the decoded size, checked on the text's length first.
+
+    Returns:
+        The decoded bytes.
+
+    Raises:
+        NotAnImage: a ``data:`` URL with a non-image media type.
+        InvalidBase64: not base64, or a ``data:`` URL without ``;base64``.
+        PayloadTooLarge: the decoded size would exceed ``limits.max_encoded_bytes``.
+    """
+    max_chars = 4 * math.ceil(limits.max_encoded_bytes / 3)
+    if len(text) > 2 * max_chars + 4096:  # whitespace may at most double it; refuse before copying
+        raise errors.PayloadTooLarge(f"The image exceeds {limits.max_encoded_bytes} bytes.")
+    payload = text
+    if text[:5].lower() == "data:":
+        comma = text.find(",", 0, 256)
+        if comma < 0:
+            raise errors.InvalidBase64("The data URL has no comma before its data.")
+        media, *params = (p.strip().lower() for p in text[5:comma].split(";"))
+        if media and not media.startswith("image/"):
+            raise errors.NotAnImage("The data URL's media type is not an image type.")
+        if "base64" not in params:
+            raise errors.InvalidBase64("The data URL must be base64 encoded (';base64,').")
+        payload = text[comma + 1 :]
+    payload = "".join(payload.split())
+    if len(payload) > max_chars:
+        raise errors.PayloadTooLarge(f"The image exceeds {limits.max_encoded_bytes} bytes.")
+    if "-" in payload or "_" in payload:
+        payload = payload.translate(str.maketrans("-_", "+/"))
+    payload += "=" * (-len(payload) % 4)
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.InvalidBase64("The image is not valid base64.") from exc
+    if len(raw) > limits.max_encoded_bytes:  # the length check above allows up to 2 bytes more
+        raise errors.PayloadTooLarge(f"The image exceeds {limits.max_encoded_bytes} bytes.")
+    return raw
+
+
+def decode_image(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> FloatImage:
+    """Decode an encoded image into an ink map: contrast against the background, ink high.
+
+    Transparency: where the background (border) is transparent or translucent (median border alpha below
+    128), ink is read from alpha (its contrast against the border's alpha), so black-on-transparent and
+    white-on-transparent both work. Otherwise polarity comes from the border's
+    median grey level, so dark-mode canvases (light ink on dark) work like paper ones. 16-bit images are
+    rescaled to 8-bit range, JPEG EXIF orientation is applied, CMYK and palette images are converted.
+
+    Args:
+        data: Encoded bytes, or base64 text (see :func:`decode_base64`).
+        limits: ``max_encoded_bytes`` and ``max_image_pixels``; the pixel count comes from the header and
+            is checked before decoding, so decompression bombs never allocate.
+
+    Returns:
+        ``(H, W)`` float32 in [0, 1]: ``|grey - background|`` or the alpha contrast, at the image's own
+        resolution.
+
+    Raises:
+        EmptyImage, PayloadTooLarge, NotAnImage, InvalidImage, TruncatedImage, ImageTooLarge,
+        InvalidBase64: see :mod:`shared.errors`.
+    """
+    source = ink_source(load_image(data, limits))
+    if isinstance(source, np.ndarray):
+        return source
+    _, levels, lut = source
+    return lut[levels]
+
+
+def load_image(data: bytes | str, limits: Limits) -> Image.Image:
+    """Decode ``data`` (bytes or base64 text) to a loaded, upright Pillow image, within ``limits``.
+
+    Raises:
+        EmptyImage, PayloadTooLarge, NotAnImage, InvalidImage, TruncatedImage, ImageTooLarge,
+        InvalidBase64: see :func:`decode_image`.
+    """
+    raw = decode_base64(data, limits) if isinstance(data, str) else bytes(data)
+    if not raw:
+        raise errors.EmptyImage("The image is empty.")
+    if len(raw) > limits.max_encoded_bytes:
+        raise errors.PayloadTooLarge(f"The image exceeds {limits.max_encoded_bytes} bytes.")
+    img = _open_checked(raw, limits)
+    width, height = img.size
+    large = max(width, height) > MAX_WORKING_SIDE
+    if img.format == "JPEG":
+        # Progressive JPEGs cost one pass over the image per scan: bound scans x pixels, not just pixels.
+        # 0xFFDA (start of scan) cannot occur inside entropy-coded data (0xFF is stuffed as 0xFF00).
+        if raw.count(b"\xff\xda") * width * height > JPEG_SCAN_BUDGET * limits.max_image_pixels:
+            raise errors.ImageTooLarge("The JPEG needs too much decoding work (progressive scans x pixels).")
+        if large:  # let libjpeg decode at 1/2, 1/4 or 1/8 scale: less memory and time
+            scale = MAX_WORKING_SIDE / max(width, height)
+            img.draft(img.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+    try:
+        with _LARGE_DECODES if large else contextlib.nullcontext():
+            if img.format in ("JPEG", "WEBP", "PNG") and img.getexif().get(0x0112, 1) not in (1, None):
+                img = ImageOps.exif_transpose(img)
+            img.load()
+            if large:
+                img = _shrink(img)
+    except errors.MnistLiveError:
+        raise
+    except (OSError, EOFError, ValueError, SyntaxError, TypeError, IndexError, KeyError, struct.error) as exc:
+        text = str(exc).lower()
+        if isinstance(exc, EOFError) or "truncat" in text or "end of file" in text or _is_truncated(raw):
+            raise errors.TruncatedImage("The image data is truncated.") from exc
+        raise errors.InvalidImage("The image data is corrupt.") from exc
+    return img
+
+
+def _shrink(img: Image.Image) -> Image.Image:
+    """Box-reduce a loaded image so its longer side is at most :data:`MAX_WORKING_SIDE` px.
+
+    Area averaging, like the final 20-px resize, so ink keeps its mass. Modes ``reduce`` cannot take are
+    converted first (palette keeps its transparency as alpha; 16-bit becomes 32-bit ``I``).
+    """
+    factor = math.ceil(max(img.size) / MAX_WORKING_SIDE)
+    if factor <= 1:
+        return img
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "L")
+    elif img.mode.startswith("I;16"):
+        img = img.convert("I")
+    elif img.mode in ("1", "PA", "La", "RGBa"):
+        img = img.convert("RGBA" if "A" in img.mode or "a" in img.mode else "L")
+    return img.reduce(factor)
+
+
+def _open_checked(raw: bytes, limits: Limits) -> Image.Image:
+    """Open lazily (header only) and refuse impossible or oversized dimensions before decoding.
+
+    Raises:
+        ImageTooLarge: the header declares more than ``limits.max_image_pixels`` pixels.
+        TruncatedImage: a supported format's header ends early (see :func:`_is_truncated`).
+        InvalidImage: a supported format's header is impossible (zero width, bad bit depth, ...).
+        NotAnImage: no supported format's signature.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(raw), formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise errors.ImageTooLarge(f"The image declares more than {limits.max_image_pixels} pixels.") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        if _is_truncated(raw):
+            raise errors.TruncatedImage("The image data is truncated.") from exc
+        if _sniff(raw) is not None:
+            raise errors.InvalidImage("The image header is invalid (e.g. zero width).") from exc
+        raise errors.NotAnImage("The data is not a supported image (PNG, JPEG, WebP, GIF or BMP).") from exc
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise errors.InvalidImage("The image header declares a zero width or height.")
+    if width * height > limits.max_image_pixels:
+        raise errors.ImageTooLarge(
+            f"The image declares {width}x{height} pixels; at most {limits.max_image_pixels} are allowed."
+        )
+    return img
+
+
+_BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
+"""BMP DIB header sizes (bytes) Pillow reads: OS/2 1.x-2.x, BITMAPINFOHEADER to BITMAPV5HEADER."""
+
+
+def _sniff(raw: bytes) -> str | None:
+    """Name the supported format whose signature ``raw`` starts with (or a prefix of), else ``None``."""
+    head = raw[:16]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"[: max(4, len(head))]):
+        return "PNG"
+    if head.startswith(b"\xff\xd8"):
+        return "JPEG"
+    if head.startswith(b"GIF8"):
+        return "GIF"
+    if head.startswith(b"RIFF") and (len(head) < 12 or head[8:12] == b"WEBP"):
+        return "WEBP"
+    if head.startswith(b"BM") and (
+        len(head) < 18 or int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES
+    ):
+        return "BMP"
+    return None
+
+
+def _is_truncated(raw: bytes) -> bool:
+    """Tell whether ``raw`` is a supported format cut short (inside its header or before its data).
+
+    Walks PNG chunks up to IDAT, JPEG segments up to SOS and GIF blocks up to the first image
+    descriptor; uses BMP's file size and WebP's RIFF size fields. Costs O(header size), no decoding.
+
+    Args:
+        raw: The encoded bytes.
+
+    Returns:
+        True when the data ends before the header (or the size it declares) is complete.
+    """
+    fmt, n = _sniff(raw), len(raw)
+    if fmt == "PNG":
+        pos = 8
+        while True:
+            if pos + 8 > n:
+                return True
+            length = int.from_bytes(raw[pos : pos + 4], "big")
+            if raw[pos + 4 : pos + 8] == b"IDAT" or length >= 1 << 31:
+                return pos + 8 >= n  # the image data itself is missing
+            pos += 12 + length
+    if fmt == "JPEG":
+        pos = 2
+        while True:
+            if pos + 4 > n:
+                return True
+            if raw[pos] != 0xFF:
+                return False
+            marker = raw[pos + 1]
+            if marker == 0xFF:
+                pos += 1
+                continue
+            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+                continue
+            end = pos + 2 + int.from_bytes(raw[pos + 2 : pos + 4], "big")
+            if end > n:
+                return True
+            if marker == 0xDA:  # start of scan: the header is complete; is any entropy data there?
+                return end >= n
+            pos = end
+    if fmt == "GIF":
+        if n < 13:
+            return True
+        flags = raw[10]
+        pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+        while True:
+            if pos >= n:
+                return True
+            block = raw[pos]
+            if block == 0x2C:  # image descriptor (+ local colour table) and LZW code size
+                if pos + 10 > n:
+                    return True
+                local = raw[pos + 9]
+                return pos + 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0) > n
+            if block != 0x21:  # not an extension: trailer or garbage
+                return False
+            pos += 2
+            while True:
+                if pos >= n:
+                    return True
+                size = raw[pos]
+                pos += 1 + size
+                if size == 0:
+                    break
+    if fmt == "BMP":
+        if n < 18:
+            return True
+        declared = int.from_bytes(raw[2:6], "little")
+        return n < 14 + int.from_bytes(raw[14:18], "little") or (declared > n and declared < 1 << 30)
+    if fmt == "WEBP":
+        return n < 12 or n < 8 + int.from_bytes(raw[4:8], "little")
+    return False
+
+
+U8_TO_UNIT = np.arange(256, dtype=np.float32) * np.float32(1 / 255)
+"""``(256,)`` float32 ``v * (1 / 255)`` per 8-bit level: what ``uint8.astype(float32) * (1 / 255)`` gives."""
+
+
+InkSource: TypeAlias = tuple[Image.Image, npt.NDArray[np.uint8], FloatImage] | FloatImage
+"""What :func:`ink_source` returns: ``(band, levels, lut)`` for 8-bit images, else a float ink map."""
+
+
+def ink_source(img: Image.Image) -> InkSource:
+    """Reduce a decoded image to its ink map: contrast against the canvas background, on a 0..1 scale.
+
+    The ink is ``|grey - background grey|``; on a (semi-)transparent canvas (median border alpha < 128)
+    it is ``|alpha - background alpha|`` instead, so ink of any colour works there.
+
+    8-bit images stay 8-bit: the result is one band (as an image and an array) plus a 256-entry float32
+    table, ``ink = lut[levels]``,
+    so callers can crop before converting anything to float. Values are bit-identical to converting the
+    whole band to float32 and computing ``|v / 255 - background|``. 16-bit and wider integer images
+    (``I;16*``, ``I``) are rescaled by 1/65535, not clipped to 8 bits, and returned as a float array.
+
+    Args:
+        img: A loaded Pillow image of any mode.
+
+    Returns:
+        ``(band, levels, lut)``: an ``L`` image, the same as an ``(H, W)`` uint8 array, and a ``(256,)``
+        float32 table in [0, 1]; or an ``(H, W)`` float32 ink map in [0, 1].
+    """
+    mode = img.mode
+    if mode in ("PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    elif mode not in ("L", "LA", "RGBA") and not mode.startswith("I"):
+        img = img.convert("L")  # 1, P, RGB, CMYK, YCbCr, F, ...
+    mode = img.mode
+    if mode in ("RGBA", "LA"):
+        alpha = img.getchannel("A")
+        levels = np.asarray(alpha)
+        middle = _median_pair(_border(levels))
+        if float(middle.mean()) < 128:  # (semi-)transparent canvas: ink is the alpha contrast
+            background = U8_TO_UNIT[middle].mean()
+            return alpha, levels, np.abs(U8_TO_UNIT - background)
+        img = img.convert("L")
+        mode = "L"
+    if mode == "L":
+        levels = np.asarray(img)
+        background = U8_TO_UNIT[_median_pair(_border(levels))].mean()
+        return img, levels, np.abs(U8_TO_UNIT - background)
+    # I;16, I;16B, I;16L, I: 16-bit (PNG) or wider integers; rescale, don't clip
+    grey = np.asarray(img).astype(np.float32) * np.float32(1 / 65535)
+    np.clip(grey, 0.0, 1.0, out=grey)
+    background = np.float32(_border_median(grey))
+    grey -= background
+    np.abs(grey, out=grey)
+    return grey
+
+
+def _border(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The one-pixel border of a 2-D array, flat (the whole array, flat, when under 3x3)."""
+    if a.shape[0] < 3 or a.shape[1] < 3:
+        return a.ravel()
+    return np.concatenate((a[0], a[-1], a[1:-1, 0], a[1:-1, -1]))
+
+
+def _median_pair(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """The middle element (odd count) or two middle elements (even count) of ``values``, as sorted.
+
+    ``mean()`` of them is ``np.median(values)``; because :data:`U8_TO_UNIT` is increasing,
+    ``U8_TO_UNIT[pair].mean()`` is bit for bit ``np.median(U8_TO_UNIT[values])`` (numpy's median is
+    that same float32 mean of the same middle elements), at a fraction of the calls.
+    """
+    half = values.size // 2
+    if values.size % 2:
+        return np.partition(values, half)[half : half + 1]
+    return np.partition(values, (half - 1, half))[half - 1 : half + 1]
+
+
+def _border_median(a: npt.NDArray[Any]) -> float:
+    """Median of the one-pixel border of a 2-D array (the canvas background), or of a flat border."""
+    return float(np.median(_border(a) if a.ndim == 2 else a))
