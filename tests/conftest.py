@@ -11,6 +11,7 @@ import pytest
 from shared.inference import Predictor
 from shared.inks import Ink, load_inks
 from shared.settings import Settings
+from tests.gateway import LiveGateway, run_gateway
 from tests.servers import LiveServer, run_server
 
 REQUIRE_DATA_ENV = "MNIST_LIVE_REQUIRE_DATA"
@@ -52,3 +53,10 @@ def live_server(settings: Settings, predictor: Predictor) -> Iterator[LiveServer
     """The real server with default settings, shared by the tests of a session."""
     with run_server(settings, predictor) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def live_gateway(settings: Settings, predictor: Predictor) -> Iterator[LiveGateway]:
+    """The Lambda WebSocket handler behind the API Gateway emulator, shared by the tests of a session."""
+    with run_gateway(settings, predictor) as gateway:
+        yield gateway

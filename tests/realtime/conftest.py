@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import pytest
 
-from shared.inference import Predictor
 from shared.settings import Settings
-from tests.gateway import LiveGateway, run_gateway
 
 
 @dataclass(frozen=True)
@@ -28,13 +25,6 @@ class WsTarget:
     kind: Literal["local", "gateway"]
     ws_url: str
     settings: Settings
-
-
-@pytest.fixture(scope="session")
-def live_gateway(settings: Settings, predictor: Predictor) -> Iterator[LiveGateway]:
-    """The Lambda WebSocket handler behind the emulator, shared by the tests of a session."""
-    with run_gateway(settings, predictor) as gateway:
-        yield gateway
 
 
 @pytest.fixture(scope="session", params=["local", "gateway"])

@@ -6,17 +6,15 @@ local server and against the Lambda handler behind the API Gateway emulator.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pytest
 
 from realtime.replay import ReplayReport
-from shared.inference import Predictor
 from shared.inks import Ink
 from shared.settings import Settings
-from tests.gateway import LiveGateway, run_gateway
 from tests.replay.harness import replay_inks, source_rates
 
 Replayer = Callable[..., Awaitable[ReplayReport]]
@@ -59,15 +57,8 @@ class Target:
     speed: float
 
 
-@pytest.fixture(scope="session")
-def replay_gateway(settings: Settings, predictor: Predictor) -> Iterator[LiveGateway]:
-    """The Lambda WebSocket handler behind the API Gateway emulator."""
-    with run_gateway(settings, predictor) as gateway:
-        yield gateway
-
-
 @pytest.fixture(scope="session", params=["local", "gateway"])
 def target(request: pytest.FixtureRequest) -> Target:
     if request.param == "local":
         return Target("local", request.getfixturevalue("live_server").ws_url, 30.0, 1.0)
-    return Target("gateway", request.getfixturevalue("replay_gateway").ws_url, 30.0, 2.0)
+    return Target("gateway", request.getfixturevalue("live_gateway").ws_url, 30.0, 2.0)
