@@ -122,11 +122,18 @@ def expected_calibration_error(probs: npt.NDArray[np.floating], labels: npt.NDAr
     return float(ece)
 
 
-def score(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.integer], blank: npt.NDArray[np.bool_]) -> dict[str, Any]:
+def score(
+    logits: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.integer],
+    blank: npt.NDArray[np.bool_],
+    temperature: float | None = None,
+) -> dict[str, Any]:
     """Accuracy (blank frames count as errors), ECE, NLL and the confusion matrix.
 
     Args:
         logits: ``(N, 10)`` served (calibrated) logits. labels: ``(N,)``. blank: ``(N,)`` no-digit flags.
+        temperature: The temperature baked into the model, if known: adds ``ece_uncalibrated``, the ECE
+            of ``softmax(logits * temperature)`` (the network before calibration).
 
     Returns:
         A JSON-ready dict.
@@ -142,6 +149,8 @@ def score(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.integer], blan
         "accuracy": float((pred == labels).mean()),
         "blank": int(blank.sum()),
         "ece": expected_calibration_error(probs[~blank], labels[~blank]),
+        "ece_uncalibrated": None if temperature is None else expected_calibration_error(
+            softmax(logits[~blank] * temperature), labels[~blank]),
         "nll": float(nll),
         "confusion": confusion.tolist(),
         "per_digit_accuracy": [float(confusion[d, d] / max(confusion[d].sum(), 1)) for d in range(10)],
@@ -197,13 +206,15 @@ def evaluate(
         A JSON-ready report.
     """
     predictor = Predictor(model_path, intra_op_num_threads=1)
+    temp = predictor.info.metadata.get("temperature")
+    temperature = float(temp) if temp else None
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
     images, labels = load_mnist(data_dir, "test")
     x, blank = mnist_canvas_batch(images, workers)
-    results["mnist_test_canvas"] = score(predictor.logits(x), labels, blank)
+    results["mnist_test_canvas"] = score(predictor.logits(x), labels, blank, temperature)
     timings["mnist_test_canvas"] = time.perf_counter() - t
 
     split = pen_split(data_dir)
@@ -215,7 +226,7 @@ def evaluate(
         t = time.perf_counter()
         x, blank = pen_batch(inks, seed, workers, as_png)
         y = np.array([ink.label for ink in inks])
-        results[name] = score(predictor.logits(x), y, blank)
+        results[name] = score(predictor.logits(x), y, blank, temperature)
         timings[name] = time.perf_counter() - t
     return {
         "model": str(model_path),
@@ -246,9 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     confusion_png(report["results"], args.confusion)
-    print(f"{'set':<22} {'n':>6} {'top-1':>8} {'ECE':>7} {'blank':>6}")
+    print(f"{'set':<22} {'n':>6} {'top-1':>8} {'ECE':>7} {'ECE(T=1)':>9} {'blank':>6}")
     for name, r in report["results"].items():
-        print(f"{name:<22} {r['n']:>6} {100 * r['accuracy']:>7.2f}% {r['ece']:>7.4f} {r['blank']:>6}")
+        raw = "" if r["ece_uncalibrated"] is None else f"{r['ece_uncalibrated']:.4f}"
+        print(f"{name:<22} {r['n']:>6} {100 * r['accuracy']:>7.2f}% {r['ece']:>7.4f} {raw:>9} {r['blank']:>6}")
     print(f"report: {args.out}  confusion: {args.confusion}")
     return 0
 
