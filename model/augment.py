@@ -18,7 +18,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
 from shared.inks import Ink
 from shared.preprocess import normalize, rasterize_strokes
@@ -117,14 +117,14 @@ def _elastic_points(p: npt.NDArray[np.float64], rng: np.random.Generator) -> npt
     return p + d.T
 
 
-def _slash(lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64], rng: np.random.Generator) -> npt.NDArray[np.float64]:
+def _slash(
+    lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64], rng: np.random.Generator
+) -> npt.NDArray[np.float64]:
     """A straight stroke through the middle of the box ``lo``-``hi`` (y down): a zero's slash or bar."""
     size = hi - lo
     centre = (lo + hi) / 2 + rng.uniform(-0.08, 0.08, 2) * size
-    if rng.random() < 0.6:  # "/" from lower left to upper right
-        angle = np.deg2rad(rng.uniform(15, 75))
-    else:  # horizontal bar
-        angle = np.deg2rad(rng.uniform(-15, 15))
+    # 60 %: a "/" from lower left to upper right; else a horizontal bar.
+    angle = np.deg2rad(rng.uniform(15, 75) if rng.random() < 0.6 else rng.uniform(-15, 15))
     direction = np.array([math.cos(angle), -math.sin(angle)])  # y down: positive angle goes up
     half = 0.5 * rng.uniform(1.0, 2.2) * float(np.hypot(*(size * np.abs(direction)))) + 1e-9
     t = np.linspace(-half, half, 12)[:, None]

@@ -48,6 +48,24 @@ class ChecksumError(RuntimeError):
     """A data file's sha256 differs from ``SHA256SUMS``."""
 
 
+def resolve_data_dir(path: Path) -> Path:
+    """The shared data folder, given it or its ``mnist/`` subfolder.
+
+    Args:
+        path: ``../shared/data`` or ``../shared/data/mnist``.
+
+    Returns:
+        The folder holding ``SHA256SUMS``, ``mnist/`` and ``pen/``.
+
+    Raises:
+        FileNotFoundError: neither ``path`` nor its parent holds ``SHA256SUMS``.
+    """
+    for candidate in (path, path.parent):
+        if (candidate / "SHA256SUMS").is_file() and (candidate / "mnist").is_dir():
+            return candidate
+    raise FileNotFoundError(f"no SHA256SUMS beside mnist/ in {path} or {path.parent}")
+
+
 def verify_checksums(data_dir: Path, names: list[str]) -> None:
     """Check files against the data folder's ``SHA256SUMS``.
 
@@ -72,7 +90,9 @@ def verify_checksums(data_dir: Path, names: list[str]) -> None:
             raise ChecksumError(f"{name}: sha256 {actual} != {sums[name]} (SHA256SUMS)")
 
 
-def load_mnist(data_dir: Path, split: str, verify: bool = True) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+def load_mnist(
+    data_dir: Path, split: str, verify: bool = True
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """Read one MNIST split from its IDX gzip files.
 
     Args:
@@ -107,7 +127,8 @@ class PenSplit:
     """UNIPEN inks: held-out writers apart, the training writers' inks split into train and calibration.
 
     Attributes:
-        train: Inks trained on. val: Other inks of the same writers, never trained on (calibration).
+        train: Inks trained on.
+        val: Other inks of the same writers, never trained on (calibration).
         heldout: Inks of the writers of ``unipen1a_dev_200.jsonl``, for evaluation only (no writer
             in common with ``train`` or ``val``).
     """
@@ -121,7 +142,8 @@ def pen_split(data_dir: Path, seed: int = 0, verify: bool = True) -> PenSplit:
     """Split ``unipen1a_dev.jsonl.gz`` (module docstring).
 
     Args:
-        data_dir: The shared data folder. seed: Chooses the calibration inks.
+        data_dir: The shared data folder.
+        seed: Chooses the calibration inks.
         verify: Check the two pen files' sha256 first.
 
     Returns:
@@ -144,7 +166,8 @@ def draw_like_a_person(ink: Ink, rng: np.random.Generator) -> tuple[Strokes, flo
     """Place an ink as a person would draw it on the page's 280 px canvas (the evaluation protocol).
 
     Args:
-        ink: The recording. rng: Seeded generator (two draws for the box, one for the pen).
+        ink: The recording.
+        rng: Seeded generator (one draw for the size, two for the position, one for the pen).
 
     Returns:
         Strokes in canvas px (y down) with the digit's longer side 90-230 px at a random position, and a

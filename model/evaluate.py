@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import time
@@ -27,7 +28,7 @@ from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.progress import track
 
-from model.data import PEN_200, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split
+from model.data import PEN_200, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split, resolve_data_dir
 from shared.inference import Predictor, softmax
 from shared.inks import Ink, load_inks, render_png
 from shared.preprocess import ImageFrame, StrokesFrame, preprocess
@@ -64,18 +65,23 @@ def _map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, desc: str
         return list(track(it, description=desc, total=len(items), transient=True, console=console))
 
 
-def _batch(tensors: Sequence[npt.NDArray[np.float32] | None]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+def _batch(
+    tensors: Sequence[npt.NDArray[np.float32] | None],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """Stack ``(1, 1, 28, 28)`` tensors; blank (``None``) frames become zeros and are flagged."""
     blank = np.array([t is None for t in tensors])
     zeros = np.zeros((1, 1, 28, 28), np.float32)
     return np.concatenate([zeros if t is None else t for t in tensors]), blank
 
 
-def mnist_canvas_batch(images: npt.NDArray[np.uint8], workers: int = 1) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+def mnist_canvas_batch(
+    images: npt.NDArray[np.uint8], workers: int = 1
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """MNIST images through the canvas PNG path.
 
     Args:
-        images: ``(N, 28, 28)`` uint8. workers: Processes to use.
+        images: ``(N, 28, 28)`` uint8.
+        workers: Processes to use.
 
     Returns:
         ``(N, 1, 28, 28)`` float32 model inputs and ``(N,)`` blank flags (all False for MNIST).
@@ -89,8 +95,10 @@ def pen_batch(
     """Pen inks drawn as a person would on the 280 px canvas, through the strokes (or PNG) path.
 
     Args:
-        inks: The recordings. seed: Placement seed (ink ``i`` uses ``default_rng([seed, i])``).
-        workers: Processes to use. as_png: Render each canvas to PNG and send that instead.
+        inks: The recordings.
+        seed: Placement seed (ink ``i`` uses ``default_rng([seed, i])``).
+        workers: Processes to use.
+        as_png: Render each canvas to PNG and send that instead.
 
     Returns:
         ``(N, 1, 28, 28)`` float32 model inputs and ``(N,)`` blank flags.
@@ -102,11 +110,15 @@ def pen_batch(
 # ----------------------------------------------------------------------------------------- metrics
 
 
-def expected_calibration_error(probs: npt.NDArray[np.floating], labels: npt.NDArray[np.integer], bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    probs: npt.NDArray[np.floating], labels: npt.NDArray[np.integer], bins: int = ECE_BINS
+) -> float:
     """Top-label ECE with equal-width confidence bins.
 
     Args:
-        probs: ``(N, C)`` probabilities. labels: ``(N,)`` true classes. bins: Number of bins on [0, 1].
+        probs: ``(N, C)`` probabilities.
+        labels: ``(N,)`` true classes.
+        bins: Number of bins on [0, 1].
 
     Returns:
         ``sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|``.
@@ -115,7 +127,7 @@ def expected_calibration_error(probs: npt.NDArray[np.floating], labels: npt.NDAr
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0, 1, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         sel = (conf > lo) & (conf <= hi)
         if sel.any():
             ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
@@ -131,7 +143,9 @@ def score(
     """Accuracy (blank frames count as errors), ECE, NLL and the confusion matrix.
 
     Args:
-        logits: ``(N, 10)`` served (calibrated) logits. labels: ``(N,)``. blank: ``(N,)`` no-digit flags.
+        logits: ``(N, 10)`` served (calibrated) logits.
+        labels: ``(N,)`` true digits.
+        blank: ``(N,)`` no-digit flags.
         temperature: The temperature baked into the model, if known: adds ``ece_uncalibrated``, the ECE
             of ``softmax(logits * temperature)`` (the network before calibration).
 
@@ -149,8 +163,9 @@ def score(
         "accuracy": float((pred == labels).mean()),
         "blank": int(blank.sum()),
         "ece": expected_calibration_error(probs[~blank], labels[~blank]),
-        "ece_uncalibrated": None if temperature is None else expected_calibration_error(
-            softmax(logits[~blank] * temperature), labels[~blank]),
+        "ece_uncalibrated": None
+        if temperature is None
+        else expected_calibration_error(softmax(logits[~blank] * temperature), labels[~blank]),
         "nll": float(nll),
         "confusion": confusion.tolist(),
         "per_digit_accuracy": [float(confusion[d, d] / max(confusion[d].sum(), 1)) for d in range(10)],
@@ -161,7 +176,8 @@ def confusion_png(results: dict[str, dict[str, Any]], path: Path) -> None:
     """Draw each result's confusion matrix (rows: true digit, columns: predicted, last: no digit).
 
     Args:
-        results: Name to :func:`score` output. path: PNG to write.
+        results: Name to :func:`score` output.
+        path: PNG to write.
     """
     cell, pad, title = 34, 40, 24
     panel_w, panel_h = pad + 11 * cell + 10, title + pad + 10 * cell + 10
@@ -179,8 +195,11 @@ def confusion_png(results: dict[str, dict[str, Any]], path: Path) -> None:
             for j in range(11):
                 share = m[i, j] / row
                 shade = share if i == j else min(1.0, 20 * share)  # errors are small: amplify
-                colour = (int(255 * (1 - shade)), int(255 * (1 - 0.5 * shade)), 255) if i == j else (
-                    255, int(255 * (1 - shade)), int(255 * (1 - shade)))
+                colour = (
+                    (int(255 * (1 - shade)), int(255 * (1 - 0.5 * shade)), 255)
+                    if i == j
+                    else (255, int(255 * (1 - shade)), int(255 * (1 - shade)))
+                )
                 x0, y0 = ox + pad + j * cell, title + pad + i * cell
                 draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=colour, outline=(220, 220, 220))
                 if m[i, j]:
@@ -198,8 +217,10 @@ def evaluate(
     """Evaluate a model file on MNIST test (canvas path) and the held-out pen writers.
 
     Args:
-        model_path: The ``.onnx`` file. data_dir: The shared data folder.
-        workers: Preprocessing processes. seed: Pen placement seed.
+        model_path: The ``.onnx`` file.
+        data_dir: The shared data folder.
+        workers: Preprocessing processes.
+        seed: Pen placement seed.
         pen_png: Also evaluate held-out pen inks through the rendered-PNG path.
 
     Returns:
@@ -234,8 +255,11 @@ def evaluate(
         "metadata": predictor.info.metadata,
         "pen_seed": seed,
         "pen_protocol": "longer side U(90,230) px at a uniform position on 280x280, pen U(12,24) px",
-        "pen_writers": {"train": len({i.writer for i in split.train}), "calibration": len(
-            {i.writer for i in split.val}), "heldout": len({i.writer for i in split.heldout})},
+        "pen_writers": {
+            "train": len({i.writer for i in split.train}),
+            "calibration": len({i.writer for i in split.val}),
+            "heldout": len({i.writer for i in split.heldout}),
+        },
         "results": results,
         "seconds": timings,
     }
@@ -246,21 +270,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=settings.model_path)
-    ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    ap.add_argument(
+        "--data-dir", type=Path, default=settings.data_dir, help="shared data folder (or its mnist/)"
+    )
     ap.add_argument("--out", type=Path, default=Path("reports/model_eval.json"))
     ap.add_argument("--confusion", type=Path, default=Path("reports/model_confusion.png"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=PEN_SEED)
     ap.add_argument("--pen-png", action="store_true", help="also run held-out pen inks as rendered PNGs")
     args = ap.parse_args(argv)
-    report = evaluate(args.model, args.data_dir, args.workers, args.seed, args.pen_png)
+    report = evaluate(args.model, resolve_data_dir(args.data_dir), args.workers, args.seed, args.pen_png)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     confusion_png(report["results"], args.confusion)
     print(f"{'set':<22} {'n':>6} {'top-1':>8} {'ECE':>7} {'ECE(T=1)':>9} {'blank':>6}")
     for name, r in report["results"].items():
         raw = "" if r["ece_uncalibrated"] is None else f"{r['ece_uncalibrated']:.4f}"
-        print(f"{name:<22} {r['n']:>6} {100 * r['accuracy']:>7.2f}% {r['ece']:>7.4f} {raw:>9} {r['blank']:>6}")
+        print(
+            f"{name:<22} {r['n']:>6} {100 * r['accuracy']:>7.2f}% {r['ece']:>7.4f} {raw:>9} {r['blank']:>6}"
+        )
     print(f"report: {args.out}  confusion: {args.confusion}")
     return 0
 

@@ -33,7 +33,8 @@ def to_onnx_bytes(model: DigitCNN, temperature: float, metadata: Mapping[str, st
     """Serialize ``model.eval()(x) / temperature`` as an ONNX model with metadata.
 
     Args:
-        model: The trained network. temperature: Calibration temperature, > 0.
+        model: The trained network.
+        temperature: Calibration temperature, > 0.
         metadata: ``metadata_props`` entries (string values).
 
     Returns:
@@ -68,7 +69,9 @@ def check_export(data: bytes, model: DigitCNN, temperature: float, probe: npt.ND
     """Check the contract and that onnxruntime matches PyTorch.
 
     Args:
-        data: The serialized model. model: The trained network. temperature: As exported.
+        data: The serialized model.
+        model: The trained network.
+        temperature: As exported.
         probe: ``(N, 1, 28, 28)`` float32 inputs to compare on.
 
     Returns:

@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from model import augment, evaluate
-from model.data import draw_like_a_person, load_mnist, pen_split
+from model.data import draw_like_a_person, load_mnist, pen_split, resolve_data_dir
 from model.export import check_export, to_onnx_bytes, write
 from model.net import WIDTHS, DigitCNN, count_parameters
 from shared.inks import Ink
@@ -133,7 +133,9 @@ def _normalize_all(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     return out
 
 
-def _pen_eval_batch(inks: Sequence[Ink], seed: int, draws: int = 1) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+def _pen_eval_batch(
+    inks: Sequence[Ink], seed: int, draws: int = 1
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Inks drawn as a person would (evaluation protocol), ``draws`` placements each, via strokes."""
     xs, ys = [], []
     for d in range(draws):
@@ -156,7 +158,8 @@ def fit_temperature(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int6
     """The temperature T minimizing the NLL of ``softmax(logits / T)`` (golden-section on log T).
 
     Args:
-        logits: ``(N, 10)`` uncalibrated logits. labels: ``(N,)``.
+        logits: ``(N, 10)`` uncalibrated logits.
+        labels: ``(N,)`` true classes.
 
     Returns:
         T in [0.05, 20].
@@ -185,7 +188,9 @@ def fit_temperature(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int6
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -194,14 +199,18 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     """Run all steps (module docstring) and write the model and a JSON training report.
 
     Args:
-        cfg: Hyper-parameters and seed. data_dir: The shared data folder.
-        out: Model file to write. report_path: JSON report to write.
+        cfg: Hyper-parameters and seed.
+        data_dir: The shared data folder.
+        out: Model file to write.
+        report_path: JSON report to write.
         eval_workers: Processes for the final test-set preprocessing.
 
     Returns:
         The report.
     """
     started = time.perf_counter()
+    commit = _git("rev-parse", "HEAD")  # before training: others may commit meanwhile
+    dirty = _git("status", "--porcelain", "--", "model", "shared")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
@@ -224,8 +233,13 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
 
     data = CanvasBatches(images[train_idx], clean[train_idx], labels[train_idx], split.train, cfg)
     loader = DataLoader(
-        data, batch_size=None, shuffle=False, num_workers=1, prefetch_factor=6,
-        worker_init_fn=_worker_init, persistent_workers=False,
+        data,
+        batch_size=None,
+        shuffle=False,
+        num_workers=1,
+        prefetch_factor=6,
+        worker_init_fn=_worker_init,
+        persistent_workers=False,
     )
     model = DigitCNN().to(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -233,9 +247,9 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     history = []
     bar = tqdm(total=len(data), desc="train", unit="batch", file=sys.stderr, smoothing=0.05)
     running = 0.0
-    for step, (x, y) in enumerate(loader):
+    for step, (batch, y) in enumerate(loader):
         model.train()
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = batch.contiguous(memory_format=torch.channels_last)
         loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -248,8 +262,15 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
             epoch = (step + 1) // data.per_epoch
             mnist_acc = float((_logits(model, val_x).argmax(1) == val_y).mean())
             pen_acc = float((_logits(model, pen_val_x).argmax(1) == pen_val_y).mean())
-            history.append({"epoch": epoch, "loss": running, "val_mnist": mnist_acc, "val_pen": pen_acc,
-                            "seconds": time.perf_counter() - started})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": running,
+                    "val_mnist": mnist_acc,
+                    "val_pen": pen_acc,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
             bar.set_postfix(ep=epoch, loss=f"{running:.3f}", mnist=f"{mnist_acc:.4f}", pen=f"{pen_acc:.4f}")
             tqdm.write(json.dumps(history[-1]), file=sys.stderr)
     bar.close()
@@ -263,17 +284,18 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     temperature = fit_temperature(cal_logits, cal_y)
     ece_before = evaluate.expected_calibration_error(evaluate.softmax(cal_logits), cal_y)
     ece_after = evaluate.expected_calibration_error(evaluate.softmax(cal_logits / temperature), cal_y)
-    print(f"temperature {temperature:.4f}; calibration ECE {ece_before:.4f} -> {ece_after:.4f}", file=sys.stderr)
+    print(
+        f"temperature {temperature:.4f}; calibration ECE {ece_before:.4f} -> {ece_after:.4f}", file=sys.stderr
+    )
 
-    commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--", "model", "shared")
     metadata = {
         "version": VERSION,
         "git_commit": commit,
         "git_dirty_files": " ".join(line[3:] for line in dirty.splitlines() if not line.endswith(".onnx")),
         "training_data": (
-            f"MNIST train (sha256-checked IDX, {len(train_idx)} images; {MNIST_VAL} held out for calibration) "
-            f"+ UNIPEN 1a pen inks of {len({i.writer for i in split.train})} writers ({len(split.train)} inks; "
+            f"MNIST train (sha256-checked IDX, {len(train_idx)} images; "
+            f"{MNIST_VAL} held out for calibration) + UNIPEN 1a pen inks of "
+            f"{len({i.writer for i in split.train})} writers ({len(split.train)} inks; "
             f"{len(split.val)} more of theirs held out for calibration); "
             "held out of training: the 120 writers of unipen1a_dev_200.jsonl"
         ),
@@ -285,7 +307,9 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
         "ece_calibration_before": f"{ece_before:.6f}",
         "ece_calibration_after": f"{ece_after:.6f}",
-        "architecture": f"DigitCNN conv3x3+BN+ReLU widths {list(WIDTHS)}, maxpool after conv 1, 2, 4; linear 576->10",
+        "architecture": (
+            f"DigitCNN conv3x3+BN+ReLU widths {list(WIDTHS)}, maxpool after conv 1, 2, 4; linear 576->10"
+        ),
         "parameters": str(count_parameters(model)),
         "seed": str(cfg.seed),
         "config": json.dumps(cfg.__dict__),
@@ -357,7 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     d = Config()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data-dir", type=Path, default=settings.data_dir, help="shared data folder")
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=settings.data_dir / "mnist",
+        help="the MNIST folder (or the shared data folder above it, with SHA256SUMS and pen/)",
+    )
     ap.add_argument("--out", type=Path, default=settings.model_path)
     ap.add_argument("--report", type=Path, default=Path("reports/train_report.json"))
     ap.add_argument("--eval-workers", type=int, default=2)
@@ -365,13 +394,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
     args = ap.parse_args(argv)
     cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
-    report = train(cfg, args.data_dir, args.out, args.report, args.eval_workers)
+    report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
     t = report["test"]
+    mnist, pen, pen200 = (
+        100 * t[k]["accuracy"] for k in ("mnist_test_canvas", "pen_heldout_strokes", "pen_200_strokes")
+    )
     print(
         f"wrote {args.out} ({report['bytes']} bytes, {report['parameters']} parameters) in "
-        f"{report['total_seconds'] / 60:.1f} min wall ({report['cpu_seconds'] / 60:.1f} min CPU); MNIST test (canvas) {100 * t['mnist_test_canvas']['accuracy']:.2f}%, "
-        f"held-out pen {100 * t['pen_heldout_strokes']['accuracy']:.2f}%, pen 200 "
-        f"{100 * t['pen_200_strokes']['accuracy']:.2f}%, T={report['temperature']:.3f}"
+        f"{report['total_seconds'] / 60:.1f} min wall ({report['cpu_seconds'] / 60:.1f} min CPU); "
+        f"MNIST test (canvas) {mnist:.2f}%, held-out pen {pen:.2f}%, pen 200 {pen200:.2f}%, "
+        f"T={report['temperature']:.3f}"
     )
     return 0
 

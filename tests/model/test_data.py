@@ -49,9 +49,7 @@ def test_draw_like_a_person_stays_on_the_canvas() -> None:
 
 
 @pytest.mark.data
-def test_pen_split_holds_out_the_200_file_writers(
-    data_dir: Path, pen_inks_200: list[Ink]
-) -> None:
+def test_pen_split_holds_out_the_200_file_writers(data_dir: Path, pen_inks_200: list[Ink]) -> None:
     split = pen_split(data_dir)
     train = {i.writer for i in split.train}
     val = {i.writer for i in split.val}

@@ -1,0 +1,78 @@
+"""The shipped ONNX file keeps the serving contract (no data folder needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from model.contract import INPUT_NAME, MAX_BYTES, OPSET, OUTPUT_NAME, REQUIRED_METADATA
+from shared.inference import Predictor
+from shared.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def proto(settings: Settings) -> onnx.ModelProto:
+    return onnx.load(settings.model_path)
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def test_file_is_at_most_2_mb(settings: Settings) -> None:
+    assert settings.model_path.stat().st_size <= MAX_BYTES
+
+
+def test_graph_passes_checker_and_opset(proto: onnx.ModelProto) -> None:
+    onnx.checker.check_model(proto, full_check=True)
+    default = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    assert default
+    assert default[0] >= OPSET
+
+
+def test_input_and_output_signature(proto: onnx.ModelProto) -> None:
+    inits = {i.name for i in proto.graph.initializer}
+    (inp,) = [i for i in proto.graph.input if i.name not in inits]
+    (out,) = proto.graph.output
+    assert inp.name == INPUT_NAME
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    n, *rest = _dims(inp)
+    assert isinstance(n, str)  # symbolic: dynamic batch
+    assert rest == [1, 28, 28]
+    assert out.name == OUTPUT_NAME
+    assert out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert _dims(out) == [n, 10]
+
+
+def test_metadata_records_provenance(proto: onnx.ModelProto) -> None:
+    meta = {p.key: p.value for p in proto.metadata_props}
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    assert not missing
+    assert float(meta["temperature"]) > 0
+    assert 0.995 <= float(meta["accuracy_mnist_test_canvas"]) <= 1
+    assert 0.9 <= float(meta["accuracy_pen_heldout_writers"]) <= 1
+    assert len(meta["git_commit"]) == 40
+    assert "python -m model.train" in meta["train_command"]
+    json.loads(meta["config"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="model 1.0.0: 98.26% on the 120 held-out writers; issue 3 asks for 98.5% (model/README.md)",
+)
+def test_recorded_held_out_pen_accuracy_meets_the_issue_gate(proto: onnx.ModelProto) -> None:
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert float(meta["accuracy_pen_heldout_writers"]) >= 0.985
+
+
+@pytest.mark.parametrize("n", [1, 5, 32])
+def test_dynamic_batch_gives_probabilities(predictor: Predictor, n: int) -> None:
+    x = np.random.default_rng(n).random((n, 1, 28, 28), dtype=np.float32)
+    probs = predictor.probabilities(x)
+    assert probs.shape == (n, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    # The batch of one equals the first row of the batch: no cross-sample leakage (BatchNorm folded).
+    np.testing.assert_allclose(predictor.logits(x[:1]), predictor.logits(x)[:1], atol=1e-5)
