@@ -31,7 +31,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from shared.inks import load_inks, random_placement, render_png
+from shared.inks import drawn_prefix, load_inks, random_placement, render_png
 from shared.settings import Settings
 
 
@@ -149,13 +149,7 @@ async def ws_scenario(
 
                 task = asyncio.create_task(reader())
                 for f in range(1, frames + 1):
-                    n = max(1, round(total * f / frames))
-                    snap, left = [], n
-                    for s in strokes:
-                        if left <= 0:
-                            break
-                        snap.append(s[:left])
-                        left -= len(s)
+                    snap = drawn_prefix(strokes, max(1, round(total * f / frames)))
                     seq += 1
                     sent_at[seq] = time.perf_counter()
                     await ws.send(

@@ -53,7 +53,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from shared.inks import Ink, Strokes, load_inks, random_placement
+from shared.inks import Ink, Strokes, drawn_prefix, load_inks, random_placement
 
 DEFAULT_POINTS_PER_SECOND = 100.0
 """Pen sampling rate for inks without timestamps from sources of unknown rate, points per second."""
@@ -152,14 +152,7 @@ class InkPlan:
 
     def snapshot(self, points: int) -> Strokes:
         """The first ``points`` points, as strokes (canvas px, y down)."""
-        out: Strokes = []
-        left = points
-        for s in self.strokes:
-            if left <= 0:
-                break
-            out.append(s[:left])
-            left -= len(s)
-        return out
+        return drawn_prefix(self.strokes, points)
 
 
 def load_source_rates(path: str | Path) -> dict[str, float]:

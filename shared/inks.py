@@ -110,6 +110,26 @@ def fit_to_canvas(ink: Ink, box: float, left: float, top: float) -> Strokes:
     return out
 
 
+def drawn_prefix(strokes: Strokes, points: int) -> Strokes:
+    """The ink as it looks after its first ``points`` points: whole strokes, then a partial last one.
+
+    Args:
+        strokes: The complete ink, in drawing order.
+        points: How many points have been drawn (>= 0).
+
+    Returns:
+        The snapshot a page sends at that moment (shares the point lists of ``strokes``).
+    """
+    out: Strokes = []
+    left = points
+    for stroke in strokes:
+        if left <= 0:
+            break
+        out.append(stroke[:left])
+        left -= len(stroke)
+    return out
+
+
 def random_placement(
     ink: Ink, rng: np.random.Generator, canvas: int = 280, box_range: tuple[float, float] = (90, 230)
 ) -> Strokes:

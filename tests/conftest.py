@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from realtime.logs import LOGGER_NAME
 from shared.inference import Predictor
 from shared.inks import Ink, load_inks
 from shared.settings import Settings
 from tests.gateway import LiveGateway, run_gateway
+from tests.logs import Records
 from tests.servers import LiveServer, run_server
 
 REQUIRE_DATA_ENV = "MNIST_LIVE_REQUIRE_DATA"
@@ -60,3 +63,17 @@ def live_gateway(settings: Settings, predictor: Predictor) -> Iterator[LiveGatew
     """The Lambda WebSocket handler behind the API Gateway emulator, shared by the tests of a session."""
     with run_gateway(settings, predictor) as gateway:
         yield gateway
+
+
+@pytest.fixture
+def records() -> Iterator[Records]:
+    """The ``mnist_live`` logger's records (INFO and up) during one test."""
+    logger = logging.getLogger(LOGGER_NAME)
+    handler, level = Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

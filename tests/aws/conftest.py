@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from realtime.aws_lambda import MemorySender, WebSocketHandler
-from realtime.logs import LOGGER_NAME
 from shared.inference import Predictor
 from shared.settings import Settings
 
@@ -36,33 +34,6 @@ def message_event(body: str | None, route: str = "$default") -> dict[str, Any]:
     else:
         event["body"] = body
     return event
-
-
-class Records(logging.Handler):
-    """Collects the project's log records (the ``mnist_live`` logger does not propagate)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def events(self, name: str) -> list[logging.LogRecord]:
-        return [r for r in self.records if r.getMessage() == name]
-
-
-@pytest.fixture
-def records() -> Iterator[Records]:
-    logger = logging.getLogger(LOGGER_NAME)
-    handler, level = Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 class Sleeps(list[float]):

@@ -24,8 +24,9 @@ from realtime import gateway as gateway_module
 from realtime.gateway import MAX_IN_FLIGHT, Handler, lambda_handler_factory, new_connection_id, select_route
 from shared.inference import Predictor
 from shared.settings import Settings
-from tests.aws.conftest import Records, load_event
+from tests.aws.conftest import load_event
 from tests.gateway import LiveGateway, run_gateway
+from tests.logs import Records
 from tests.realtime.wsclient import recv, send, snapshot
 
 LINE = [[[140, 40], [140, 240]]]

@@ -21,7 +21,8 @@ from realtime.messages import PredictionMessage
 from shared.inference import Predictor
 from shared.preprocess import StrokesFrame
 from shared.settings import Settings
-from tests.aws.conftest import Records, frames, load_event, message_event
+from tests.aws.conftest import frames, load_event, message_event
+from tests.logs import Records
 
 MakeHandler = Callable[..., tuple[WebSocketHandler, MemorySender]]
 SITE = "https://d111111abcdef8.cloudfront.net"

@@ -22,7 +22,8 @@ from realtime.aws_lambda import (
 )
 from shared.inference import Predictor
 from shared.settings import Settings
-from tests.aws.conftest import Records, Sleeps, message_event
+from tests.aws.conftest import Sleeps, message_event
+from tests.logs import Records
 
 CID = "XaVSDeXSDoECF1g="
 ENDPOINT = "https://abcd123456.execute-api.eu-west-1.amazonaws.com/prod"

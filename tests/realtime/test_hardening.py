@@ -18,33 +18,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from realtime.local import Runtime, WebSocketConnection
-from realtime.logs import LOGGER_NAME
 from shared.inference import Predictor
 from shared.settings import Settings
+from tests.logs import Records
 from tests.realtime.wsclient import recv, send, snapshot
 from tests.servers import LiveServer, run_server
 
 LINE = [[[140, 40], [140, 240]]]
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def server_logs() -> Iterator[Records]:
-    handler = Records()
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 def connections(server: LiveServer) -> int:
@@ -177,7 +157,7 @@ class StalledSocket:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("pings", [3, 200])
-async def test_slow_consumer_is_bounded_then_closed_with_1008(pings: int, server_logs: Records) -> None:
+async def test_slow_consumer_is_bounded_then_closed_with_1008(pings: int, records: Records) -> None:
     """3 pings: the blocked send times out; 200 pings: the bounded queue overflows first."""
     settings = Settings(send_queue_frames=4, slow_consumer_timeout_s=0.2)
     sock = StalledSocket(['{"action": "ping"}'] * pings)
@@ -189,12 +169,12 @@ async def test_slow_consumer_is_bounded_then_closed_with_1008(pings: int, server
     assert sock.sends_started == 1, "nothing more is sent to a peer that does not read"
     if pings == 3:
         assert time.monotonic() - start >= 0.2
-    assert any(r.getMessage() == "ws_slow_consumer" for r in server_logs.records)
+    assert any(r.getMessage() == "ws_slow_consumer" for r in records.records)
 
 
 @pytest.mark.asyncio
 async def test_disconnect_mid_inference_leaves_nothing_behind(
-    live_server: LiveServer, server_logs: Records
+    live_server: LiveServer, records: Records
 ) -> None:
     img = Image.new("L", (2048, 2048), 255)
     ImageDraw.Draw(img).line([(1000, 200), (1000, 1800)], fill=0, width=120)
@@ -209,7 +189,7 @@ async def test_disconnect_mid_inference_leaves_nothing_behind(
         await ws.close()
     await wait_for_zero_connections(live_server)
     await asyncio.sleep(0.5)  # let abandoned inferences finish
-    problems = [r for r in server_logs.records if r.levelno >= logging.WARNING]
+    problems = [r for r in records.records if r.levelno >= logging.WARNING]
     assert not problems, [r.getMessage() for r in problems]
     async with connect(live_server.ws_url) as ws:  # the server still serves
         await send(ws, snapshot(LINE, 1))
@@ -244,7 +224,7 @@ def test_slow_body_gets_408(predictor: Predictor) -> None:
     assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
 
 
-def test_client_leaving_mid_body_is_not_a_server_error(live_server: LiveServer, server_logs: Records) -> None:
+def test_client_leaving_mid_body_is_not_a_server_error(live_server: LiveServer, records: Records) -> None:
     import socket
 
     port = int(live_server.http_url.rsplit(":", 1)[1])
@@ -255,7 +235,7 @@ def test_client_leaving_mid_body_is_not_a_server_error(live_server: LiveServer, 
     time.sleep(0.5)
     with httpx.Client(base_url=live_server.http_url) as c:  # still serving
         assert c.post("/predict", json={"strokes": LINE, "width": 280, "height": 280}).status_code == 200
-    assert not [r for r in server_logs.records if r.levelno >= logging.WARNING]
+    assert not [r for r in records.records if r.levelno >= logging.WARNING]
 
 
 def test_chunked_multipart_over_the_limit_is_413(live_server: LiveServer) -> None:

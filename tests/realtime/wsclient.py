@@ -9,6 +9,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from shared.inks import drawn_prefix
+
 
 async def send(ws: ClientConnection, message: dict[str, Any]) -> None:
     await ws.send(json.dumps(message))
@@ -48,14 +50,4 @@ def snapshot(
 def progressive(strokes: list[list[list[float]]], frames: int) -> list[list[list[list[float]]]]:
     """Cut an ink into ``frames`` growing snapshots, as a page sends while the pen moves."""
     total = sum(len(s) for s in strokes)
-    out = []
-    for k in range(1, frames + 1):
-        n = max(1, round(total * k / frames))
-        snap, left = [], n
-        for s in strokes:
-            if left <= 0:
-                break
-            snap.append(s[:left])
-            left -= len(s)
-        out.append(snap)
-    return out
+    return [drawn_prefix(strokes, max(1, round(total * k / frames))) for k in range(1, frames + 1)]
