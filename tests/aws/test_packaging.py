@@ -18,7 +18,8 @@ from cfnlint.api import lint_file
 from cfnlint.decode import decode_str
 
 from realtime.lambda_types import ROUTES
-from shared.settings import REPO_ROOT
+from shared.inference import Predictor
+from shared.settings import REPO_ROOT, Settings
 from tests.aws.conftest import load_event
 
 TEMPLATE = REPO_ROOT / "infra" / "template.yaml"
@@ -203,3 +204,32 @@ def test_http_handler_answers_payload_2_events() -> None:
     assert body["status"] == "ok" and 0 <= body["digit"] <= 9
     assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-9)
     assert healthz["statusCode"] == 200
+
+
+def test_http_handler_enforces_the_bearer_token(predictor: Predictor) -> None:
+    """The Lambda HTTP path checks ``Authorization: Bearer`` exactly as the local server does."""
+    from realtime.http_handler import build_handler
+
+    event = load_event("http_v2_predict")
+
+    def with_auth(value: str | None) -> dict[str, Any]:
+        headers = {k: v for k, v in event["headers"].items() if k.lower() != "authorization"}
+        if value is not None:
+            headers["authorization"] = value
+        return {**event, "headers": headers}
+
+    def call() -> list[dict[str, Any]]:
+        handler = build_handler(Settings(auth_token="s3cret"), predictor)  # type: ignore[arg-type]
+        try:
+            return [handler(with_auth(v), None) for v in (None, "Bearer wrong", "Bearer s3cret")]
+        finally:
+            asyncio.get_event_loop().close()
+            asyncio.set_event_loop(None)
+
+    with ThreadPoolExecutor(1) as pool:
+        missing, wrong, right = pool.submit(call).result(timeout=60)
+    for refused in (missing, wrong):
+        assert refused["statusCode"] == 401
+        assert json.loads(refused["body"])["error"]["code"] == "unauthorized"
+    assert right["statusCode"] == 200
+    assert json.loads(right["body"])["status"] == "ok"
