@@ -8,13 +8,15 @@ taxonomy in :mod:`shared.errors`; messages never echo the client's data.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from shared import errors
 from shared.preprocess import Frame, ImageFrame, StrokesFrame
 from shared.schemas import Prediction
+
+T = TypeVar("T")
 
 MAX_SEQ = 2**53 - 1
 """Largest ``seq``: the largest integer a JavaScript number holds exactly."""
@@ -135,12 +137,7 @@ _REQUEST = TypeAdapter(PredictRequest)
 
 def parse_predict_request(data: str | bytes) -> PredictRequest:
     """Parse a ``POST /predict`` JSON body (same errors as :func:`parse_client_message`)."""
-    try:
-        return _REQUEST.validate_json(data)
-    except errors.MnistLiveError:
-        raise
-    except ValidationError as exc:
-        raise map_validation_error(exc) from exc
+    return _validate(_REQUEST, data)
 
 
 def parse_client_message(data: str | bytes) -> PredictMessage | PingMessage:
@@ -158,8 +155,13 @@ def parse_client_message(data: str | bytes) -> PredictMessage | PingMessage:
         MissingField: a required field is absent.
         InvalidFieldType: a field has the wrong type or range.
     """
+    return _validate(_CLIENT, data)
+
+
+def _validate(adapter: TypeAdapter[T], data: str | bytes) -> T:
+    """``adapter.validate_json(data)`` with pydantic's errors mapped onto the taxonomy."""
     try:
-        return _CLIENT.validate_json(data)
+        return adapter.validate_json(data)
     except errors.MnistLiveError:
         raise
     except ValidationError as exc:
