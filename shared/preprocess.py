@@ -231,13 +231,17 @@ MIN_CANVAS_PX = 1.0
 """Canvas width and height must exceed this (px); sub-pixel canvases make the vector scale overflow."""
 
 
-def _stroke_arrays(strokes: Any, limits: Limits) -> list[npt.NDArray[np.float64]]:
-    """Validate strokes into ``(K, 2)`` float64 arrays (empty strokes dropped)."""
+def _stroke_points(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64], list[int]]:
+    """Validate strokes into one ``(P, 2)`` float64 array of all points and each stroke's point count.
+
+    Empty strokes are dropped; a third value per point (pressure, time) is ignored.
+    """
     if not isinstance(strokes, list | tuple):
         raise errors.InvalidStrokes("'strokes' must be a list of strokes.")
     if len(strokes) > limits.max_strokes:
         raise errors.InvalidStrokes(f"At most {limits.max_strokes} strokes are allowed per frame.")
-    arrays: list[npt.NDArray[np.float64]] = []
+    arrays: list[npt.NDArray[Any]] = []
+    lengths: list[int] = []
     total = 0
     for stroke in strokes:
         if not isinstance(stroke, list | tuple):
@@ -253,13 +257,16 @@ def _stroke_arrays(strokes: Any, limits: Limits) -> list[npt.NDArray[np.float64]
             raise errors.InvalidStrokes("Each point must be a pair of numbers [x, y].") from exc
         if arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[1] not in (2, 3):
             raise errors.InvalidStrokes("Each point must be a pair of numbers [x, y].")
-        xy = arr[:, :2].astype(np.float64)
-        if not np.isfinite(xy).all() or np.abs(xy).max() > limits.max_coordinate:
-            raise errors.InvalidStrokes(
-                f"Point coordinates must be finite and within +-{limits.max_coordinate:g} px."
-            )
-        arrays.append(xy)
-    return arrays
+        arrays.append(arr if arr.shape[1] == 2 else arr[:, :2])
+        lengths.append(len(arr))
+    if not arrays:
+        return np.empty((0, 2)), lengths
+    xy = (np.concatenate(arrays) if len(arrays) > 1 else arrays[0]).astype(np.float64)
+    if not np.isfinite(xy).all() or np.abs(xy).max() > limits.max_coordinate:
+        raise errors.InvalidStrokes(
+            f"Point coordinates must be finite and within +-{limits.max_coordinate:g} px."
+        )
+    return xy, lengths
 
 
 def rasterize_strokes(
@@ -298,54 +305,56 @@ def rasterize_strokes(
         pen = DEFAULT_STROKE_FRACTION * max(w, h)
     else:
         pen = _number(stroke_width, "stroke_width", limits)
-    arrays = _stroke_arrays(strokes, limits)
-    if not arrays:
+    points, lengths = _stroke_points(strokes, limits)
+    if not lengths:
         return None
-    points = np.concatenate(arrays)
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    if float((hi - lo).max()) <= MAX_SPECK_PX:
+    (lx, ly), (hx, hy) = points.min(axis=0).tolist(), points.max(axis=0).tolist()
+    if max(hx - lx, hy - ly) <= MAX_SPECK_PX:
         return None
     radius = pen / 2
-    x0, y0 = max(lo[0] - radius, 0.0), max(lo[1] - radius, 0.0)
-    x1, y1 = min(hi[0] + radius, w), min(hi[1] + radius, h)
+    x0, y0 = max(lx - radius, 0.0), max(ly - radius, 0.0)
+    x1, y1 = min(hx + radius, w), min(hy + radius, h)
     if min(x1 - x0, y1 - y0) < MIN_VISIBLE_PX:
         return None  # every point is off the canvas, or only an invisible sliver of pen is on it
     scale = MNIST_BOX / max(x1 - x0, y1 - y0)
     out_w, out_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
     # Pixel centres of the output box, in output px (x scaled like PIL's resize of the cropped box).
-    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
-    a_list, b_list = [], []
-    for arr in arrays:
-        p = (arr - (x0, y0)) * (sx, sy)
-        p = _simplify(p)
-        a_list.append(p[:-1] if len(p) > 1 else p)
-        b_list.append(p[1:] if len(p) > 1 else p)
-    a = np.concatenate(a_list).astype(np.float32)
-    b = np.concatenate(b_list).astype(np.float32)
-    box = _capsule_coverage(a, b, radius * scale, out_h, out_w)
+    p = (points - (x0, y0)) * (out_w / (x1 - x0), out_h / (y1 - y0))
+    starts, ends = _segments(p, lengths)
+    ab = p[starts + ends].astype(np.float32)
+    box = _capsule_coverage(ab[: len(starts)], ab[len(starts) :], radius * scale, out_h, out_w)
     if not box.any():
         return None
     return _center_by_mass(box)
 
 
-def _simplify(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Drop points closer than :data:`_SIMPLIFY_PX` to their predecessor (keeps both ends)."""
-    if len(p) <= 2:
-        return p
-    step = np.hypot(*np.diff(p, axis=0).T)
-    if step.min() >= _SIMPLIFY_PX:  # every step is long enough: the loop below would keep all
-        return p
-    keep = np.ones(len(p), dtype=bool)
-    acc = 0.0
-    for i, s in enumerate(step.tolist(), start=1):
-        acc += s
-        if acc < _SIMPLIFY_PX:
-            keep[i] = False
+def _segments(p: npt.NDArray[np.float64], lengths: list[int]) -> tuple[list[int], list[int]]:
+    """Segment start and end indices into ``p`` after thinning each stroke (a dot is one point twice).
+
+    Within a stroke, a point is dropped when the path since the last kept point is shorter than
+    :data:`_SIMPLIFY_PX`; both ends of every stroke are kept.
+    """
+    steps = np.hypot(*np.diff(p, axis=0).T).tolist() if len(p) > 1 else []
+    starts: list[int] = []
+    ends: list[int] = []
+    first = 0
+    for n in lengths:
+        last = first + n - 1
+        if n == 1:
+            starts.append(first)
+            ends.append(first)
         else:
+            kept = first
             acc = 0.0
-    keep[-1] = True
-    kept: npt.NDArray[np.float64] = p[keep]
-    return kept
+            for i in range(first + 1, last + 1):
+                acc += steps[i - 1]
+                if acc >= _SIMPLIFY_PX or i == last:
+                    starts.append(kept)
+                    ends.append(i)
+                    kept = i
+                    acc = 0.0
+        first = last + 1
+    return starts, ends
 
 
 def _capsule_coverage(
