@@ -34,14 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from realtime import access, logs
 from realtime.lambda_types import (
     CONNECT_ROUTE,
     DISCONNECT_ROUTE,
     LambdaContext,
     LambdaResponse,
+    MalformedEvent,
     RawEvent,
     WebSocketEvent,
 )
@@ -325,8 +324,8 @@ class WebSocketHandler:
         start = time.perf_counter()
         extra: dict[str, Any] = {"aws_request_id": getattr(context, "aws_request_id", None)}
         try:
-            parsed = WebSocketEvent.model_validate(event)
-        except ValidationError:
+            parsed = WebSocketEvent.parse(event)
+        except MalformedEvent:
             self.log.error("ws_bad_event", extra=extra)
             return {"statusCode": 400}
         ctx = parsed.request_context

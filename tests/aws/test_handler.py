@@ -38,7 +38,7 @@ def predict(seq: int | None = 1, strokes: Any = LINE) -> str:
 
 @pytest.mark.parametrize("name", ["ws_connect", "ws_connect_no_query", "ws_message_predict", "ws_disconnect"])
 def test_recorded_events_parse(name: str) -> None:
-    event = WebSocketEvent.model_validate(load_event(name))
+    event = WebSocketEvent.parse(load_event(name))
     ctx = event.request_context
     assert ctx.route_key in ROUTES
     assert ctx.connection_id and ctx.request_id and ctx.domain_name and ctx.stage == "prod"
@@ -170,6 +170,26 @@ def test_the_handler_never_raises(make_handler: MakeHandler, records: Records) -
     handler, sender = make_handler()
     assert handler({"hello": "world"}) == {"statusCode": 400}
     assert handler({"requestContext": {"eventType": "BOGUS"}}) == {"statusCode": 400}
+    assert handler([1, 2]) == {"statusCode": 400}  # type: ignore[arg-type]
+    good = load_event("ws_message_predict")
+    for path, value in [
+        (("requestContext", "connectionId"), 7),
+        (("requestContext", "routeKey"), None),
+        (("requestContext", "eventType"), True),
+        (("requestContext", "connectedAt"), "yesterday"),
+        (("requestContext", "connectedAt"), True),
+        (("body",), {"action": "ping"}),
+        (("isBase64Encoded",), "no"),
+        (("headers",), {"Origin": 3}),
+    ]:
+        bad = json.loads(json.dumps(good))
+        target = bad
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        assert handler(bad) == {"statusCode": 400}, path
+    assert records.events("ws_bad_event")
+    assert sender.calls == 0, "nothing is posted for a malformed event"
 
     class Exploding:
         def predict(self, *args: Any) -> Any:
