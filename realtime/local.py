@@ -110,7 +110,8 @@ class BodyLimit:
         async def limited() -> Message:
             nonlocal seen
             try:
-                message = await asyncio.wait_for(receive(), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):  # no task per chunk, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 raise errors.RequestTimeout(
                     f"Each part of the body must arrive within {self.timeout_s:g} s."
@@ -404,6 +405,7 @@ class WebSocketConnection:
         self.outbox: asyncio.Queue[ServerMessage] = asyncio.Queue(maxsize=settings.send_queue_frames)
         self.close_code: int | None = None
         self.closing = asyncio.Event()
+        self._reading: asyncio.Timeout | None = None
         self._closer: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
@@ -412,21 +414,16 @@ class WebSocketConnection:
         worker: asyncio.Task[None] | None = None
         try:
             while not self.closing.is_set():
-                timeout = self.session.idle_deadline() - self.loop.time()
-                receive = asyncio.ensure_future(self.ws.receive())
-                closing = asyncio.ensure_future(self.closing.wait())
-                done, _ = await asyncio.wait(
-                    {receive, closing}, timeout=max(timeout, 0), return_when="FIRST_COMPLETED"
-                )
-                closing.cancel()
-                if receive not in done:
-                    receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await receive
+                # One timeout per frame, no extra tasks: _stop_reading() expires it early to close.
+                try:
+                    async with asyncio.timeout_at(self.session.idle_deadline()) as self._reading:
+                        message = await self.ws.receive()
+                except TimeoutError:
                     if not self.closing.is_set():
                         await self._close(CLOSE_GOING_AWAY, "Idle timeout.")
                     break
-                message = receive.result()
+                finally:
+                    self._reading = None
                 if message["type"] == "websocket.disconnect":
                     self.close_code = message.get("code")
                     break
@@ -468,25 +465,34 @@ class WebSocketConnection:
         if not self.closing.is_set():
             logs.get_logger().info("ws_slow_consumer", extra={"conn": self.id})
             self.close_code = CLOSE_POLICY_VIOLATION
-            self.closing.set()
+            self._stop_reading()
             self._closer = asyncio.ensure_future(self._close(CLOSE_POLICY_VIOLATION, "Slow consumer."))
+
+    def _stop_reading(self) -> None:
+        """Set ``closing`` and wake the reader if it is waiting for a frame."""
+        self.closing.set()
+        reading = self._reading
+        if reading is not None and not reading.expired():
+            with contextlib.suppress(RuntimeError):  # already leaving the block
+                reading.reschedule(self.loop.time())
 
     async def _writer(self) -> None:
         timeout = self.runtime.settings.slow_consumer_timeout_s
         while True:
             message = await self.outbox.get()
             try:
-                await asyncio.wait_for(self.ws.send_text(message.model_dump_json()), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.ws.send_text(message.model_dump_json())
             except TimeoutError:
                 self._slow_consumer()
                 return
             except Exception:  # the peer went away mid-send
-                self.closing.set()
+                self._stop_reading()
                 return
 
     async def _close(self, code: int, reason: str) -> None:
         self.close_code = code
-        self.closing.set()
+        self._stop_reading()
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(code=code, reason=reason), 2.0)
