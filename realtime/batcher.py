@@ -6,6 +6,10 @@ queue; a worker drains everything queued (up to ``max_batch``), preprocesses eac
 :meth:`~shared.inference.Predictor.classify` for the batch, and hands all results back to the loop in
 one ``call_soon_threadsafe``. Under load batches grow, so the per-frame cost falls as traffic rises.
 Two workers by default, so one slow frame (a large image) never stalls every connection.
+
+A queued job's frame can be swapped for a newer one until a worker takes it (:meth:`InferenceBatcher.
+replace`): a WebSocket connection whose newer snapshot arrives while its previous one still waits in the
+queue keeps its place in line instead of paying for the stale frame and queueing again.
 """
 
 from __future__ import annotations
@@ -23,7 +27,23 @@ from shared.preprocess import Frame, preprocess
 from shared.schemas import Prediction
 
 Outcome = Prediction | errors.MnistLiveError
-_Job = tuple[Frame, "asyncio.Future[Outcome]"]
+
+
+class Ticket:
+    """A queued frame: ``await ticket.future`` for its outcome.
+
+    Attributes:
+        frame: The frame a worker will classify (swappable until taken).
+        future: Resolved on the event loop with the :data:`Outcome`.
+        taken: Set by the worker that took the job (under the batcher's lock).
+    """
+
+    __slots__ = ("frame", "future", "taken")
+
+    def __init__(self, frame: Frame, future: asyncio.Future[Outcome]) -> None:
+        self.frame = frame
+        self.future = future
+        self.taken = False
 
 
 class InferenceBatcher:
@@ -47,7 +67,8 @@ class InferenceBatcher:
         self._predictor = predictor
         self._limits = limits
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._run, name=f"mnist-live-infer-{n}", daemon=True)
             for n in range(workers)
@@ -57,9 +78,25 @@ class InferenceBatcher:
 
     async def submit(self, frame: Frame) -> Outcome:
         """Preprocess and classify ``frame``; errors are returned, not raised."""
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.put((frame, future))
-        return await future
+        return await self.enqueue(frame).future
+
+    def enqueue(self, frame: Frame) -> Ticket:
+        """Queue ``frame`` (call on the event loop); ``await ticket.future`` for the outcome."""
+        ticket = Ticket(frame, asyncio.get_running_loop().create_future())
+        self._queue.put(ticket)
+        return ticket
+
+    def replace(self, ticket: Ticket, frame: Frame) -> bool:
+        """Swap a queued ticket's frame for ``frame`` if no worker has taken it yet.
+
+        Returns:
+            ``True`` when swapped: the ticket's outcome will be ``frame``'s.
+        """
+        with self._lock:
+            if ticket.taken:
+                return False
+            ticket.frame = frame
+            return True
 
     def close(self) -> None:
         """Stop the workers after the jobs already queued."""
@@ -83,9 +120,13 @@ class InferenceBatcher:
                     self._queue.put(None)  # leave the stop signal for after this batch
                     break
                 batch.append(job)
-            outcomes = self._classify([frame for frame, _ in batch])
-            loop = batch[0][1].get_loop()
-            loop.call_soon_threadsafe(_deliver, [fut for _, fut in batch], outcomes)
+            with self._lock:
+                for ticket in batch:
+                    ticket.taken = True
+                frames = [ticket.frame for ticket in batch]
+            outcomes = self._classify(frames)
+            loop = batch[0].future.get_loop()
+            loop.call_soon_threadsafe(_deliver, [ticket.future for ticket in batch], outcomes)
 
     def _classify(self, frames: list[Frame]) -> list[Outcome]:
         predictor = self._predictor()

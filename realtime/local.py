@@ -29,9 +29,9 @@ from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from realtime import access, logs
-from realtime.batcher import InferenceBatcher, Outcome
+from realtime.batcher import InferenceBatcher, Outcome, Ticket
 from realtime.messages import PredictRequest, ServerMessage, parse_predict_request
-from realtime.protocol import Session, SessionConfig, parse
+from realtime.protocol import Job, Session, SessionConfig, parse
 from shared import errors
 from shared.inference import Predictor, top_k
 from shared.preprocess import Frame, ImageFrame
@@ -140,11 +140,19 @@ class Runtime:
 
     async def infer(self, frame: Frame) -> Outcome:
         """Preprocess and classify one frame off the event loop; errors are returned, not raised."""
+        return await self.enqueue(frame).future
+
+    def enqueue(self, frame: Frame) -> Ticket:
+        """Queue one frame for inference; ``await ticket.future`` (see :meth:`InferenceBatcher.enqueue`)."""
         if self._batcher is None:
             self._batcher = InferenceBatcher(
                 lambda: self.predictor, self.settings.limits, workers=self.settings.inference_threads
             )
-        return await self._batcher.submit(frame)
+        return self._batcher.enqueue(frame)
+
+    def replace(self, ticket: Ticket, frame: Frame) -> bool:
+        """Swap a queued ticket's frame if no worker took it yet (:meth:`InferenceBatcher.replace`)."""
+        return self._batcher is not None and self._batcher.replace(ticket, frame)
 
     def close(self) -> None:
         """Stop the inference workers."""
@@ -406,6 +414,8 @@ class WebSocketConnection:
         self.close_code: int | None = None
         self.closing = asyncio.Event()
         self._reading: asyncio.Timeout | None = None
+        self._job: Job | None = None  # in flight, and its place in the inference queue
+        self._ticket: Ticket | None = None
         self._closer: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
@@ -438,6 +448,14 @@ class WebSocketConnection:
                     outs = self.session.receive(text, self.loop.time(), parsed)
                 for out in outs:
                     self._enqueue(out)
+                pending = self.session.pending
+                # The in-flight frame still waits in the queue: run the newer one in its place.
+                if (
+                    pending is not None
+                    and self._ticket is not None
+                    and self.runtime.replace(self._ticket, pending.frame)
+                ):
+                    self._job = self.session.supersede()
                 if self.session.pending is not None and (worker is None or worker.done()):
                     worker = asyncio.create_task(self._work())
         except WebSocketDisconnect as exc:
@@ -451,9 +469,15 @@ class WebSocketConnection:
 
     async def _work(self) -> None:
         while (job := self.session.next_job()) is not None:
-            outcome = await self.runtime.infer(job.frame)
-            for out in self.session.complete(job, outcome, self.loop.time()):
-                self._enqueue(out)
+            self._job, self._ticket = job, self.runtime.enqueue(job.frame)
+            try:
+                outcome = await self._ticket.future
+            finally:
+                self._ticket = None
+            job, self._job = self._job, None  # the reader may have swapped in a newer frame
+            if job is not None:
+                for out in self.session.complete(job, outcome, self.loop.time()):
+                    self._enqueue(out)
 
     def _enqueue(self, message: ServerMessage) -> None:
         try:

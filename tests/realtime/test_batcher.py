@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -35,6 +36,34 @@ async def test_concurrent_frames_get_their_own_answers(predictor: Predictor) -> 
             assert isinstance(outcome, Prediction)
             assert outcome.status == expected[i % 4].status
             assert outcome.digit == expected[i % 4].digit
+
+
+@pytest.mark.asyncio
+async def test_a_queued_frame_can_be_replaced_until_a_worker_takes_it(predictor: Predictor) -> None:
+    gate = threading.Event()
+
+    class Gated:
+        def classify(self, tensors: list[object]) -> list[Prediction]:
+            gate.wait(5)
+            return predictor.classify(tensors)  # type: ignore[arg-type]
+
+    gated = Gated()
+    batcher = InferenceBatcher(lambda: gated, DEFAULT_LIMITS, workers=1, max_batch=1)  # type: ignore[arg-type,return-value]
+    try:
+        first = batcher.enqueue(ONE)  # taken at once, then held at the gate
+        for _ in range(100):
+            if first.taken:
+                break
+            await asyncio.sleep(0.01)
+        queued = batcher.enqueue(ONE)
+        assert not batcher.replace(first, SEVEN), "a frame a worker took cannot change"
+        assert batcher.replace(queued, SEVEN)
+        gate.set()
+        outcomes = [await first.future, await queued.future]
+    finally:
+        gate.set()
+        batcher.close()
+    assert [o.digit for o in outcomes if isinstance(o, Prediction)] == [1, 7]
 
 
 @pytest.mark.asyncio
