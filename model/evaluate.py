@@ -2,9 +2,9 @@
 
 * MNIST test (10,000): each image is rendered as the page's 280x280 canvas PNG (black on white) and
   goes through ``preprocess(ImageFrame(png))``, exactly as a browser snapshot would.
-* UNIPEN held-out writers (59 writers, 3,014 inks; never trained on): each ink is drawn as a person
-  would (longer side 90-230 px at a random position on a 280x280 canvas, pen 12-24 px, seeded per ink)
-  and goes through ``preprocess(StrokesFrame(...))``; ``--pen-png`` also sends the rendered PNG.
+* UNIPEN held-out writers (7,761 inks; never trained on): each ink is drawn as a person would (longer
+  side 90-230 px at a random position on a 280x280 canvas, pen 12-24 px, seeded per ink) and goes
+  through ``preprocess(StrokesFrame(...))``; ``--pen-png`` also sends the rendered PNG.
 
 Usage::
 
