@@ -5,15 +5,10 @@ is trained and evaluated on exactly the tensors serving produces.
 
 Writer split of ``pen/unipen1a_dev.jsonl.gz`` (178 writers, 10,542 inks):
 
-* held out (evaluation only, never trained on): a seeded third of the writers
-  (:data:`PEN_HELDOUT_FRACTION`, :data:`PEN_SPLIT_SEED`; 59 writers, 3,014 inks);
-* the other 119 writers (7,528 inks) are the training writers: a seeded :data:`PEN_VAL_FRACTION` of
+* held out (evaluation only, never trained on): every writer in ``unipen1a_dev_200.jsonl``
+  (120 writers, 7,761 inks), so the CI test on the 200 file measures unseen writers;
+* the other 58 writers (2,781 inks) are the training writers: a seeded :data:`PEN_VAL_FRACTION` of
   their inks is never trained on and calibrates the temperature; the rest are trained on.
-
-Until model 1.1 the held-out writers were those of ``unipen1a_dev_200.jsonl`` (120 of 178), which left
-only 58 writers to learn from; two thirds of the writers for training generalize better to people the
-model has never seen (the product's case). The 200 file now mixes both sides: 59 of its inks are by
-held-out writers (:func:`pen_split` reports them apart).
 """
 
 from __future__ import annotations
@@ -38,11 +33,7 @@ MNIST_FILES = {
 PEN_ALL = "pen/unipen1a_dev.jsonl.gz"
 """Every ink of the 178 development writers."""
 PEN_200 = "pen/unipen1a_dev_200.jsonl"
-"""The small balanced subset the CI test reads (200 inks, 120 writers)."""
-PEN_HELDOUT_FRACTION = 1 / 3
-"""Share of the 178 development writers never trained on (evaluation only)."""
-PEN_SPLIT_SEED = 2026
-"""Seed choosing the held-out writers, fixed before any model was trained on this split."""
+"""Its writers are held out of training; the CI test reads this file."""
 CANVAS = 280
 """Side of the page's drawing canvas, px."""
 PEN_BOX_RANGE = (90.0, 230.0)
@@ -138,8 +129,8 @@ class PenSplit:
     Attributes:
         train: Inks trained on.
         val: Other inks of the same writers, never trained on (calibration).
-        heldout: Inks of the held-out writers, for evaluation only (no writer in common with
-            ``train`` or ``val``).
+        heldout: Inks of the writers of ``unipen1a_dev_200.jsonl``, for evaluation only (no writer
+            in common with ``train`` or ``val``).
     """
 
     train: list[Ink]
@@ -159,9 +150,9 @@ def pen_split(data_dir: Path, seed: int = 0, verify: bool = True) -> PenSplit:
         The three parts, each in file order.
     """
     if verify:
-        verify_checksums(data_dir, [PEN_ALL])
+        verify_checksums(data_dir, [PEN_ALL, PEN_200])
+    heldout_writers = {ink.writer for ink in load_inks(data_dir / PEN_200)}
     inks = load_inks(data_dir / PEN_ALL)
-    heldout_writers = heldout_writer_ids(inks)
     train_side = [ink for ink in inks if ink.writer not in heldout_writers]
     to_val = np.random.default_rng([seed, 58]).random(len(train_side)) < PEN_VAL_FRACTION
     return PenSplit(
@@ -169,21 +160,6 @@ def pen_split(data_dir: Path, seed: int = 0, verify: bool = True) -> PenSplit:
         val=[ink for ink, v in zip(train_side, to_val, strict=True) if v],
         heldout=[ink for ink in inks if ink.writer in heldout_writers],
     )
-
-
-def heldout_writer_ids(inks: list[Ink]) -> set[str]:
-    """The writers never trained on: a :data:`PEN_SPLIT_SEED`-seeded :data:`PEN_HELDOUT_FRACTION` of them.
-
-    Args:
-        inks: Every ink of the development set (``unipen1a_dev.jsonl.gz``).
-
-    Returns:
-        Writer ids (59 of the 178 development writers).
-    """
-    writers = sorted({ink.writer for ink in inks})
-    count = int(len(writers) * PEN_HELDOUT_FRACTION)
-    chosen = np.random.default_rng(PEN_SPLIT_SEED).choice(writers, size=count, replace=False)
-    return {str(w) for w in chosen}
 
 
 def draw_like_a_person(ink: Ink, rng: np.random.Generator) -> tuple[Strokes, float]:

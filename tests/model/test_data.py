@@ -49,19 +49,18 @@ def test_draw_like_a_person_stays_on_the_canvas() -> None:
 
 
 @pytest.mark.data
-def test_pen_split_holds_out_a_seeded_third_of_the_writers(data_dir: Path, pen_inks_200: list[Ink]) -> None:
+def test_pen_split_holds_out_the_200_file_writers(data_dir: Path, pen_inks_200: list[Ink]) -> None:
     split = pen_split(data_dir)
     train = {i.writer for i in split.train}
     val = {i.writer for i in split.val}
     heldout = {i.writer for i in split.heldout}
-    assert len(heldout) == 59
-    assert len(split.heldout) == 3014
+    assert heldout == {i.writer for i in pen_inks_200}
+    assert len(heldout) == 120
+    assert len(split.heldout) == 7761
     assert not (train & heldout)
     assert not (val & heldout)
-    assert len(train) == 119
+    assert len(train) == 58
     assert val <= train  # calibration inks: other inks of the training writers
-    assert len(split.train) + len(split.val) == 7528
-    assert 0.05 < len(split.val) / 7528 < 0.15
-    assert pen_split(data_dir).heldout == split.heldout  # seeded: the same writers every run
-    assert sum(i.writer in heldout for i in pen_inks_200) == 59
+    assert len(split.train) + len(split.val) == 2781
+    assert 0.05 < len(split.val) / 2781 < 0.15
     assert not {id(i) for i in split.train} & {id(i) for i in split.val}
