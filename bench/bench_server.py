@@ -49,6 +49,9 @@ def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                # One worker answered; give the others time to load their model too, or the first
+                # load generator's connections all land on the ready one (half the throughput).
+                time.sleep(3)
                 return proc
         except httpx.HTTPError:
             pass
