@@ -48,7 +48,9 @@ def check_token(presented: str | None, expected: str | None) -> None:
     """
     if expected is None:
         return
-    if presented is None or not hmac.compare_digest(presented.encode(), expected.encode()):
+    if presented is None or not hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    ):
         raise errors.Unauthorized("A valid token is required.")
 
 

@@ -448,6 +448,10 @@ class WebSocketConnection:
                     outs = self.session.receive(text, self.loop.time(), parsed)
                 for out in outs:
                     self._enqueue(out)
+                if not self.outbox.empty():
+                    # receive() does not suspend while frames are buffered: let the writer send
+                    # before reading on, or a burst of pings fills the outbox of a healthy reader.
+                    await asyncio.sleep(0)
                 pending = self.session.pending
                 # The in-flight frame still waits in the queue: run the newer one in its place.
                 if (
@@ -466,6 +470,9 @@ class WebSocketConnection:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            if self._closer is not None:  # send the close frame (1008) before the server drops the socket
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._closer
 
     async def _work(self) -> None:
         while (job := self.session.next_job()) is not None:

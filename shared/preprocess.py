@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -75,7 +76,7 @@ class StrokesFrame:
 
     Attributes:
         strokes: ``[[[x, y], ...], ...]``: strokes in drawing order, points in canvas px, y down; a
-            third value per point (a timestamp) is allowed and ignored.
+            third value per point (a timestamp) is allowed (a number) and ignored.
         width: Canvas width, px, > :data:`MIN_CANVAS_PX` (1).
         height: Canvas height, px, > :data:`MIN_CANVAS_PX` (1).
         stroke_width: Pen diameter, px, > 0; default ``DEFAULT_STROKE_FRACTION * max(width, height)``.
@@ -234,7 +235,8 @@ MIN_CANVAS_PX = 1.0
 def _stroke_points(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64], list[int]]:
     """Validate strokes into one ``(P, 2)`` float64 array of all points and each stroke's point count.
 
-    Empty strokes are dropped; a third value per point (pressure, time) is ignored.
+    Empty strokes are dropped; a third value per point (pressure, time) must be a number and is ignored.
+    Booleans are refused (numpy would read JSON ``true`` as 1 next to integers).
     """
     if not isinstance(strokes, list | tuple):
         raise errors.InvalidStrokes("'strokes' must be a list of strokes.")
@@ -256,6 +258,8 @@ def _stroke_points(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64
         except (ValueError, TypeError, OverflowError) as exc:
             raise errors.InvalidStrokes("Each point must be a pair of numbers [x, y].") from exc
         if arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[1] not in (2, 3):
+            raise errors.InvalidStrokes("Each point must be a pair of numbers [x, y].")
+        if bool in set(map(type, chain.from_iterable(stroke))):  # JSON true/false, read as 1/0 by numpy
             raise errors.InvalidStrokes("Each point must be a pair of numbers [x, y].")
         arrays.append(arr if arr.shape[1] == 2 else arr[:, :2])
         lengths.append(len(arr))

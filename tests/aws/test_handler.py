@@ -60,6 +60,8 @@ def test_connect_checks_the_token(make_handler: MakeHandler) -> None:
     wrong = load_event("ws_connect")
     wrong["queryStringParameters"] = {"token": "s3cret-tokem"}
     assert handler(wrong) == {"statusCode": 401}
+    wrong["queryStringParameters"] = {"token": "\ud800"}  # a lone surrogate cannot be UTF-8 encoded
+    assert handler(wrong) == {"statusCode": 401}
 
 
 def test_connect_checks_the_origin(make_handler: MakeHandler, records: Records) -> None:

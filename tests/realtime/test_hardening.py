@@ -151,6 +151,7 @@ class StalledSocket:
         await asyncio.Event().wait()  # blocked forever: the peer's receive window is full
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        await asyncio.sleep(0.05)  # writing the close frame takes a moment: run() must wait for it
         self.closed_with = code
         self.application_state = WebSocketState.DISCONNECTED
 
@@ -164,7 +165,8 @@ async def test_slow_consumer_is_bounded_then_closed_with_1008(pings: int, record
     conn = WebSocketConnection(sock, Runtime(settings, None))  # type: ignore[arg-type]
     start = time.monotonic()
     await asyncio.wait_for(conn.run(), 5)
-    assert sock.closed_with == 1008 and conn.close_code == 1008
+    assert sock.closed_with == 1008, "the close frame is sent before the connection is dropped"
+    assert conn.close_code == 1008
     assert conn.outbox.qsize() <= settings.send_queue_frames, "memory stays bounded"
     assert sock.sends_started == 1, "nothing more is sent to a peer that does not read"
     if pings == 3:
@@ -194,6 +196,50 @@ async def test_disconnect_mid_inference_leaves_nothing_behind(
     async with connect(live_server.ws_url) as ws:  # the server still serves
         await send(ws, snapshot(LINE, 1))
         assert (await recv(ws))["type"] == "prediction"
+
+
+def _ws_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split unmasked server frames into (opcode, payload)."""
+    frames, i = [], 0
+    while i + 2 <= len(data):
+        opcode, length, j = data[i] & 0x0F, data[i + 1] & 0x7F, i + 2
+        if length == 126:
+            length, j = int.from_bytes(data[j : j + 2], "big"), j + 2
+        frames.append((opcode, data[j : j + length]))
+        i = j + length
+    return frames
+
+
+@pytest.mark.parametrize("payload", [b'{"action": "ping"}', b"{nope"])
+def test_a_burst_in_one_tcp_write_is_answered_in_full(live_server: LiveServer, payload: bytes) -> None:
+    """300 frames arriving together: a client that reads gets every reply, and no 1008."""
+    import os
+    import socket
+
+    port = int(live_server.http_url.rsplit(":", 1)[1])
+    mask = os.urandom(4)
+    frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        sock.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        assert data.startswith(b"HTTP/1.1 101")
+        data = data.split(b"\r\n\r\n", 1)[1]
+        sock.sendall(frame * 300)
+        deadline = time.monotonic() + 10
+        while len(_ws_frames(data)) < 300 and time.monotonic() < deadline:
+            data += sock.recv(65536)
+    frames = _ws_frames(data)
+    assert [op for op, _ in frames].count(8) == 0, "no close frame: the client is reading"
+    replies = [json.loads(p) for op, p in frames if op == 1]
+    assert len(replies) == 300
+    expected = {"type": "pong"} if b"ping" in payload else "invalid_json"
+    assert all(r == expected or r.get("error", {}).get("code") == expected for r in replies)
 
 
 def _raw_http(port: int, head: bytes, body_parts: list[bytes], pause: float) -> bytes:
