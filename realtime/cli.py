@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,15 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    try:  # fail before loading anything, and say so plainly, when the port is taken
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        print(
+            f"mnist-live: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "choose another port with --port or MNIST_LIVE_PORT",
+            file=sys.stderr,
+        )
+        return 2
     print(
         f"mnist-live: serving the page at http://{host}:{port}/ (WebSocket /ws, POST /predict)",
         file=sys.stderr,

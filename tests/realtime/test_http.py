@@ -170,3 +170,16 @@ def test_bearer_token_required_when_configured(predictor: Predictor) -> None:
         assert r.status_code == 401
         r = c.post("/predict", json=body, headers={"authorization": "Bearer s3cret"})
         assert r.status_code == 200
+
+
+def test_serve_refuses_a_taken_port_before_loading(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from realtime.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+    assert "serving the page" not in err
