@@ -255,7 +255,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             }
         },
     )
-    async def predict(request: Request) -> JSONResponse:
+    async def predict(request: Request) -> Response:
         """Classify one canvas snapshot: JSON strokes or image, a raw ``image/*`` body, or a file upload."""
         start = time.perf_counter()
         access.check_token(
@@ -266,11 +266,16 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         outcome = await runtime.infer(frame)
         if isinstance(outcome, errors.MnistLiveError):
             raise outcome
-        body = outcome.model_dump()
         probs = outcome.probabilities
-        body["top_k"] = [{"digit": d, "probability": p} for d, p in top_k(probs)] if probs else []
-        body["latency_ms"] = logs.elapsed_ms(start)
-        return JSONResponse(body)
+        answer = PredictResponse.model_construct(  # built from validated parts: serialize, don't revalidate
+            status=outcome.status,
+            digit=outcome.digit,
+            probabilities=probs,
+            confidence=outcome.confidence,
+            top_k=[TopK.model_construct(digit=d, probability=p) for d, p in top_k(probs)] if probs else [],
+            latency_ms=logs.elapsed_ms(start),
+        )
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.api_route("/predict", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     async def predict_wrong_method() -> None:
