@@ -8,11 +8,11 @@ free of FastAPI and pydantic: this module is on the WebSocket cold-start path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypedDict, cast
+from typing import Any, Literal, Protocol, TypedDict, cast, get_args
 
 EventType = Literal["CONNECT", "MESSAGE", "DISCONNECT"]
 """``requestContext.eventType``."""
-EVENT_TYPES = ("CONNECT", "MESSAGE", "DISCONNECT")
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 CONNECT_ROUTE = "$connect"
 DISCONNECT_ROUTE = "$disconnect"
@@ -27,6 +27,10 @@ class MalformedEvent(ValueError):
     """The event is not an API Gateway WebSocket event (a required field is missing or mistyped)."""
 
 
+_REQUIRED = object()
+"""Default of :func:`_field` for a key that must be present."""
+
+
 def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
     """``obj[key]`` if it has type ``kind`` (bools are not ints), ``default`` if absent or null."""
     value = obj.get(key)
@@ -37,9 +41,6 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], default
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise MalformedEvent(f"{key} has the wrong type")
     return value
-
-
-_REQUIRED = object()
 
 
 def _str_map(obj: dict[str, Any], key: str) -> dict[str, str] | None:

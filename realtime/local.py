@@ -31,7 +31,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from realtime import access, logs
 from realtime.batcher import InferenceBatcher, Outcome, Ticket
 from realtime.messages import PredictRequest, ServerMessage, parse_predict_request
-from realtime.protocol import Job, Session, SessionConfig, parse
+from realtime.protocol import Session, SessionConfig, parse
 from shared import errors
 from shared.inference import Predictor, top_k
 from shared.preprocess import Frame, ImageFrame
@@ -419,8 +419,7 @@ class WebSocketConnection:
         self.close_code: int | None = None
         self.closing = asyncio.Event()
         self._reading: asyncio.Timeout | None = None
-        self._job: Job | None = None  # in flight, and its place in the inference queue
-        self._ticket: Ticket | None = None
+        self._ticket: Ticket | None = None  # the in-flight frame's place in the inference queue
         self._closer: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
@@ -464,7 +463,7 @@ class WebSocketConnection:
                     and self._ticket is not None
                     and self.runtime.replace(self._ticket, pending.frame)
                 ):
-                    self._job = self.session.supersede()
+                    self.session.supersede()
                 if self.session.pending is not None and (worker is None or worker.done()):
                     worker = asyncio.create_task(self._work())
         except WebSocketDisconnect as exc:
@@ -481,15 +480,14 @@ class WebSocketConnection:
 
     async def _work(self) -> None:
         while (job := self.session.next_job()) is not None:
-            self._job, self._ticket = job, self.runtime.enqueue(job.frame)
+            self._ticket = self.runtime.enqueue(job.frame)
             try:
                 outcome = await self._ticket.future
             finally:
                 self._ticket = None
-            job, self._job = self._job, None  # the reader may have swapped in a newer frame
-            if job is not None:
-                for out in self.session.complete(job, outcome, self.loop.time()):
-                    self._enqueue(out)
+            job = self.session.in_flight or job  # the reader may have swapped in a newer frame
+            for out in self.session.complete(job, outcome, self.loop.time()):
+                self._enqueue(out)
 
     def _enqueue(self, message: ServerMessage) -> None:
         try:

@@ -261,7 +261,7 @@ def _stroke_points(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64
             raise errors.InvalidStrokes("Each point must be a pair of numbers [x, y].")
         if bool in set(map(type, chain.from_iterable(stroke))):  # JSON true/false, read as 1/0 by numpy
             raise errors.InvalidStrokes("Each point must be a pair of numbers [x, y].")
-        arrays.append(arr if arr.shape[1] == 2 else arr[:, :2])
+        arrays.append(arr[:, :2])
         lengths.append(len(arr))
     if not arrays:
         return np.empty((0, 2)), lengths
