@@ -7,13 +7,16 @@ import io
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
+from realtime.local import INLINE_MAX_POINTS, PredictResponse, runs_inline
 from shared.inference import Predictor
 from shared.inks import render_png
+from shared.preprocess import ImageFrame, StrokesFrame
 from shared.settings import Settings
 from tests.servers import LiveServer, run_server
 
@@ -183,3 +186,61 @@ def test_serve_refuses_a_taken_port_before_loading(capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
     assert "serving the page" not in err
+
+
+def test_fast_path_and_route_answer_alike(client: httpx.Client, line_png: bytes) -> None:
+    """A raw image body (answered by PredictFastPath) and the same image uploaded as multipart (the
+    FastAPI route) give the same JSON, field for field, apart from the measured latency."""
+    fast = assert_prediction(client.post("/predict", content=line_png, headers={"content-type": "image/png"}))
+    routed = assert_prediction(client.post("/predict", files={"file": ("digit.png", line_png, "image/png")}))
+    assert float(fast.pop("latency_ms")) > 0 and float(routed.pop("latency_ms")) > 0  # type: ignore[arg-type]
+    assert fast == routed
+    assert list(fast) == list(PredictResponse.model_fields)[:-1]  # same field order as the schema
+
+
+@pytest.mark.parametrize("form", ["strokes", "image", "multipart"])
+def test_cors_applies_to_every_predict_form(client: httpx.Client, line_png: bytes, form: str) -> None:
+    table: dict[str, dict[str, Any]] = {
+        "strokes": {"json": {"strokes": LINE, "width": 280, "height": 280}},
+        "image": {"content": line_png, "headers": {"content-type": "image/png"}},
+        "multipart": {"files": {"file": ("digit.png", line_png, "image/png")}},
+    }
+    kwargs = dict(table[form])
+    local = "http://localhost:5173"
+    headers = {**kwargs.pop("headers", {}), "origin": local}
+    r = client.post("/predict", headers=headers, **kwargs)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == local
+    assert "Origin" in r.headers["vary"]
+    headers["origin"] = "https://evil.example"
+    r = client.post("/predict", headers=headers, **kwargs)
+    assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+
+
+def test_cors_preflight_for_predict(client: httpx.Client) -> None:
+    r = client.options(
+        "/predict",
+        headers={"origin": "http://localhost:5173", "access-control-request-method": "POST"},
+    )
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+def test_errors_from_the_fast_path_keep_cors_headers(client: httpx.Client) -> None:
+    r = client.post(
+        "/predict",
+        content=b"{not json",
+        headers={"content-type": "application/json", "origin": "http://localhost:5173"},
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    assert r.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+def test_runs_inline_only_for_small_strokes_frames() -> None:
+    small = StrokesFrame([[[0, 0]] * 10, [[1, 1]] * 10], 280, 280)
+    assert runs_inline(small)
+    assert runs_inline(StrokesFrame([[[0, 0]] * INLINE_MAX_POINTS], 280, 280))
+    assert not runs_inline(StrokesFrame([[[0, 0]] * (INLINE_MAX_POINTS + 1)], 280, 280))
+    assert not runs_inline(StrokesFrame([[[0, 0]] * 300, [[0, 0]] * 300], 280, 280))
+    assert not runs_inline(StrokesFrame([[]] * (INLINE_MAX_POINTS + 1), 280, 280))  # many empty strokes
+    assert runs_inline(StrokesFrame([5, "x", None], 280, 280))  # malformed but tiny: the error is cheap
+    assert not runs_inline(StrokesFrame("not a list", 280, 280))
+    assert not runs_inline(ImageFrame(b"\x89PNG"))
