@@ -20,6 +20,8 @@ from shared.settings import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from realtime.local import uvicorn_options
+
     settings = Settings()
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
@@ -42,12 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         workers=args.workers,
-        ws_max_size=settings.ws_hard_max_bytes,
-        limit_concurrency=settings.max_concurrency,
-        ws_ping_interval=None,
         log_level=args.log_level.lower(),
         access_log=args.access_log,
-        proxy_headers=False,
+        **uvicorn_options(settings),
     )
     return 0
 

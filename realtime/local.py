@@ -190,6 +190,22 @@ class Runtime:
             self._batcher = None
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn options every server of this app uses (``mnist-live serve`` and the tests' servers).
+
+    WebSocket keepalive pings are off (the protocol has its own ``ping`` action, and API Gateway sends
+    none); frames above ``ws_hard_max_bytes`` close the connection (1009); permessage-deflate is only
+    offered when ``ws_per_message_deflate`` is set.
+    """
+    return {
+        "ws_max_size": settings.ws_hard_max_bytes,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+        "ws_ping_interval": None,
+        "limit_concurrency": settings.max_concurrency,
+        "proxy_headers": False,
+    }
+
+
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
     """Build the app.
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     max_connections: int = Field(1000, ge=1, description="Concurrent WebSockets; beyond: close 1013.")
     send_queue_frames: int = Field(64, ge=1, description="Outgoing frames buffered per connection.")
     slow_consumer_timeout_s: float = Field(10.0, gt=0, description="Blocked sender closes (1008).")
+    ws_per_message_deflate: bool = Field(
+        False, description="Offer permessage-deflate (RFC 7692); off: replies are ~400 B, CPU matters more."
+    )
 
     # Access control, enforced identically locally and on Lambda.
     auth_token: SecretStr | None = Field(None, description="Bearer / ?token= required when set.")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from realtime.local import create_app
+from realtime.local import create_app, uvicorn_options
 from shared.inference import Predictor
 from shared.settings import Settings
 
@@ -35,9 +35,8 @@ def run_server(settings: Settings, predictor: Predictor | None = None) -> Iterat
         host="127.0.0.1",
         port=0,
         log_level="warning",
-        ws_max_size=settings.ws_hard_max_bytes,
-        ws_ping_interval=None,
         lifespan="on",
+        **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

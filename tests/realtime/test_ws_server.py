@@ -201,3 +201,17 @@ async def test_idle_connection_closes_with_1001(predictor: Predictor) -> None:
             with pytest.raises(ConnectionClosed) as info:
                 await recv(ws, 5)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+async def test_permessage_deflate_only_when_configured(predictor: Predictor, deflate: bool) -> None:
+    """The client offers permessage-deflate (websockets does by default); the server accepts it only
+    when ``ws_per_message_deflate`` is set, and predictions work either way."""
+    with run_server(Settings(ws_per_message_deflate=deflate), predictor) as server:
+        async with connect(server.ws_url) as ws:
+            assert ws.response is not None
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            assert ("permessage-deflate" in extensions) is deflate
+            await send(ws, snapshot([[[140, 40], [140, 240]]], seq=1))
+            reply = await recv(ws)
+            assert reply["type"] == "prediction" and reply["seq"] == 1 and reply["digit"] == 1
