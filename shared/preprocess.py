@@ -138,10 +138,11 @@ def normalize(ink: npt.NDArray[Any]) -> FloatImage | None:
 
 
 def _normalize_image(data: bytes | str, limits: Limits) -> FloatImage | None:
-    """:func:`normalize` of :func:`decode_image`, cropping 8-bit images before any float conversion.
+    """:func:`normalize` of :func:`decode_image`, working on 8-bit levels until the last step.
 
-    Same result as ``normalize(decode_image(data, limits))`` (bit for bit); the ink's bounding box is
-    found by Pillow on a thresholded 8-bit band, so only the crop is converted to float32.
+    Same result as ``normalize(decode_image(data, limits))`` (bit for bit, tested). For 8-bit images
+    the ink's bounding box, peak and pixel count are found on the levels, and the crop becomes float
+    through one 256-entry table that already holds ``ink / peak`` zeroed below the noise floor.
     """
     source = ink_source(load_image(data, limits))
     if isinstance(source, np.ndarray):
@@ -161,7 +162,17 @@ def _normalize_image(data: bytes | str, limits: Limits) -> FloatImage | None:
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
-    return _normalize_crop(lut[levels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]])
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    crop = levels[r0:r1, c0:c1]
+    # lut falls then rises with the level (_ink_levels), so the crop's peak ink is at its extreme levels.
+    peak = float(max(lut[crop.min()], lut[crop.max()]))
+    if peak < MIN_PEAK_CONTRAST or max(crop.shape) <= MAX_SPECK_PX:
+        return None
+    if np.count_nonzero(mask[r0:r1, c0:c1]) < MIN_INK_PIXELS:
+        return None
+    table = lut * np.float32(1 / peak)  # the same float32 operations _normalize_crop does per pixel
+    table *= lut >= NOISE_FLOOR
+    return _fit_box(table[crop])
 
 
 @lru_cache(maxsize=512)
@@ -192,12 +203,49 @@ def _normalize_crop(crop: FloatImage) -> FloatImage | None:
         return None
     crop = crop * np.float32(1 / peak)  # ink >= 0, so zeroing by multiplying with the mask is exact
     crop *= mask
+    return _fit_box(crop)
+
+
+def _fit_box(crop: FloatImage) -> FloatImage:
+    """Scale ``crop`` (ink in [0, 1], cropped to its ink) so its longer side is 20 px, centre by mass.
+
+    Shrinking averages with Pillow's BOX filter (area averaging keeps thin strokes' mass), growing
+    (crops under 20 px) uses BILINEAR; the aspect ratio is kept, each side at least 1 px.
+    """
     height, width = crop.shape
     scale = MNIST_BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    box = np.asarray(Image.fromarray(crop, mode="F").resize(size, resample), dtype=np.float32)
+    if scale < 1:
+        box = _box_weights(height, size[1]) @ (crop @ _box_weights(width, size[0]).T)
+    else:
+        img = Image.fromarray(crop, mode="F").resize(size, Image.Resampling.BILINEAR)
+        box = np.asarray(img, dtype=np.float32)
     return _center_by_mass(np.clip(box, 0.0, 1.0))
+
+
+@lru_cache(maxsize=2048)
+def _box_weights(size_in: int, size_out: int) -> FloatImage:
+    """``(size_out, size_in)`` float32 weights of Pillow's BOX resampling along one axis.
+
+    Pillow's ``precompute_coeffs`` (``libImaging/Resample.c``): output pixel ``i`` averages the input
+    pixels whose centres lie in ``((i + 0.5) * scale +- scale / 2]``, ``scale = size_in / size_out``.
+    ``W_rows @ crop @ W_cols.T`` equals ``Image.resize(..., BOX)`` on a float image to 1 float32 ulp
+    (Pillow sums in double; tested) in about a third of the time, without building Pillow images.
+    """
+    scale = size_in / size_out
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    weights = np.zeros((size_out, size_in), dtype=np.float64)
+    for i in range(size_out):
+        centre = (i + 0.5) * scale
+        first = max(int(centre - support + 0.5), 0)
+        stop = min(int(centre + support + 0.5), size_in)
+        taps = [1.0 if -0.5 < (x - centre + 0.5) / filterscale <= 0.5 else 0.0 for x in range(first, stop)]
+        total = sum(taps)
+        weights[i, first:stop] = [t / total for t in taps] if total else taps
+    out: FloatImage = weights.astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
 # -------------------------------------------------------------------------------------------- strokes
@@ -425,7 +473,12 @@ def _center_by_mass(box: FloatImage) -> FloatImage:
     centre = (MNIST_SIDE - 1) / 2  # index space: pixel i covers [i, i+1), the field's centre is 13.5
     shift_y = centre - float(rows @ _INDEX[:h]) / total
     shift_x = centre - float(cols @ _INDEX[:w]) / total
-    out = _shift_matrix(shift_y, h) @ box @ _shift_matrix(shift_x, w).T
+    # Bilinear weights moving index j to j + shift, max(1 - |i - j - shift|, 0), for both axes at once.
+    weights = _INDEX_DIFF - np.array([[[shift_y]], [[shift_x]]], dtype=np.float32)
+    np.abs(weights, out=weights)
+    np.subtract(np.float32(1), weights, out=weights)
+    np.maximum(weights, np.float32(0), out=weights)
+    out = weights[0, :, :h] @ box @ weights[1, :, :w].T
     return np.clip(out, 0.0, 1.0, out=out)
 
 
@@ -434,14 +487,6 @@ _INDEX = np.arange(MNIST_SIDE, dtype=np.float32)
 
 _INDEX_DIFF = _INDEX[:, None] - _INDEX
 """``(28, 28)`` float32 ``i - j``, exact integers."""
-
-
-def _shift_matrix(shift: float, size: int) -> FloatImage:
-    """``(28, size)`` bilinear weights moving index ``j`` to ``j + shift``: ``max(1 - |i - j - s|, 0)``."""
-    w = _INDEX_DIFF[:, :size] - np.float32(shift)
-    np.abs(w, out=w)
-    np.subtract(np.float32(1), w, out=w)
-    return np.maximum(w, np.float32(0), out=w)
 
 
 def stack(images: Sequence[FloatImage]) -> FloatImage:
