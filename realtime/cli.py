@@ -20,13 +20,15 @@ from shared.settings import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from realtime import workers
     from realtime.local import uvicorn_options
 
     settings = Settings()
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     try:  # fail before loading anything, and say so plainly, when the port is taken
-        socket.create_server((host, port)).close()
+        with socket.create_server((host, port)) as probe:
+            port = port or probe.getsockname()[1]  # port 0: every worker must share one free port
     except OSError as exc:
         print(
             f"mnist-live: cannot listen on {host}:{port} ({exc.strerror or exc}); "
@@ -38,16 +40,12 @@ def _serve(args: argparse.Namespace) -> int:
         f"mnist-live: serving the page at http://{host}:{port}/ (WebSocket /ws, POST /predict)",
         file=sys.stderr,
     )
-    uvicorn.run(
-        "realtime.local:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=args.workers,
-        log_level=args.log_level.lower(),
-        access_log=args.access_log,
-        **uvicorn_options(settings),
-    )
+    options = {"log_level": args.log_level.lower(), "access_log": args.access_log}
+    options.update(uvicorn_options(settings))
+    if args.workers > 1 and workers.supported():  # one socket per worker: the kernel balances connections
+        return workers.run(args.workers, host, port, options)
+    app = "realtime.local:create_app"
+    uvicorn.run(app, factory=True, host=host, port=port, workers=args.workers, **options)
     return 0
 
 
@@ -60,7 +58,12 @@ def add_command(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the local server: page at /, WebSocket at /ws, POST /predict")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, MNIST_LIVE_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000, MNIST_LIVE_PORT)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1); on Linux each gets its own SO_REUSEPORT socket",
+    )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
     serve.set_defaults(func=_serve)
