@@ -285,11 +285,47 @@ def _stroke_points(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64
 
     Empty strokes are dropped; a third value per point (pressure, time) must be a number and is ignored.
     Booleans are refused (numpy would read JSON ``true`` as 1 next to integers).
+
+    The common case (every point ``[x, y]`` or every point ``[x, y, t]``, plain ints and floats, as
+    JSON gives) becomes one flat list and one array; anything else takes :func:`_stroke_points_each`,
+    which checks stroke by stroke and names what is wrong.
     """
     if not isinstance(strokes, list | tuple):
         raise errors.InvalidStrokes("'strokes' must be a list of strokes.")
     if len(strokes) > limits.max_strokes:
         raise errors.InvalidStrokes(f"At most {limits.max_strokes} strokes are allowed per frame.")
+    flat: list[Any] = []
+    lengths: list[int] = []
+    widths: set[int] = set()
+    total = 0
+    for stroke in strokes:
+        if not isinstance(stroke, list | tuple):
+            raise errors.InvalidStrokes("Each stroke must be a list of [x, y] points.")
+        if not stroke:
+            continue
+        total += len(stroke)
+        if total > limits.max_points:
+            raise errors.InvalidStrokes(f"At most {limits.max_points} points are allowed per frame.")
+        try:
+            widths.update(map(len, stroke))
+        except TypeError:  # a point that is a number, None, ...
+            return _stroke_points_each(strokes, limits)
+        flat.extend(chain.from_iterable(stroke))
+        lengths.append(len(stroke))
+    if not lengths:
+        return np.empty((0, 2)), lengths
+    if len(widths) != 1 or not widths <= {2, 3} or not set(map(type, flat)) <= {int, float}:
+        return _stroke_points_each(strokes, limits)
+    try:
+        xy = np.array(flat, dtype=np.float64).reshape(-1, widths.pop())[:, :2]
+    except OverflowError:  # an integer beyond float64
+        return _stroke_points_each(strokes, limits)
+    _check_coordinates(xy, limits)
+    return xy, lengths
+
+
+def _stroke_points_each(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64], list[int]]:
+    """:func:`_stroke_points` stroke by stroke, every check repeated: any numeric type numpy reads."""
     arrays: list[npt.NDArray[Any]] = []
     lengths: list[int] = []
     total = 0
@@ -314,11 +350,16 @@ def _stroke_points(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64
     if not arrays:
         return np.empty((0, 2)), lengths
     xy = (np.concatenate(arrays) if len(arrays) > 1 else arrays[0]).astype(np.float64)
+    _check_coordinates(xy, limits)
+    return xy, lengths
+
+
+def _check_coordinates(xy: npt.NDArray[np.float64], limits: Limits) -> None:
+    """Refuse non-finite coordinates and any beyond ``+-limits.max_coordinate`` px."""
     if not np.isfinite(xy).all() or np.abs(xy).max() > limits.max_coordinate:
         raise errors.InvalidStrokes(
             f"Point coordinates must be finite and within +-{limits.max_coordinate:g} px."
         )
-    return xy, lengths
 
 
 def rasterize_strokes(
@@ -371,7 +412,7 @@ def rasterize_strokes(
     scale = MNIST_BOX / max(x1 - x0, y1 - y0)
     out_w, out_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
     # Pixel centres of the output box, in output px (x scaled like PIL's resize of the cropped box).
-    p = (points - (x0, y0)) * (out_w / (x1 - x0), out_h / (y1 - y0))
+    p = (points - np.array((x0, y0))) * np.array((out_w / (x1 - x0), out_h / (y1 - y0)))
     starts, ends = _segments(p, lengths)
     ab = p[starts + ends].astype(np.float32)
     box = _capsule_coverage(ab[: len(starts)], ab[len(starts) :], radius * scale, out_h, out_w)
