@@ -294,3 +294,42 @@ def test_chunked_multipart_over_the_limit_is_413(live_server: LiveServer) -> Non
     with httpx.Client(base_url=live_server.http_url) as c:
         r = c.post("/predict", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.asyncio
+async def test_ping_is_answered_during_an_http_strokes_flood(live_server: LiveServer) -> None:
+    """Small strokes frames posted over HTTP are classified on the event loop (``runs_inline``); a
+    flood of them from 8 clients still leaves a WebSocket ping answered promptly."""
+    from realtime.local import runs_inline
+    from shared.preprocess import StrokesFrame
+
+    stroke = [[140 + (i % 7), 40 + 2 * i] for i in range(100)]
+    body = {"strokes": [stroke], "width": 280, "height": 280}
+    assert runs_inline(StrokesFrame(body["strokes"], 280, 280))
+    stop = time.monotonic() + 2.0
+
+    async def poster(client: httpx.AsyncClient) -> int:
+        answered = 0
+        while time.monotonic() < stop:
+            r = await client.post("/predict", json=body)
+            assert r.status_code == 200 and r.json()["status"] == "ok"
+            answered += 1
+        return answered
+
+    async with (
+        httpx.AsyncClient(base_url=live_server.http_url, timeout=10) as client,
+        connect(live_server.ws_url) as ws,
+    ):
+        posters = [asyncio.create_task(poster(client)) for _ in range(8)]
+        slowest = 0.0
+        pings = 0
+        while time.monotonic() < stop:
+            sent = time.monotonic()
+            await send(ws, {"action": "ping"})
+            assert (await recv(ws))["type"] == "pong"
+            slowest = max(slowest, time.monotonic() - sent)
+            pings += 1
+            await asyncio.sleep(0.05)
+        answered = sum(await asyncio.gather(*posters))
+    assert answered >= 16 and pings >= 5
+    assert slowest < 1.0, f"a ping waited {slowest:.3f} s behind the HTTP flood"
