@@ -62,7 +62,7 @@ class InferenceBatcher:
         predictor: Callable[[], Predictor | None],
         limits: Limits,
         workers: int = 2,
-        max_batch: int = int(__import__("os").environ.get("MAXB", "32")),
+        max_batch: int = 32,
     ) -> None:
         self._predictor = predictor
         self._limits = limits
