@@ -128,12 +128,56 @@ def _error_response(error: errors.MnistLiveError) -> JSONResponse:
     return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 
 
-INLINE_MAX_POINTS = 512
-"""Strokes frames with at most this many points are classified on the event loop, not handed to a
-worker thread. On this 2-core machine a 512-point frame costs at most about 1.5 ms of CPU (typical pen
-digits have 50-110 points and cost about 0.5 ms), while the hand-off to a worker and back costs more
-than that under load: each side waits for the GIL (CPython's 5 ms switch interval) while the other runs
-Python. Measured with ``bench/bench_server.py``: strokes requests/s rose by about a quarter."""
+INLINE_MAX_POINTS = 256
+"""Strokes frames with at most this many points may be classified on the event loop instead of being
+handed to a worker thread. Typical pen digits have 50-110 points and cost about 0.5 ms of CPU here; the
+worst 256-point frame (a zig-zag that simplification cannot thin) about 3 ms. The hand-off to a worker
+and back costs more than a typical frame under load: each side waits for the GIL while the other runs
+Python. Measured with ``bench/bench_server.py``: strokes requests/s rose by about 40 %."""
+INLINE_SHARE = 0.5
+"""At most this share of the event loop's time goes to inline classification (:class:`InlineBudget`)."""
+INLINE_BURST_S = 0.005
+"""At most this much inline classification back to back, seconds, before the loop serves others."""
+
+
+class InlineBudget:
+    """A token bucket of event-loop time for inline classification.
+
+    Tokens (seconds) accrue at ``share`` per second of wall time, up to ``burst``; each inline
+    classification spends its measured duration. While the bucket is empty frames go to the inference
+    workers instead. So a flood of frames, however heavy, holds the loop at most ``burst`` plus one
+    frame at a time and at most ``share`` of its time overall, and WebSocket pings and other requests
+    are not kept waiting (a flood of 512-point frames from 64 clients delayed pings by 0.7 s without
+    this budget).
+
+    Args:
+        share: Long-run share of wall time inline work may take, in (0, 1].
+        burst: Bucket size, seconds.
+        clock: Monotonic clock, seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        share: float = INLINE_SHARE,
+        burst: float = INLINE_BURST_S,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.share = share
+        self.burst = burst
+        self.clock = clock
+        self.tokens = burst
+        self._last = clock()
+
+    def available(self) -> bool:
+        """Whether a frame may be classified inline now (the bucket is not empty)."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self._last) * self.share)
+        self._last = now
+        return self.tokens > 0
+
+    def spend(self, seconds: float) -> None:
+        """Charge ``seconds`` of inline work to the bucket."""
+        self.tokens -= seconds
 
 
 def runs_inline(frame: Frame) -> bool:
@@ -160,15 +204,19 @@ class Runtime:
         self.ready = False
         self.connections = 0
         self._batcher: InferenceBatcher | None = None
+        self.inline_budget = InlineBudget()
 
     async def infer(self, frame: Frame) -> Outcome:
         """Preprocess and classify one frame; errors are returned, not raised.
 
-        A small strokes frame (:func:`runs_inline`) is classified right here, on the event loop; any
-        other frame goes to the inference workers.
+        A small strokes frame (:func:`runs_inline`) is classified right here, on the event loop, while
+        :attr:`inline_budget` allows; any other frame goes to the inference workers.
         """
-        if runs_inline(frame):
-            return infer(self.predictor, frame, self.settings.limits)
+        if runs_inline(frame) and self.inline_budget.available():
+            start = time.perf_counter()
+            outcome = infer(self.predictor, frame, self.settings.limits)
+            self.inline_budget.spend(time.perf_counter() - start)
+            return outcome
         return await self.enqueue(frame).future
 
     def enqueue(self, frame: Frame) -> Ticket:
@@ -414,13 +462,13 @@ class PredictFastPath:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        content_type = authorization = ""
+        content_type = authorization = None  # the first of repeated headers, as Starlette reads them
         for name, value in scope["headers"]:
-            if name == b"content-type":
+            if name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
-            elif name == b"authorization":
+            elif name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
-        media_type = _media_type(content_type)
+        media_type = _media_type(content_type or "")
         if media_type == "multipart/form-data":
             await self.app(scope, receive, send)
             return

@@ -223,7 +223,7 @@ def _fit_box(crop: FloatImage) -> FloatImage:
     return _center_by_mass(np.clip(box, 0.0, 1.0))
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=128)
 def _box_weights(size_in: int, size_out: int) -> FloatImage:
     """``(size_out, size_in)`` float32 weights of Pillow's BOX resampling along one axis.
 
@@ -231,6 +231,7 @@ def _box_weights(size_in: int, size_out: int) -> FloatImage:
     pixels whose centres lie in ``((i + 0.5) * scale +- scale / 2]``, ``scale = size_in / size_out``.
     ``W_rows @ crop @ W_cols.T`` equals ``Image.resize(..., BOX)`` on a float image to 1 float32 ulp
     (Pillow sums in double; tested) in about a third of the time, without building Pillow images.
+    Cached: at most 128 shapes (a few MB; clients choose the crop sizes), a miss costs about 0.3 ms.
     """
     scale = size_in / size_out
     filterscale = max(scale, 1.0)

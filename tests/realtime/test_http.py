@@ -13,7 +13,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from realtime.local import INLINE_MAX_POINTS, PredictResponse, runs_inline
+from realtime.batcher import Ticket
+from realtime.local import INLINE_MAX_POINTS, InlineBudget, PredictResponse, Runtime, runs_inline
 from shared.inference import Predictor
 from shared.inks import render_png
 from shared.preprocess import ImageFrame, StrokesFrame
@@ -244,3 +245,68 @@ def test_runs_inline_only_for_small_strokes_frames() -> None:
     assert runs_inline(StrokesFrame([5, "x", None], 280, 280))  # malformed but tiny: the error is cheap
     assert not runs_inline(StrokesFrame("not a list", 280, 280))
     assert not runs_inline(ImageFrame(b"\x89PNG"))
+
+
+def test_inline_budget_refills_at_its_share_and_caps_bursts() -> None:
+    now = [0.0]
+    budget = InlineBudget(share=0.5, burst=0.005, clock=lambda: now[0])
+    assert budget.available()
+    budget.spend(0.004)
+    assert budget.available()  # 1 ms left
+    budget.spend(0.003)
+    assert not budget.available()  # 2 ms in debt: frames go to the workers
+    now[0] += 0.003  # refills 1.5 ms: still in debt
+    assert not budget.available()
+    now[0] += 0.002  # another 1 ms: back above zero
+    assert budget.available()
+    now[0] += 60.0  # a long idle spell refills no more than the burst
+    assert budget.available() and budget.tokens == pytest.approx(0.005)
+
+
+@pytest.mark.asyncio
+async def test_runtime_sends_frames_to_the_workers_when_the_inline_budget_is_spent(
+    predictor: Predictor,
+) -> None:
+    runtime = Runtime(Settings(), predictor)
+    now = [0.0]
+    runtime.inline_budget = InlineBudget(share=0.5, burst=0.005, clock=lambda: now[0])
+    queued: list[object] = []
+    real_enqueue = runtime.enqueue
+
+    def enqueue(frame: StrokesFrame) -> Ticket:
+        queued.append(frame)
+        return real_enqueue(frame)
+
+    runtime.enqueue = enqueue  # type: ignore[method-assign]
+    small = StrokesFrame(LINE, 280, 280)
+    try:
+        assert (await runtime.infer(small)).digit == 1 and not queued  # inline
+        runtime.inline_budget.spend(1.0)  # as if the loop had just run a second of inline work
+        assert (await runtime.infer(small)).digit == 1 and queued == [small]  # to the workers
+        big = StrokesFrame([[[140, 40 + i % 200] for i in range(INLINE_MAX_POINTS + 1)]], 280, 280)
+        now[0] += 10.0  # budget refilled, but the frame is too big to run inline
+        await runtime.infer(big)
+        assert queued == [small, big]
+    finally:
+        runtime.close()
+
+
+def test_repeated_headers_are_read_as_the_route_reads_them(predictor: Predictor, line_png: bytes) -> None:
+    """The first of repeated Content-Type / Authorization headers counts on every path (Starlette's
+    ``Headers.get``), so the fast path and the multipart route cannot disagree."""
+    settings = Settings(auth_token="s3cret")  # type: ignore[arg-type]
+    body = b'{"strokes": [[[140, 40], [140, 240]]], "width": 280, "height": 280}'
+    with run_server(settings, predictor) as server, httpx.Client(base_url=server.http_url) as c:
+        good_first = [("authorization", "Bearer s3cret"), ("authorization", "Bearer wrong")]
+        bad_first = list(reversed(good_first))
+        json_type = [("content-type", "application/json")]
+        assert c.post("/predict", content=body, headers=json_type + good_first).status_code == 200
+        assert c.post("/predict", content=body, headers=json_type + bad_first).status_code == 401
+        files = {"file": ("digit.png", line_png, "image/png")}
+        assert c.post("/predict", files=files, headers=good_first).status_code == 200
+        assert c.post("/predict", files=files, headers=bad_first).status_code == 401
+        auth = [("authorization", "Bearer s3cret")]
+        first_json = [("content-type", "application/json"), ("content-type", "text/plain")]
+        assert c.post("/predict", content=body, headers=auth + first_json).status_code == 200
+        r = c.post("/predict", content=body, headers=auth + list(reversed(first_json)))
+        assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
