@@ -27,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     try:  # fail before loading anything, and say so plainly, when the port is taken
-        with socket.create_server((host, port)) as probe:
+        with socket.create_server((host.strip("[]"), port), family=workers.family(host)) as probe:
             port = port or probe.getsockname()[1]  # port 0: every worker must share one free port
     except OSError as exc:
         print(
@@ -36,8 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     print(
-        f"mnist-live: serving the page at http://{host}:{port}/ (WebSocket /ws, POST /predict)",
+        f"mnist-live: serving the page at http://{shown}:{port}/ (WebSocket /ws, POST /predict)",
         file=sys.stderr,
     )
     options = {"log_level": args.log_level.lower(), "access_log": args.access_log}

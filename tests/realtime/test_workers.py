@@ -3,13 +3,14 @@ workers restarted when they die, all stopped by SIGTERM (``realtime/workers.py``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -88,56 +89,112 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], expected_listeners: in
     raise AssertionError("the workers did not become ready")
 
 
-@pytest.fixture
-def supervisor() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
+def _start_supervisor(port: int, workers: int = 2) -> subprocess.Popen[bytes]:
     code = (
         "import sys; from realtime import workers; "
-        f"sys.exit(workers.run(2, '127.0.0.1', {port}, {{'log_level': 'warning'}}, crash_loop_s=1.0))"
+        f"sys.exit(workers.run({workers}, '127.0.0.1', {port}, {{'log_level': 'warning'}}, "
+        "restart_delay_s=0.5))"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE)
+
+
+def _stop_everything(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the supervisor and every process it started (workers, multiprocessing's resource tracker)."""
+    kids = _children(proc.pid)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for pid in kids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return int(probe.getsockname()[1])
+
+
+def _workers_of(proc: subprocess.Popen[bytes], port: int) -> list[int]:
+    listeners = _listening_inodes(port)
+    return [pid for pid in _children(proc.pid) if _socket_inodes(pid) & listeners]
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def supervisor() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = _free_port()
+    proc = _start_supervisor(port)
     try:
         _wait_ready(port, proc, expected_listeners=2)
         yield proc, port
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            for child in _children(proc.pid):
-                os.kill(child, signal.SIGKILL)
-            proc.wait(10)
+        _stop_everything(proc)
 
 
 def test_each_worker_listens_on_its_own_socket(supervisor: tuple[subprocess.Popen[bytes], int]) -> None:
     proc, port = supervisor
     listeners = _listening_inodes(port)
     assert len(listeners) == 2
-    owners = [pid for pid in _children(proc.pid) if _socket_inodes(pid) & listeners]
+    owners = _workers_of(proc, port)
     assert len(owners) == 2, "two worker processes, one listening socket each"
     assert all(len(_socket_inodes(pid) & listeners) == 1 for pid in owners)
     assert not _socket_inodes(proc.pid) & listeners, "the supervisor itself accepts nothing"
 
 
-def test_a_dead_worker_is_replaced_and_sigterm_stops_all(
+def test_a_second_server_on_the_port_is_refused(supervisor: tuple[subprocess.Popen[bytes], int]) -> None:
+    """SO_REUSEPORT would let a second server of the same user share the port; the supervisor's lock
+    refuses it (status 2), and the CLI's probe does too."""
+    _, port = supervisor
+    second = _start_supervisor(port)
+    try:
+        assert second.wait(30) == 2
+        assert second.stderr is not None
+        assert b"already serving port" in second.stderr.read()
+    finally:
+        _stop_everything(second)
+    assert len(_listening_inodes(port)) == 2
+
+
+def test_dead_workers_are_replaced_and_sigterm_stops_all(
     supervisor: tuple[subprocess.Popen[bytes], int],
 ) -> None:
     proc, port = supervisor
-    listeners = _listening_inodes(port)
-    victim = next(pid for pid in _children(proc.pid) if _socket_inodes(pid) & listeners)
-    time.sleep(1.2)  # past crash_loop_s: a crash now is restarted, not a start-up failure
-    os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        owners = [pid for pid in _children(proc.pid) if _socket_inodes(pid) & _listening_inodes(port)]
-        if len(owners) == 2 and victim not in owners:
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError("the killed worker was not replaced")
+    seen = set(_workers_of(proc, port))
+    for _ in range(2):  # the second kill hits a worker that has just started: replaced again
+        victim = _workers_of(proc, port)[0]
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(
+            lambda victim=victim: len(_workers_of(proc, port)) == 2 and victim not in _workers_of(proc, port),
+            "a replacement worker",
+        )
+        seen |= set(_workers_of(proc, port))
+    assert len(seen) == 4
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    owners = _workers_of(proc, port)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     assert not any(_is_running(pid) for pid in owners), "every worker has exited"
+    assert not _listening_inodes(port)
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "SIGKILL"])
+def test_workers_stop_with_the_supervisor(supervisor: tuple[subprocess.Popen[bytes], int], how: str) -> None:
+    """SIGHUP (a closed terminal) stops the workers gracefully; if the supervisor is killed outright the
+    workers get SIGTERM from the kernel (PR_SET_PDEATHSIG) instead of serving on as orphans."""
+    proc, port = supervisor
+    owners = _workers_of(proc, port)
+    proc.send_signal(getattr(signal, how))
+    proc.wait(30)
+    _wait_for(lambda: not any(_is_running(pid) for pid in owners), "the workers to exit", timeout=30)
     assert not _listening_inodes(port)
 
 
@@ -150,16 +207,13 @@ def _is_running(pid: int) -> bool:
 
 
 def test_a_worker_failing_at_start_stops_the_supervisor() -> None:
-    """A worker that cannot bind (the port is held by a socket without SO_REUSEPORT) exits at once:
-    the supervisor stops with status 1 instead of restarting it forever."""
+    """A worker that cannot bind (the port is held by a socket without SO_REUSEPORT) exits with the
+    start-up failure status: the supervisor stops with status 1 instead of restarting it forever."""
     with socket.create_server(("127.0.0.1", 0)) as plain:
-        port = plain.getsockname()[1]
-        code = (
-            "import sys; from realtime import workers; "
-            f"sys.exit(workers.run(2, '127.0.0.1', {port}, {{'log_level': 'warning'}}))"
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
-        )
-    assert result.returncode == 1
-    assert "right after starting" in result.stderr
+        proc = _start_supervisor(plain.getsockname()[1])
+        try:
+            assert proc.wait(60) == 1
+            assert proc.stderr is not None
+            assert b"could not start" in proc.stderr.read()
+        finally:
+            _stop_everything(proc)
