@@ -23,7 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -122,6 +122,24 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+class CORS(CORSMiddleware):
+    """Starlette's CORS middleware, with failed preflights answered in the taxonomy's JSON.
+
+    Starlette answers a refused preflight with a plain-text 400 (``Disallowed CORS origin``); here an
+    origin outside the allowlist gets ``forbidden_origin`` (403) and a refused method or header
+    ``bad_request`` (400), as ``{"error": {"code", "message"}}``. Allowed preflights are unchanged.
+    """
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        """Starlette's preflight answer, unless it is a refusal (then a taxonomy error)."""
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        if not self.is_allowed_origin(origin=request_headers["origin"]):
+            return _error_response(errors.ForbiddenOrigin("This origin may not call this server."))
+        return _error_response(errors.ClientError("This method or header is not allowed across origins."))
 
 
 def _error_response(error: errors.MnistLiveError) -> JSONResponse:
@@ -299,7 +317,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     _install_error_handlers(app)
     app.add_middleware(PredictFastPath, runtime=runtime)  # innermost: CORS and body limits still apply
     app.add_middleware(
-        CORSMiddleware,
+        CORS,
         allow_origins=list(settings.allowed_origins),
         allow_origin_regex=r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?",
         allow_methods=["GET", "POST"],
@@ -360,7 +378,9 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         frame = await _read_frame(request)
         return Response(await _answer(runtime, frame, start), media_type="application/json")
 
-    @app.api_route("/predict", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @app.api_route(
+        "/predict", methods=["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
     async def predict_wrong_method() -> None:
         """Answer 405 here rather than letting the page mount at ``/`` answer 404."""
         raise StarletteHTTPException(405, headers={"Allow": "POST"})

@@ -310,3 +310,21 @@ def test_repeated_headers_are_read_as_the_route_reads_them(predictor: Predictor,
         assert c.post("/predict", content=body, headers=auth + first_json).status_code == 200
         r = c.post("/predict", content=body, headers=auth + list(reversed(first_json)))
         assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_refused_cors_preflights_are_taxonomy_errors(client: httpx.Client) -> None:
+    foreign = {"origin": "https://evil.example", "access-control-request-method": "POST"}
+    r = client.options("/predict", headers=foreign)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_origin"
+    assert "access-control-allow-origin" not in r.headers
+    bad_method = {"origin": "http://localhost:5173", "access-control-request-method": "DELETE"}
+    r = client.options("/predict", headers=bad_method)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "GET", "PUT", "DELETE"])
+def test_other_methods_on_predict_are_405(client: httpx.Client, method: str) -> None:
+    r = client.request(method, "/predict")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    if method != "HEAD":
+        assert r.json()["error"]["code"] == "method_not_allowed"
