@@ -130,8 +130,6 @@ class InferenceBatcher:
 
     def _classify(self, frames: list[Frame]) -> list[Outcome]:
         predictor = self._predictor()
-        if predictor is None:
-            return [errors.ModelError("The model is not loaded.") for _ in frames]
         outcomes: list[Outcome | None] = []
         tensors = []  # preprocessed frames that did not fail, in order (None: blank)
         for frame in frames:
@@ -143,6 +141,8 @@ class InferenceBatcher:
             except Exception:
                 logging.getLogger("mnist_live").exception("preprocess_failed")
                 outcomes.append(errors.ServerError())
+        if predictor is None:  # malformed frames still get their own (4xx) error first
+            return [o if o is not None else errors.ModelError("The model is not loaded.") for o in outcomes]
         try:
             predictions = iter(predictor.classify(tensors) if tensors else [])
         except errors.MnistLiveError as exc:

@@ -33,7 +33,7 @@ from realtime.messages import (
 from shared import errors
 from shared.inference import Predictor
 from shared.limits import Limits
-from shared.preprocess import Frame
+from shared.preprocess import Frame, preprocess
 from shared.schemas import Prediction
 
 Parsed = PredictMessage | PingMessage | errors.ClientError
@@ -249,12 +249,14 @@ def infer(predictor: Predictor | None, frame: Frame, limits: Limits) -> Predicti
         limits: Input limits.
 
     Returns:
-        The prediction, the client's error (``ClientError``), or a ``ServerError`` for anything unexpected
-        (logged with its type, never sent to the client).
+        The prediction, the client's error (``ClientError``, also when no model is loaded), or a
+        ``ServerError`` (``ModelError`` without a model; anything unexpected is logged with its type,
+        never sent to the client).
     """
-    if predictor is None:
-        return errors.ModelError("The model is not loaded.")
     try:
+        if predictor is None:
+            preprocess(frame, limits)  # a malformed frame is still the client's mistake (4xx), not a 503
+            return errors.ModelError("The model is not loaded.")
         return predictor.predict([frame], limits)[0]
     except errors.MnistLiveError as exc:
         return exc

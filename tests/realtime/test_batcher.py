@@ -106,3 +106,16 @@ async def test_cancelled_waiters_do_not_break_the_workers(predictor: Predictor) 
     finally:
         batcher.close()
     assert isinstance(outcome, Prediction) and outcome.digit == 7
+
+
+@pytest.mark.asyncio
+async def test_no_model_still_reports_the_clients_own_mistake_first() -> None:
+    """Without a model a malformed frame is still a 4xx (the client's fix), a valid one a 503."""
+    batcher = InferenceBatcher(lambda: None, DEFAULT_LIMITS, workers=1)
+    try:
+        bad = await batcher.submit(StrokesFrame([[["a", "b"]]], 280, 280))
+        good = await batcher.submit(ONE)
+    finally:
+        batcher.close()
+    assert isinstance(bad, errors.InvalidStrokes) and bad.http_status == 422
+    assert isinstance(good, errors.ModelError) and good.http_status == 503
