@@ -168,16 +168,18 @@ def test_dead_workers_are_replaced_and_sigterm_stops_all(
     supervisor: tuple[subprocess.Popen[bytes], int],
 ) -> None:
     proc, port = supervisor
-    seen = set(_workers_of(proc, port))
-    for _ in range(2):  # the second kill hits a worker that has just started: replaced again
-        victim = _workers_of(proc, port)[0]
+    victim = _workers_of(proc, port)[0]
+    for _ in range(2):  # then kill the replacement, which has just started: it is replaced again
+        before = set(_workers_of(proc, port))
         os.kill(victim, signal.SIGKILL)
-        _wait_for(
-            lambda victim=victim: len(_workers_of(proc, port)) == 2 and victim not in _workers_of(proc, port),
-            "a replacement worker",
-        )
-        seen |= set(_workers_of(proc, port))
-    assert len(seen) == 4
+        deadline = time.monotonic() + 60
+        while True:
+            now = set(_workers_of(proc, port))  # one snapshot per poll
+            if len(now) == 2 and not now & {victim} and now - before:
+                break
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.2)
+        (victim,) = now - before
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
     owners = _workers_of(proc, port)
     proc.send_signal(signal.SIGTERM)
