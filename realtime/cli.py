@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from shared.settings import Settings
 
 
@@ -83,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mnist-live`` console script."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ValidationError as exc:  # a bad MNIST_LIVE_* value: say which, without a traceback
+        for error in exc.errors():
+            name = "MNIST_LIVE_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"mnist-live: invalid setting {name}: {error['msg']}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -328,3 +328,14 @@ def test_other_methods_on_predict_are_405(client: httpx.Client, method: str) -> 
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     if method != "HEAD":
         assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_bad_setting_is_one_clear_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from realtime.cli import main
+
+    monkeypatch.setenv("MNIST_LIVE_PORT", "abc")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mnist-live: invalid setting MNIST_LIVE_PORT:") and "Traceback" not in err
