@@ -241,7 +241,10 @@ class Runtime:
         """Queue one frame for inference; ``await ticket.future`` (see :meth:`InferenceBatcher.enqueue`)."""
         if self._batcher is None:
             self._batcher = InferenceBatcher(
-                lambda: self.predictor, self.settings.limits, workers=self.settings.inference_threads
+                lambda: self.predictor,
+                self.settings.limits,
+                workers=self.settings.inference_threads,
+                max_batch=self.settings.inference_max_batch,
             )
         return self._batcher.enqueue(frame)
 

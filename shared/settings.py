@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     model_path: Path = Field(DEFAULT_MODEL_PATH, description="ONNX model file, input (N,1,28,28) float32.")
     intra_op_num_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads.")
     inference_threads: int = Field(2, ge=1, le=64, description="Batching inference workers per process.")
+    inference_max_batch: int = Field(4, ge=1, le=256, description="Most frames per model call.")
     max_encoded_bytes: int = Field(1 << 20, ge=1024, description="Largest decoded image, bytes.")
     max_image_pixels: int = Field(4096 * 4096, ge=1024, description="Largest declared width x height.")
     max_strokes: int = Field(64, ge=1, description="Most strokes in one frame.")
