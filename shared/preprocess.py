@@ -24,7 +24,7 @@ Blank rule (``None`` means ``no_digit``; the model is not asked):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
@@ -298,15 +298,7 @@ def _stroke_points(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64
     flat: list[Any] = []
     lengths: list[int] = []
     widths: set[int] = set()
-    total = 0
-    for stroke in strokes:
-        if not isinstance(stroke, list | tuple):
-            raise errors.InvalidStrokes("Each stroke must be a list of [x, y] points.")
-        if not stroke:
-            continue
-        total += len(stroke)
-        if total > limits.max_points:
-            raise errors.InvalidStrokes(f"At most {limits.max_points} points are allowed per frame.")
+    for stroke in _nonempty_strokes(strokes, limits):
         try:
             widths.update(map(len, stroke))
         except TypeError:  # a point that is a number, None, ...
@@ -329,15 +321,7 @@ def _stroke_points_each(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.fl
     """:func:`_stroke_points` stroke by stroke, every check repeated: any numeric type numpy reads."""
     arrays: list[npt.NDArray[Any]] = []
     lengths: list[int] = []
-    total = 0
-    for stroke in strokes:
-        if not isinstance(stroke, list | tuple):
-            raise errors.InvalidStrokes("Each stroke must be a list of [x, y] points.")
-        if not stroke:
-            continue
-        total += len(stroke)
-        if total > limits.max_points:
-            raise errors.InvalidStrokes(f"At most {limits.max_points} points are allowed per frame.")
+    for stroke in _nonempty_strokes(strokes, limits):
         try:
             arr = np.asarray(stroke)
         except (ValueError, TypeError, OverflowError) as exc:
@@ -353,6 +337,24 @@ def _stroke_points_each(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.fl
     xy = (np.concatenate(arrays) if len(arrays) > 1 else arrays[0]).astype(np.float64)
     _check_coordinates(xy, limits)
     return xy, lengths
+
+
+def _nonempty_strokes(strokes: list[Any] | tuple[Any, ...], limits: Limits) -> Iterator[Sequence[Any]]:
+    """Yield each non-empty stroke, checking the strokes' types and count before any conversion.
+
+    Raises:
+        InvalidStrokes: a stroke is not a list, or the strokes hold more than ``limits.max_points``.
+    """
+    total = 0
+    for stroke in strokes:
+        if not isinstance(stroke, list | tuple):
+            raise errors.InvalidStrokes("Each stroke must be a list of [x, y] points.")
+        if not stroke:
+            continue
+        total += len(stroke)
+        if total > limits.max_points:
+            raise errors.InvalidStrokes(f"At most {limits.max_points} points are allowed per frame.")
+        yield stroke
 
 
 def _check_coordinates(xy: npt.NDArray[np.float64], limits: Limits) -> None:

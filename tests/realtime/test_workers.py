@@ -154,13 +154,7 @@ def test_a_second_server_on_the_port_is_refused(supervisor: tuple[subprocess.Pop
     """SO_REUSEPORT would let a second server of the same user share the port; the supervisor's lock
     refuses it (status 2), and the CLI's probe does too."""
     _, port = supervisor
-    second = _start_supervisor(port)
-    try:
-        assert second.wait(30) == 2
-        assert second.stderr is not None
-        assert b"already serving port" in second.stderr.read()
-    finally:
-        _stop_everything(second)
+    _assert_exits(_start_supervisor(port), 2, b"already serving port")
     assert len(_listening_inodes(port)) == 2
 
 
@@ -212,10 +206,14 @@ def test_a_worker_failing_at_start_stops_the_supervisor() -> None:
     """A worker that cannot bind (the port is held by a socket without SO_REUSEPORT) exits with the
     start-up failure status: the supervisor stops with status 1 instead of restarting it forever."""
     with socket.create_server(("127.0.0.1", 0)) as plain:
-        proc = _start_supervisor(plain.getsockname()[1])
-        try:
-            assert proc.wait(60) == 1
-            assert proc.stderr is not None
-            assert b"could not start" in proc.stderr.read()
-        finally:
-            _stop_everything(proc)
+        _assert_exits(_start_supervisor(plain.getsockname()[1]), 1, b"could not start")
+
+
+def _assert_exits(proc: subprocess.Popen[bytes], status: int, says: bytes) -> None:
+    """The supervisor exits by itself with ``status`` and ``says`` on stderr."""
+    try:
+        assert proc.wait(60) == status
+        assert proc.stderr is not None
+        assert says in proc.stderr.read()
+    finally:
+        _stop_everything(proc)
