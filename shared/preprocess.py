@@ -215,38 +215,9 @@ def _fit_box(crop: FloatImage) -> FloatImage:
     height, width = crop.shape
     scale = MNIST_BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if scale < 1:
-        box = _box_weights(height, size[1]) @ (crop @ _box_weights(width, size[0]).T)
-    else:
-        img = Image.fromarray(crop, mode="F").resize(size, Image.Resampling.BILINEAR)
-        box = np.asarray(img, dtype=np.float32)
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    box = np.asarray(Image.fromarray(crop, mode="F").resize(size, resample), dtype=np.float32)
     return _center_by_mass(np.clip(box, 0.0, 1.0))
-
-
-@lru_cache(maxsize=128)
-def _box_weights(size_in: int, size_out: int) -> FloatImage:
-    """``(size_out, size_in)`` float32 weights of Pillow's BOX resampling along one axis.
-
-    Pillow's ``precompute_coeffs`` (``libImaging/Resample.c``): output pixel ``i`` averages the input
-    pixels whose centres lie in ``((i + 0.5) * scale +- scale / 2]``, ``scale = size_in / size_out``.
-    ``W_rows @ crop @ W_cols.T`` equals ``Image.resize(..., BOX)`` on a float image to 1 float32 ulp
-    (Pillow sums in double; tested) in about a third of the time, without building Pillow images.
-    Cached: at most 128 shapes (a few MB; clients choose the crop sizes), a miss costs about 0.3 ms.
-    """
-    scale = size_in / size_out
-    filterscale = max(scale, 1.0)
-    support = 0.5 * filterscale
-    weights = np.zeros((size_out, size_in), dtype=np.float64)
-    for i in range(size_out):
-        centre = (i + 0.5) * scale
-        first = max(int(centre - support + 0.5), 0)
-        stop = min(int(centre + support + 0.5), size_in)
-        taps = [1.0 if -0.5 < (x - centre + 0.5) / filterscale <= 0.5 else 0.0 for x in range(first, stop)]
-        total = sum(taps)
-        weights[i, first:stop] = [t / total for t in taps] if total else taps
-    out: FloatImage = weights.astype(np.float32)
-    out.flags.writeable = False
-    return out
 
 
 # -------------------------------------------------------------------------------------------- strokes
