@@ -146,6 +146,13 @@ def _error_response(error: errors.MnistLiveError) -> JSONResponse:
     return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 
 
+def _taxonomy_response(error: errors.MnistLiveError, path: str) -> JSONResponse:
+    """:func:`_error_response`, logging server-side faults (5xx) first; clients' mistakes are not."""
+    if error.http_status >= 500:
+        logs.get_logger().error("server_error", extra={"code": error.code, "path": path})
+    return _error_response(error)
+
+
 INLINE_MAX_POINTS = 256
 """Strokes frames with at most this many points may be classified on the event loop instead of being
 handed to a worker thread. Typical pen digits have 50-110 points and cost about 0.5 ms of CPU here; the
@@ -485,48 +492,25 @@ class PredictFastPath:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        content_type = authorization = None  # the first of repeated headers, as Starlette reads them
-        for name, value in scope["headers"]:
-            if name == b"content-type" and content_type is None:
-                content_type = value.decode("latin-1")
-            elif name == b"authorization" and authorization is None:
-                authorization = value.decode("latin-1")
-        media_type = _media_type(content_type or "")
+        request = Request(scope, receive)
+        media_type = _media_type(request.headers.get("content-type", ""))
         if media_type == "multipart/form-data":
             await self.app(scope, receive, send)
             return
         try:
-            access.check_token(access.bearer_token(authorization), self.secret)
-            body = await _read_body(receive)
-            content = await _answer(self.runtime, _body_frame(media_type, body), start)
+            access.check_token(access.bearer_token(request.headers.get("authorization")), self.secret)
+            content = await _answer(self.runtime, _body_frame(media_type, await request.body()), start)
         except errors.MnistLiveError as exc:
-            if exc.http_status >= 500:
-                logs.get_logger().error("server_error", extra={"code": exc.code, "path": "/predict"})
-            await _error_response(exc)(scope, receive, send)
+            await _taxonomy_response(exc, "/predict")(scope, receive, send)
             return
         except ClientDisconnect:
-            logs.get_logger().info("http_client_disconnected", extra={"path": "/predict"})
+            _log_client_gone("/predict")
             return  # nobody is listening
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+        await Response(content, media_type="application/json")(scope, receive, send)
 
 
-async def _read_body(receive: Receive) -> bytes:
-    """The whole request body.
-
-    Raises:
-        ClientDisconnect: the client went away first.
-        MnistLiveError: from :class:`BodyLimit`'s receive (too large, too slow).
-    """
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+def _log_client_gone(path: str) -> None:
+    logs.get_logger().info("http_client_disconnected", extra={"path": path})
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -534,9 +518,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def taxonomy(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.MnistLiveError)
-        if exc.http_status >= 500:
-            logs.get_logger().error("server_error", extra={"code": exc.code, "path": request.url.path})
-        return _error_response(exc)
+        return _taxonomy_response(exc, request.url.path)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -549,7 +531,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     async def client_gone(request: Request, exc: Exception) -> Response:
-        logs.get_logger().info("http_client_disconnected", extra={"path": request.url.path})
+        _log_client_gone(request.url.path)
         return Response(status_code=400)  # nobody is listening; nothing to log as a fault
 
     async def validation(request: Request, exc: Exception) -> Response:

@@ -166,9 +166,7 @@ def _normalize_image(data: bytes | str, limits: Limits) -> FloatImage | None:
     crop = levels[r0:r1, c0:c1]
     # lut falls then rises with the level (_ink_levels), so the crop's peak ink is at its extreme levels.
     peak = float(max(lut[crop.min()], lut[crop.max()]))
-    if peak < MIN_PEAK_CONTRAST or max(crop.shape) <= MAX_SPECK_PX:
-        return None
-    if np.count_nonzero(mask[r0:r1, c0:c1]) < MIN_INK_PIXELS:
+    if _blank(peak, crop.shape) or np.count_nonzero(mask[r0:r1, c0:c1]) < MIN_INK_PIXELS:
         return None
     table = lut * np.float32(1 / peak)  # the same float32 operations _normalize_crop does per pixel
     table *= lut >= NOISE_FLOOR
@@ -196,14 +194,17 @@ def _ink_levels(lut: bytes) -> tuple[int, int]:
 def _normalize_crop(crop: FloatImage) -> FloatImage | None:
     """The tail of :func:`normalize`: ``crop`` is the ink map cut to the bounding box of its ink pixels."""
     peak = float(crop.max())
-    if peak < MIN_PEAK_CONTRAST or max(crop.shape) <= MAX_SPECK_PX:
-        return None
     mask = crop >= NOISE_FLOOR
-    if np.count_nonzero(mask) < MIN_INK_PIXELS:
+    if _blank(peak, crop.shape) or np.count_nonzero(mask) < MIN_INK_PIXELS:
         return None
     crop = crop * np.float32(1 / peak)  # ink >= 0, so zeroing by multiplying with the mask is exact
     crop *= mask
     return _fit_box(crop)
+
+
+def _blank(peak: float, shape: tuple[int, ...]) -> bool:
+    """The image blank rule before counting pixels: faint noise, or a speck (module docstring)."""
+    return peak < MIN_PEAK_CONTRAST or max(shape) <= MAX_SPECK_PX
 
 
 def _fit_box(crop: FloatImage) -> FloatImage:
