@@ -16,8 +16,13 @@ over ``repeat`` passes x 200 frames of the CPU time (``time.process_time_ns``) o
 * ``+ inference``: ``preprocess`` then ``Predictor.logits`` (normalization + inference, issue 2 target);
 * ``predict()``: the full ``Predictor.predict`` (adds softmax and the pydantic result).
 
+Rows run in blocks (``--interleave block``, default): each pass runs one row over all frames, then the
+next, reversing the row order on odd passes, so slow drifts of the machine's speed hit every row alike.
+``--interleave frame`` alternates the rows frame by frame instead; then each call runs after the other
+rows' (a 313 KB PNG decode before a strokes frame), with cold caches, and costs up to 1.7x more.
+
 With ``--baseline REV`` the ``preprocess`` rows are repeated for ``git show REV:shared/preprocess.py``,
-calls interleaved with the current code so machine load affects both alike. Not a test. Targets
+interleaved with the current code's rows the same way. Not a test. Targets
 (issue 2, this 2-core machine): <= 0.4 ms strokes, <= 2.0 ms PNG per prediction.
 """
 
@@ -69,9 +74,14 @@ def _load_revision(rev: str) -> ModuleType:
 
 
 def _bench(
-    rows: dict[str, tuple[Callable[[Any], object], list[Any]]], repeat: int
+    rows: dict[str, tuple[Callable[[Any], object], list[Any]]], repeat: int, interleave: str = "block"
 ) -> dict[str, tuple[float, float]]:
-    """Median and 10th-percentile CPU ms per call for each row; rows interleaved frame by frame."""
+    """Median and 10th-percentile CPU ms per call for each row.
+
+    ``interleave="block"``: each pass runs every row over all its frames in turn (row order reversed on
+    odd passes), as a stream of frames of one kind would run. ``"frame"``: rows alternate frame by
+    frame, so each call follows the other rows' calls (their memory traffic evicts its caches).
+    """
     clock = time.process_time_ns
     times: dict[str, list[int]] = {name: [] for name in rows}
     n = min(len(frames) for _, frames in rows.values())
@@ -80,11 +90,19 @@ def _bench(
             fn(f)
     for r in range(repeat):
         order = list(rows.items()) if r % 2 == 0 else list(reversed(rows.items()))
-        for i in range(n):
+        if interleave == "block":
             for name, (fn, frames) in order:
-                t0 = clock()
-                fn(frames[i])
-                times[name].append(clock() - t0)
+                spent = times[name]
+                for f in frames[:n]:
+                    t0 = clock()
+                    fn(f)
+                    spent.append(clock() - t0)
+        else:
+            for i in range(n):
+                for name, (fn, frames) in order:
+                    t0 = clock()
+                    fn(frames[i])
+                    times[name].append(clock() - t0)
     return {
         name: (statistics.median(t) / 1e6, float(np.percentile(t, 10)) / 1e6) for name, t in times.items()
     }
@@ -95,6 +113,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="number of inks (<= 200)")
     parser.add_argument("--repeat", type=int, default=5, help="passes over the inks")
     parser.add_argument("--baseline", help="git revision of shared/preprocess.py to compare with")
+    parser.add_argument(
+        "--interleave",
+        choices=("block", "frame"),
+        default="block",
+        help="run each row over all frames in turn (block, default) or alternate rows frame by frame",
+    )
     args = parser.parse_args()
     settings = Settings()
     inks = load_inks(settings.data_dir / "pen" / "unipen1a_dev_200.jsonl")[: args.n]
@@ -137,10 +161,13 @@ def main() -> None:
         rows[f"strokes: preprocess + inference @{args.baseline}"] = (with_inference(base), bs)
         rows[f"png 280x280: preprocess @{args.baseline}"] = (base.preprocess, bp)
         rows[f"png 280x280: preprocess + inference @{args.baseline}"] = (with_inference(base), bp)
-    result = _bench(rows, args.repeat)
+    result = _bench(rows, args.repeat, args.interleave)
     mean_png = sum(len(p) for p in pngs) / len(pngs)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"inks={len(inks)} repeat={args.repeat} mean png={mean_png / 1024:.1f} KiB load1={load:.1f}")
+    print(
+        f"inks={len(inks)} repeat={args.repeat} interleave={args.interleave} "
+        f"mean png={mean_png / 1024:.1f} KiB load1={load:.1f}"
+    )
     print(f"{'CPU ms per frame':52s} {'median':>7s} {'p10':>7s}")
     for name in sorted(result):
         median, p10 = result[name]

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from shared import errors
+from shared import errors, kernels
 from shared.decode import U8_TO_UNIT, FloatImage, ink_source, load_image
 from shared.limits import DEFAULT_LIMITS, Limits
 
@@ -54,8 +54,6 @@ MIN_VISIBLE_PX = 1e-3
 """Ink narrower than this (canvas px) on the canvas is invisible: blank (also keeps float32 finite)."""
 DEFAULT_STROKE_FRACTION = 16 / 280
 """Default stroke width as a fraction of the canvas's longer side: 16 px on the page's 280 px canvas."""
-_SIMPLIFY_PX = 0.5
-"""Polyline points closer than this (output px) to the previous kept point are dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,26 +149,18 @@ def _normalize_image(data: bytes | str, limits: Limits) -> FloatImage | None:
     low, high = _ink_levels(lut.tobytes())
     if low < 0 and high > 255:
         return None
-    if high > 255:
-        mask = levels <= low
-    elif low < 0:
-        mask = levels >= high
-    else:
-        mask = levels <= low
-        mask |= levels >= high
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    r0, r1, c0, c1, count, lowest, highest = kernels.ink_extent(np.ascontiguousarray(levels), low, high)
+    if count == 0:
         return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    crop = levels[r0:r1, c0:c1]
-    # lut falls then rises with the level (_ink_levels), so the crop's peak ink is at its extreme levels.
-    peak = float(max(lut[crop.min()], lut[crop.max()]))
-    if _blank(peak, crop.shape) or np.count_nonzero(mask[r0:r1, c0:c1]) < MIN_INK_PIXELS:
+    # lut falls then rises with the level (_ink_levels), so the peak ink is at the extreme ink levels;
+    # pixels in the crop that are not ink have less contrast than any ink pixel.
+    peak = float(max(lut[lowest], lut[highest]))
+    if _blank(peak, (r1 - r0, c1 - c0)) or count < MIN_INK_PIXELS:
         return None
     table = lut * np.float32(1 / peak)  # the same float32 operations _normalize_crop does per pixel
     table *= lut >= NOISE_FLOOR
-    return _fit_box(table[crop])
+    crop: FloatImage = kernels.apply_table(levels[r0:r1, c0:c1], table)
+    return _fit_box(crop)
 
 
 @lru_cache(maxsize=512)
@@ -218,7 +208,8 @@ def _fit_box(crop: FloatImage) -> FloatImage:
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
     box = np.asarray(Image.fromarray(crop, mode="F").resize(size, resample), dtype=np.float32)
-    return _center_by_mass(np.clip(box, 0.0, 1.0))
+    out: FloatImage = kernels.center_by_mass(np.clip(box, 0.0, 1.0))
+    return out
 
 
 # -------------------------------------------------------------------------------------------- strokes
@@ -386,123 +377,19 @@ def rasterize_strokes(
         return None  # every point is off the canvas, or only an invisible sliver of pen is on it
     scale = MNIST_BOX / max(x1 - x0, y1 - y0)
     out_w, out_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
-    # Pixel centres of the output box, in output px (x scaled like PIL's resize of the cropped box).
-    p = (points - np.array((x0, y0))) * np.array((out_w / (x1 - x0), out_h / (y1 - y0)))
-    starts, ends = _segments(p, lengths)
-    ab = p[starts + ends].astype(np.float32)
-    box = _capsule_coverage(ab[: len(starts)], ab[len(starts) :], radius * scale, out_h, out_w)
+    # Output px per canvas px on each axis (x scaled like PIL's resize of the cropped box).
+    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+    lengths_array = np.array(lengths, dtype=np.int64)
+    box = kernels.capsule_coverage(
+        np.ascontiguousarray(points), lengths_array, x0, y0, sx, sy, radius * scale, out_h, out_w
+    )
     if not box.any():
         return None
-    return _center_by_mass(box)
-
-
-def _segments(p: npt.NDArray[np.float64], lengths: list[int]) -> tuple[list[int], list[int]]:
-    """Segment start and end indices into ``p`` after thinning each stroke (a dot is one point twice).
-
-    Within a stroke, a point is dropped when the path since the last kept point is shorter than
-    :data:`_SIMPLIFY_PX`; both ends of every stroke are kept.
-    """
-    steps = np.hypot(*np.diff(p, axis=0).T).tolist() if len(p) > 1 else []
-    starts: list[int] = []
-    ends: list[int] = []
-    first = 0
-    for n in lengths:
-        last = first + n - 1
-        if n == 1:
-            starts.append(first)
-            ends.append(first)
-        else:
-            kept = first
-            acc = 0.0
-            for i in range(first + 1, last + 1):
-                acc += steps[i - 1]
-                if acc >= _SIMPLIFY_PX or i == last:
-                    starts.append(kept)
-                    ends.append(i)
-                    kept = i
-                    acc = 0.0
-        first = last + 1
-    return starts, ends
-
-
-def _capsule_coverage(
-    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], radius: float, height: int, width: int
-) -> FloatImage:
-    """Anti-aliased coverage of the union of capsules (segments ``a[i]``-``b[i]``, radius ``radius``).
-
-    Args:
-        a: ``(M, 2)`` float32 segment starts, output px.
-        b: ``(M, 2)`` float32 segment ends (equal to ``a`` for a dot).
-        radius: Pen radius, output px.
-        height: Output rows.
-        width: Output columns.
-
-    Returns:
-        ``(height, width)`` float32 in [0, 1]: ``clip(radius + 0.5 - distance, 0, 1)`` per pixel centre.
-    """
-    gx, gy = _grid(height, width)
-    ax, ay = a[:, :1], a[:, 1:]
-    abx, aby = b[:, :1] - ax, b[:, 1:] - ay
-    len2 = abx * abx + aby * aby
-    np.maximum(len2, np.float32(1e-12), out=len2)
-    dx = gx - ax  # (M, G): every segment against every pixel centre
-    dy = gy - ay
-    t = dx * (abx / len2)
-    t += dy * (aby / len2)
-    np.clip(t, 0, 1, out=t)
-    dx -= t * abx
-    dy -= t * aby
-    dx *= dx
-    dy *= dy
-    dx += dy
-    d = np.sqrt(dx.min(axis=0))
-    cover = np.float32(radius + 0.5) - d
-    np.clip(cover, 0, 1, out=cover)
-    out: FloatImage = cover.reshape(height, width)
+    out: FloatImage = kernels.center_by_mass(box)
     return out
 
 
-@lru_cache(maxsize=1024)
-def _grid(height: int, width: int) -> tuple[FloatImage, FloatImage]:
-    """Pixel-centre x and y coordinates of a ``height`` x ``width`` grid, each ``(height * width,)``."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + np.float32(0.5)
-    return xs.ravel(), ys.ravel()
-
-
 # --------------------------------------------------------------------------------------------- common
-
-
-def _center_by_mass(box: FloatImage) -> FloatImage:
-    """Place a normalized box in 28x28 with its centre of mass at the centre (sub-pixel, bilinear).
-
-    Args:
-        box: ``(h, w)`` float32 in [0, 1], ``max(h, w) <= 20``.
-
-    Returns:
-        ``(28, 28)`` float32 in [0, 1]; ink pushed past the field's edge is cut, as in MNIST.
-    """
-    h, w = box.shape
-    rows, cols = box.sum(axis=1), box.sum(axis=0)
-    total = float(rows.sum())
-    if total <= 0:
-        return np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
-    centre = (MNIST_SIDE - 1) / 2  # index space: pixel i covers [i, i+1), the field's centre is 13.5
-    shift_y = centre - float(rows @ _INDEX[:h]) / total
-    shift_x = centre - float(cols @ _INDEX[:w]) / total
-    # Bilinear weights moving index j to j + shift, max(1 - |i - j - shift|, 0), for both axes at once.
-    weights = _INDEX_DIFF - np.array([[[shift_y]], [[shift_x]]], dtype=np.float32)
-    np.abs(weights, out=weights)
-    np.subtract(np.float32(1), weights, out=weights)
-    np.maximum(weights, np.float32(0), out=weights)
-    out = weights[0, :, :h] @ box @ weights[1, :, :w].T
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
-_INDEX = np.arange(MNIST_SIDE, dtype=np.float32)
-
-
-_INDEX_DIFF = _INDEX[:, None] - _INDEX
-"""``(28, 28)`` float32 ``i - j``, exact integers."""
 
 
 def stack(images: Sequence[FloatImage]) -> FloatImage:

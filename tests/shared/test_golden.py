@@ -3,7 +3,8 @@
 ``tests/data/golden_preprocess.npz`` was written by ``tests/data/make_golden.py`` with
 ``shared/preprocess.py`` at commit e416e1e (the normalization the current model is trained on). Any
 refactor must reproduce it to 1e-5 (max absolute difference); a deliberate change regenerates it
-together with a retrained model.
+together with a retrained model. Each test runs with both kernel forms (:mod:`shared.kernels`): the
+compiled one and the numpy one the Lambda image uses.
 """
 
 from __future__ import annotations
@@ -14,11 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared import kernels
 from shared.decode import decode_image
 from shared.preprocess import ImageFrame, StrokesFrame, normalize, preprocess
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden_preprocess.npz"
 ATOL = 1e-5
+
+
+@pytest.fixture(params=["compiled", "numpy"], autouse=True)
+def kernel_form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the installed kernels, then with the numpy forms in their place."""
+    if request.param == "numpy":
+        for name in ("capsule_coverage", "center_by_mass", "ink_extent", "apply_table"):
+            monkeypatch.setattr(kernels, name, getattr(kernels, f"numpy_{name}"))
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")

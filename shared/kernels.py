@@ -1,0 +1,390 @@
+"""Pixel loops of the preprocessing, compiled with numba when it is installed, else numpy.
+
+Each kernel is written twice, with one contract:
+
+* **compiled** (numba, the default install): one loop nest compiled to machine code (``nopython``,
+  ``nogil``: inference worker threads preprocess while the event loop runs), a few passes over the
+  pixels instead of one numpy call (~3 us here) per operation. Signatures are explicit, so the kernels
+  are compiled when this module is imported (about 4 s once per machine; then about 0.5 s to load from
+  numba's cache beside this file or in ``NUMBA_CACHE_DIR``), never during a request.
+* **numpy** (``numpy_*``): the vectorized reference, used when numba is not installed (the Lambda image
+  leaves it out: the import would add about 1 s to every cold start, see infra/README.md).
+
+:data:`BACKEND` says which one the public names are. Both agree within 1e-5 (tested), and
+``tests/shared/test_golden.py`` pins either to 1e-5 of the code the model was trained on. Arguments must
+have exactly the dtypes and layouts named (C-contiguous where said); :mod:`shared.preprocess` validates
+and converts before calling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+try:
+    from numba import njit
+except ImportError:  # the Lambda image: numpy kernels
+    njit = None  # type: ignore[assignment]
+
+MNIST_SIDE = 28
+"""Side of MNIST's field, px (LeCun et al. 1998)."""
+SIMPLIFY_PX = 0.5
+"""Polyline points closer than this (output px, path length) to the previous kept point are dropped."""
+_CENTRE = (MNIST_SIDE - 1) / 2
+"""Centre of the 28x28 field in index space (pixel i covers [i, i + 1)): 13.5."""
+
+
+def _capsule_coverage_loops(  # noqa: PLR0917 (a kernel: positional, typed arguments)
+    points: npt.NDArray[np.float64],
+    lengths: npt.NDArray[np.int64],
+    x0: float,
+    y0: float,
+    sx: float,
+    sy: float,
+    radius: float,
+    height: int,
+    width: int,
+) -> npt.NDArray[np.float32]:
+    """Anti-aliased coverage of pen strokes drawn as round-capped, round-joined capsules.
+
+    Each point ``(x, y)`` (canvas px) maps to ``((x - x0) * sx, (y - y0) * sy)`` output px. Within a
+    stroke, a point is skipped while the path since the last kept point is shorter than
+    :data:`SIMPLIFY_PX` (both ends are always kept); a one-point stroke is a dot. Pixel ``(i, j)`` has
+    its centre at ``(j + 0.5, i + 0.5)`` and coverage ``clip(radius + 0.5 - d, 0, 1)``, ``d`` its
+    distance to the nearest segment (each segment only visits the pixels within its reach).
+
+    Args:
+        points: ``(P, 2)`` float64 canvas px, strokes concatenated, P >= 1.
+        lengths: ``(S,)`` int64 points per stroke, each >= 1, summing to P.
+        x0: Left edge of the ink's bounding box, canvas px.
+        y0: Top edge, canvas px.
+        sx: Horizontal scale, output px per canvas px.
+        sy: Vertical scale, output px per canvas px.
+        radius: Pen radius, output px, >= 0.
+        height: Output rows, >= 1.
+        width: Output columns, >= 1.
+
+    Returns:
+        ``(height, width)`` float32 in [0, 1].
+    """
+    n_points = points.shape[0]
+    p = np.empty((n_points, 2), np.float64)  # output px
+    for i in range(n_points):
+        p[i, 0] = (points[i, 0] - x0) * sx
+        p[i, 1] = (points[i, 1] - y0) * sy
+    n_strokes = lengths.shape[0]
+    seg = np.empty((n_points + n_strokes, 4), np.float32)  # segments: ax, ay, bx, by
+    m = 0
+    first = 0
+    for k in range(n_strokes):
+        last = first + lengths[k] - 1
+        if last == first:
+            seg[m, 0] = seg[m, 2] = p[first, 0]
+            seg[m, 1] = seg[m, 3] = p[first, 1]
+            m += 1
+        kept = first
+        acc = 0.0
+        for i in range(first + 1, last + 1):
+            acc += math.hypot(p[i, 0] - p[i - 1, 0], p[i, 1] - p[i - 1, 1])
+            if acc >= SIMPLIFY_PX or i == last:
+                seg[m, 0] = p[kept, 0]
+                seg[m, 1] = p[kept, 1]
+                seg[m, 2] = p[i, 0]
+                seg[m, 3] = p[i, 1]
+                m += 1
+                kept = i
+                acc = 0.0
+        first = last + 1
+
+    reach = np.float32(radius + 0.5)
+    best = np.full((height, width), np.inf, np.float32)  # squared distance to the nearest segment
+    for s in range(m):
+        ax, ay, bx, by = seg[s, 0], seg[s, 1], seg[s, 2], seg[s, 3]
+        abx = bx - ax
+        aby = by - ay
+        len2 = max(abx * abx + aby * aby, np.float32(1e-12))
+        ux = abx / len2
+        uy = aby / len2
+        # pixel centres within reach of the segment's bounding box (a superset of those within reach)
+        c0 = max(math.floor(min(ax, bx) - reach - 0.5), 0)
+        c1 = min(math.ceil(max(ax, bx) + reach + 0.5), width)
+        r0 = max(math.floor(min(ay, by) - reach - 0.5), 0)
+        r1 = min(math.ceil(max(ay, by) + reach + 0.5), height)
+        for r in range(r0, r1):
+            dy = np.float32(r) + np.float32(0.5) - ay
+            for c in range(c0, c1):
+                dx = np.float32(c) + np.float32(0.5) - ax
+                t = min(max(dx * ux + dy * uy, np.float32(0.0)), np.float32(1.0))
+                ex = dx - t * abx
+                ey = dy - t * aby
+                d2 = ex * ex + ey * ey
+                best[r, c] = min(best[r, c], d2)
+
+    out = np.empty((height, width), np.float32)
+    for r in range(height):
+        for c in range(width):
+            out[r, c] = min(max(reach - np.float32(math.sqrt(best[r, c])), np.float32(0.0)), np.float32(1.0))
+    return out
+
+
+def _center_by_mass_loops(box: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Place a normalized box in 28x28 with its centre of mass at the field's centre (LeCun et al. 1998).
+
+    The box is shifted by a sub-pixel amount with bilinear weights ``max(1 - |i - k - shift|, 0)`` per
+    axis; ink shifted past the field's edge is cut, as in MNIST.
+
+    Args:
+        box: ``(h, w)`` float32 in [0, 1], ``h, w <= 28`` (20 on the longer side from the normalization).
+
+    Returns:
+        ``(28, 28)`` float32 in [0, 1]; all zeros when the box holds no ink.
+    """
+    h, w = box.shape
+    total = 0.0
+    row_moment = 0.0
+    col_moment = 0.0
+    for i in range(h):
+        for j in range(w):
+            v = box[i, j]
+            total += v
+            row_moment += v * i
+            col_moment += v * j
+    out = np.zeros((MNIST_SIDE, MNIST_SIDE), np.float32)
+    if total <= 0:
+        return out
+    shift_y = _CENTRE - row_moment / total
+    shift_x = _CENTRE - col_moment / total
+    ky = math.floor(-shift_y)  # output row i reads rows i + ky (weight 1 - fy) and i + ky + 1 (fy)
+    fy = -shift_y - ky
+    kx = math.floor(-shift_x)
+    fx = -shift_x - kx
+    for i in range(MNIST_SIDE):
+        for j in range(MNIST_SIDE):
+            acc = 0.0
+            for di in range(2):
+                k = i + ky + di
+                if 0 <= k < h:
+                    wy = fy if di else 1.0 - fy
+                    for dj in range(2):
+                        col = j + kx + dj
+                        if 0 <= col < w:
+                            acc += wy * (fx if dj else 1.0 - fx) * box[k, col]
+            out[i, j] = min(max(acc, 0.0), 1.0)
+    return out
+
+
+def _ink_extent_loops(
+    levels: npt.NDArray[np.uint8], low: int, high: int
+) -> tuple[int, int, int, int, int, int, int]:
+    """Bounding box, count and level range of the ink pixels of an 8-bit band.
+
+    Args:
+        levels: ``(H, W)`` uint8 grey or alpha levels.
+        low: Levels ``<= low`` are ink (``-1``: none).
+        high: Levels ``>= high`` are ink (``256``: none).
+
+    Returns:
+        ``(r0, r1, c0, c1, count, lowest, highest)``: rows ``r0:r1`` and columns ``c0:c1`` bound the ink
+        (``r1 == 0`` when there is none), ``count`` ink pixels, and the lowest and highest ink level.
+    """
+    height, width = levels.shape
+    r0, r1, c0, c1 = height, 0, width, 0
+    count = 0
+    lowest, highest = 255, 0
+    for r in range(height):
+        row_count = 0
+        for c in range(width):
+            v = levels[r, c]
+            if v <= low or v >= high:
+                row_count += 1
+                c0 = min(c0, c)
+                c1 = max(c1, c + 1)
+                lowest = min(lowest, v)
+                highest = max(highest, v)
+        if row_count:
+            count += row_count
+            r0 = min(r0, r)
+            r1 = r + 1
+    return r0, r1, c0, c1, count, int(lowest), int(highest)
+
+
+def _apply_table_loops(
+    levels: npt.NDArray[np.uint8], table: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """``table[levels]``: 8-bit levels through a 256-entry float32 table.
+
+    Args:
+        levels: ``(h, w)`` uint8, any strides (a crop of a band).
+        table: ``(256,)`` float32.
+
+    Returns:
+        ``(h, w)`` float32, C-contiguous.
+    """
+    height, width = levels.shape
+    out = np.empty((height, width), np.float32)
+    for r in range(height):
+        for c in range(width):
+            out[r, c] = table[levels[r, c]]
+    return out
+
+
+# ---------------------------------------------------------------------------------------- numpy forms
+
+
+def numpy_capsule_coverage(  # noqa: PLR0917 (the same signature as the compiled kernel)
+    points: npt.NDArray[np.float64],
+    lengths: npt.NDArray[np.int64],
+    x0: float,
+    y0: float,
+    sx: float,
+    sy: float,
+    radius: float,
+    height: int,
+    width: int,
+) -> npt.NDArray[np.float32]:
+    """:func:`capsule_coverage` with numpy: every segment against every pixel centre, ~14 passes."""
+    p = (points - np.array((x0, y0))) * np.array((sx, sy))
+    starts, ends = _segments(p, lengths.tolist())
+    ab = p[starts + ends].astype(np.float32)
+    a, b = ab[: len(starts)], ab[len(starts) :]
+    gx, gy = _grid(height, width)
+    ax, ay = a[:, :1], a[:, 1:]
+    abx, aby = b[:, :1] - ax, b[:, 1:] - ay
+    len2 = abx * abx + aby * aby
+    np.maximum(len2, np.float32(1e-12), out=len2)
+    dx = gx - ax  # (M, G): every segment against every pixel centre
+    dy = gy - ay
+    t = dx * (abx / len2)
+    t += dy * (aby / len2)
+    np.clip(t, 0, 1, out=t)
+    dx -= t * abx
+    dy -= t * aby
+    dx *= dx
+    dy *= dy
+    dx += dy
+    d = np.sqrt(dx.min(axis=0))
+    cover = np.float32(radius + 0.5) - d
+    np.clip(cover, 0, 1, out=cover)
+    out: npt.NDArray[np.float32] = cover.reshape(height, width)
+    return out
+
+
+def _segments(p: npt.NDArray[np.float64], lengths: list[int]) -> tuple[list[int], list[int]]:
+    """Segment start and end indices into ``p`` (output px) after thinning each stroke by SIMPLIFY_PX."""
+    steps = np.hypot(*np.diff(p, axis=0).T).tolist() if len(p) > 1 else []
+    starts: list[int] = []
+    ends: list[int] = []
+    first = 0
+    for n in lengths:
+        last = first + n - 1
+        if n == 1:
+            starts.append(first)
+            ends.append(first)
+        else:
+            kept = first
+            acc = 0.0
+            for i in range(first + 1, last + 1):
+                acc += steps[i - 1]
+                if acc >= SIMPLIFY_PX or i == last:
+                    starts.append(kept)
+                    ends.append(i)
+                    kept = i
+                    acc = 0.0
+        first = last + 1
+    return starts, ends
+
+
+@lru_cache(maxsize=1024)
+def _grid(height: int, width: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Pixel-centre x and y coordinates of a ``height`` x ``width`` grid, each ``(height * width,)``."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + np.float32(0.5)
+    return xs.ravel(), ys.ravel()
+
+
+_INDEX = np.arange(MNIST_SIDE, dtype=np.float32)
+_INDEX_DIFF = _INDEX[:, None] - _INDEX
+"""``(28, 28)`` float32 ``i - j``, exact integers."""
+
+
+def numpy_center_by_mass(box: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """:func:`center_by_mass` with numpy: the bilinear shift as two small matrix products."""
+    h, w = box.shape
+    rows, cols = box.sum(axis=1), box.sum(axis=0)
+    total = float(rows.sum())
+    if total <= 0:
+        return np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
+    shift_y = _CENTRE - float(rows @ _INDEX[:h]) / total
+    shift_x = _CENTRE - float(cols @ _INDEX[:w]) / total
+    weights = _INDEX_DIFF - np.array([[[shift_y]], [[shift_x]]], dtype=np.float32)
+    np.abs(weights, out=weights)
+    np.subtract(np.float32(1), weights, out=weights)
+    np.maximum(weights, np.float32(0), out=weights)
+    out: npt.NDArray[np.float32] = weights[0, :, :h] @ box @ weights[1, :, :w].T
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def numpy_ink_extent(
+    levels: npt.NDArray[np.uint8], low: int, high: int
+) -> tuple[int, int, int, int, int, int, int]:
+    """:func:`ink_extent` with numpy."""
+    mask = levels <= low
+    mask |= levels >= high
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return levels.shape[0], 0, levels.shape[1], 0, 0, 255, 0
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    ink = levels[r0:r1, c0:c1][mask[r0:r1, c0:c1]]
+    return r0, r1, c0, c1, int(ink.size), int(ink.min()), int(ink.max())
+
+
+def numpy_apply_table(
+    levels: npt.NDArray[np.uint8], table: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """:func:`apply_table` with numpy."""
+    return np.ascontiguousarray(table[levels])
+
+
+# ------------------------------------------------------------------------------------- the public names
+
+Kernel = Callable[..., Any]
+
+if njit is None:
+    BACKEND = "numpy"
+    capsule_coverage: Kernel = numpy_capsule_coverage
+    center_by_mass: Kernel = numpy_center_by_mass
+    ink_extent: Kernel = numpy_ink_extent
+    apply_table: Kernel = numpy_apply_table
+else:
+    BACKEND = "numba"
+    _RO_C = 'Array(uint8, 2, "C", readonly=True)'  # a Pillow band through np.asarray is read-only
+    capsule_coverage = njit(
+        "float32[:, ::1](float64[:, ::1], int64[::1], float64, float64, float64, float64, float64, int64, int64)",  # noqa: E501
+        cache=True,
+        nogil=True,
+        error_model="numpy",
+    )(_capsule_coverage_loops)
+    center_by_mass = njit("float32[:, ::1](float32[:, ::1])", cache=True, nogil=True, error_model="numpy")(
+        _center_by_mass_loops
+    )
+    ink_extent = njit(
+        [f"UniTuple(int64, 7)({a}, int64, int64)" for a in ("uint8[:, ::1]", _RO_C)],
+        cache=True,
+        nogil=True,
+        error_model="numpy",
+    )(_ink_extent_loops)
+    apply_table = njit(
+        [
+            f"float32[:, ::1](Array(uint8, 2, {layout!r}, readonly={ro}), float32[::1])"
+            for layout in ("C", "A")
+            for ro in (False, True)
+        ],
+        cache=True,
+        nogil=True,
+        error_model="numpy",
+    )(_apply_table_loops)
