@@ -35,7 +35,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from shared import errors, kernels
-from shared.decode import U8_TO_UNIT, FloatImage, ink_source, load_image
+from shared.decode import U8_TO_UNIT, FloatImage, read_ink
 from shared.limits import DEFAULT_LIMITS, Limits
 
 MNIST_BOX = 20
@@ -126,7 +126,7 @@ def normalize(ink: npt.NDArray[Any]) -> FloatImage | None:
         ``(28, 28)`` float32 in [0, 1], or ``None`` for a blank frame (module docstring).
     """
     if ink.dtype == np.uint8:
-        ink = U8_TO_UNIT[ink]
+        return _normalize_levels(ink, U8_TO_UNIT)
     mask = ink >= NOISE_FLOOR
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
@@ -136,16 +136,26 @@ def normalize(ink: npt.NDArray[Any]) -> FloatImage | None:
 
 
 def _normalize_image(data: bytes | str, limits: Limits) -> FloatImage | None:
-    """:func:`normalize` of :func:`decode_image`, working on 8-bit levels until the last step.
-
-    Same result as ``normalize(decode_image(data, limits))`` (bit for bit, tested). For 8-bit images
-    the ink's bounding box, peak and pixel count are found on the levels, and the crop becomes float
-    through one 256-entry table that already holds ``ink / peak`` zeroed below the noise floor.
-    """
-    source = ink_source(load_image(data, limits))
+    """:func:`normalize` of :func:`decode_image`, on 8-bit levels for 8-bit images (see below)."""
+    source = read_ink(data, limits)
     if isinstance(source, np.ndarray):
         return normalize(source)
-    _, levels, lut = source
+    levels, lut = source
+    return _normalize_levels(levels, lut)
+
+
+def _normalize_levels(levels: npt.NDArray[np.uint8], lut: FloatImage) -> FloatImage | None:
+    """:func:`normalize` of the ink map ``lut[levels]``, without building it (bit for bit, tested).
+
+    The ink's bounding box, peak and pixel count are found on the 8-bit levels, and the crop is read
+    through one 256-entry table that already holds ``ink / peak`` zeroed below the noise floor while it
+    is resized (:func:`shared.kernels.resample`).
+
+    Args:
+        levels: ``(H, W)`` uint8 grey or alpha levels.
+        lut: ``(256,)`` float32 ink per level in [0, 1], falling then rising with the level
+            (``|v / 255 - background|``, or ``v / 255`` for an MNIST image).
+    """
     low, high = _ink_levels(lut.tobytes())
     if low < 0 and high > 255:
         return None
@@ -159,8 +169,9 @@ def _normalize_image(data: bytes | str, limits: Limits) -> FloatImage | None:
         return None
     table = lut * np.float32(1 / peak)  # the same float32 operations _normalize_crop does per pixel
     table *= lut >= NOISE_FLOOR
-    crop: FloatImage = kernels.apply_table(levels[r0:r1, c0:c1], table)
-    return _fit_box(crop)
+    width, height, bilinear = _box_size(r1 - r0, c1 - c0)
+    box = kernels.resample(levels[r0:r1, c0:c1], table, height, width, bilinear)
+    return _center(box)
 
 
 @lru_cache(maxsize=512)
@@ -203,11 +214,24 @@ def _fit_box(crop: FloatImage) -> FloatImage:
     Shrinking averages with Pillow's BOX filter (area averaging keeps thin strokes' mass), growing
     (crops under 20 px) uses BILINEAR; the aspect ratio is kept, each side at least 1 px.
     """
-    height, width = crop.shape
+    width, height, bilinear = _box_size(*crop.shape)
+    resample = Image.Resampling.BILINEAR if bilinear else Image.Resampling.BOX
+    box = np.asarray(Image.fromarray(crop, mode="F").resize((width, height), resample), dtype=np.float32)
+    return _center(box)
+
+
+def _box_size(height: int, width: int) -> tuple[int, int, bool]:
+    """Output ``(width, height)`` of a crop scaled so its longer side is 20 px, and whether it grows.
+
+    The aspect ratio is kept, each side at least 1 px; growing (crops under 20 px) uses BILINEAR,
+    shrinking BOX.
+    """
     scale = MNIST_BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    box = np.asarray(Image.fromarray(crop, mode="F").resize(size, resample), dtype=np.float32)
+    return max(1, round(width * scale)), max(1, round(height * scale)), scale >= 1
+
+
+def _center(box: FloatImage) -> FloatImage:
+    """Clip the resized box to [0, 1] and centre it by mass in 28x28."""
     out: FloatImage = kernels.center_by_mass(np.clip(box, 0.0, 1.0))
     return out
 

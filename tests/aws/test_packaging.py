@@ -164,6 +164,7 @@ def test_image_has_runtime_dependencies_only() -> None:
         "numpy",
         "onnxruntime",
         "pillow",
+        "pyspng",
         "pydantic",
         "pydantic-settings",
         "boto3",
