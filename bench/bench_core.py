@@ -21,7 +21,7 @@ next, reversing the row order on odd passes, so slow drifts of the machine's spe
 ``--interleave frame`` alternates the rows frame by frame instead; then each call runs after the other
 rows' (a 313 KB PNG decode before a strokes frame), with cold caches, and costs up to 1.7x more.
 
-With ``--baseline REV`` the ``preprocess`` rows are repeated for ``git show REV:shared/preprocess.py``,
+With ``--baseline REV`` the ``preprocess`` rows are repeated for the core (``shared/``) of revision REV,
 interleaved with the current code's rows the same way. Not a test. Targets
 (issue 2, this 2-core machine): <= 0.4 ms strokes, <= 2.0 ms PNG per prediction.
 """
@@ -29,11 +29,14 @@ interleaved with the current code's rows the same way. Not a test. Targets
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
+import io
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -58,19 +61,30 @@ PEN = 16
 
 
 def _load_revision(rev: str) -> ModuleType:
-    """Import ``shared/preprocess.py`` as it was at git revision ``rev``."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:shared/preprocess.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    """Import ``shared.preprocess`` as it was at git revision ``rev``, with that revision's whole core.
+
+    The revision's ``shared/`` package is copied to a temporary ``shared_<rev>`` package (its absolute
+    ``shared`` imports renamed), so decoding, kernels and preprocessing all come from ``rev``.
+    """
+    tmp = Path(tempfile.mkdtemp())
+    package = f"shared_{rev}"
+    archive = subprocess.run(
+        ["git", "archive", rev, "shared"], cwd=ROOT, check=True, capture_output=True
     ).stdout
-    path = Path(tempfile.mkdtemp()) / f"preprocess_{rev}.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if not member.isfile() or not member.name.endswith(".py"):
+                continue
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            source = re.sub(
+                r"^(\s*)(from|import) shared\b", rf"\1\2 {package}", extracted.read().decode(), flags=re.M
+            )
+            target = tmp / package / Path(member.name).relative_to("shared")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(source, encoding="utf-8")
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module(f"{package}.preprocess")
 
 
 def _bench(

@@ -26,6 +26,7 @@ import base64
 import binascii
 import contextlib
 import functools
+import gc
 import os
 import random
 import time
@@ -291,6 +292,7 @@ class WebSocketHandler:
             except Exception as exc:
                 self.log.error("ws_client_failed", extra={"reason": type(exc).__name__})
         self.log.info("ws_handler_ready", extra={"ms": logs.elapsed_ms(start)})
+        gc.freeze()  # init built what the container keeps: out of the cyclic collector (see realtime.local)
 
     def _load_model(self) -> Predictor | None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import struct
 import zlib
@@ -339,3 +340,13 @@ def test_a_bad_setting_is_one_clear_line_not_a_traceback(
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mnist-live: invalid setting MNIST_LIVE_PORT:") and "Traceback" not in err
+
+
+def test_start_up_objects_are_frozen_out_of_the_cyclic_collector(predictor: Predictor) -> None:
+    """Once started, the server's long-lived objects are out of the collector's reach: a full collection
+    over them paused every connection for about 135 ms (bench/README.md, WebSocket p99)."""
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    with run_server(Settings(), predictor) as server:
+        assert httpx.get(f"{server.http_url}/readyz").status_code == 200
+        assert gc.get_freeze_count() > 10_000
