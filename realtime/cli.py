@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import os
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,7 +26,6 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from realtime import workers
-    from realtime.local import uvicorn_options
 
     settings = Settings()
     host = args.host or settings.host
@@ -43,6 +45,9 @@ def _serve(args: argparse.Namespace) -> int:
         f"mnist-live: serving the page at http://{shown}:{port}/ (WebSocket /ws, POST /predict)",
         file=sys.stderr,
     )
+    _compile_notice()
+    from realtime.local import uvicorn_options  # imports the core: compiles its kernels on a first start
+
     options = {"log_level": args.log_level.lower(), "access_log": args.access_log}
     options.update(uvicorn_options(settings))
     if args.workers > 1 and workers.supported():  # one socket per worker: the kernel balances connections
@@ -50,6 +55,25 @@ def _serve(args: argparse.Namespace) -> int:
     app = "realtime.local:create_app"
     uvicorn.run(app, factory=True, host=host, port=port, workers=args.workers, **options)
     return 0
+
+
+def _compile_notice() -> None:
+    """Say so when this start compiles the preprocessing kernels (numba, no cache beside the code yet).
+
+    The compiled code is cached in ``shared/__pycache__`` (``kernels.*.nbi`` / ``.nbc``), so this is the
+    first start on a machine, or after ``shared/kernels.py`` changed: 5-30 s with nothing listening yet.
+    """
+    kernels = importlib.util.find_spec("shared.kernels")
+    if kernels is None or kernels.origin is None or importlib.util.find_spec("numba") is None:
+        return
+    if os.environ.get("NUMBA_CACHE_DIR") or any(
+        (Path(kernels.origin).parent / "__pycache__").glob("kernels.*.nbi")
+    ):
+        return
+    print(
+        "mnist-live: first start here: compiling the preprocessing kernels with numba (5-30 s, once)",
+        file=sys.stderr,
+    )
 
 
 COMMAND_MODULES: list[str] = ["realtime.replay", "realtime.predict_cli", "realtime.gateway"]
