@@ -144,14 +144,22 @@ _CANVAS_PNG_CHANNELS = {0: 1, 2: 3, 6: 4}
 """PNG colour types (IHDR) libspng decodes for us, and their channels: grey, RGB, RGBA."""
 
 
+_PILLOW_ONLY_PNG_MARKERS = (b"tRNS", b"eXIf", b"acTL", b"Raw profile type exif", b"XML:com.adobe.xmp")
+"""Bytes that send a PNG to Pillow: a transparency key, EXIF or XMP (Pillow applies their orientation,
+also from the text chunks ImageMagick and Adobe write) and APNG animation (Pillow shows frame 1)."""
+
+
 def _canvas_png_pixels(raw: bytes, img: Image.Image) -> npt.NDArray[np.uint8] | None:
     """Decode an 8-bit grey/RGB/RGBA PNG with libspng, or return ``None`` to let Pillow handle the file.
 
     Returns:
         ``(H, W)`` or ``(H, W, C)`` uint8 (C = 3 or 4), as Pillow would decode it; ``None`` for other
-        formats, bit depths and colour types, a transparency key (``tRNS``), EXIF (``eXIf`` or the
-        ``Raw profile type exif`` text Pillow also reads), a side over
-        :data:`MAX_WORKING_SIDE`, or any decoding error.
+        formats, bit depths and colour types, a side over :data:`MAX_WORKING_SIDE`, any of
+        :data:`_PILLOW_ONLY_PNG_MARKERS` (a substring test: a false match only costs speed), a chunk cut
+        short (:func:`_png_chunks_complete`), or any decoding error. libspng checks every chunk's CRC
+        but stops after the last scanline, so it does not verify the zlib stream's own checksum: a file
+        crafted with a wrong adler32 and recomputed CRCs decodes to the pixels it holds, where Pillow
+        would refuse it.
     """
     if (
         img.format != "PNG"
@@ -159,9 +167,8 @@ def _canvas_png_pixels(raw: bytes, img: Image.Image) -> npt.NDArray[np.uint8] | 
         or raw[24] != 8
         or raw[25] not in _CANVAS_PNG_CHANNELS
         or max(img.size) > MAX_WORKING_SIDE
-        or "transparency" in img.info
-        or b"eXIf" in raw
-        or b"Raw profile type exif" in raw  # Pillow reads EXIF from this text chunk too
+        or any(marker in raw for marker in _PILLOW_ONLY_PNG_MARKERS)
+        or not _png_chunks_complete(raw)
     ):
         return None
     try:
@@ -173,6 +180,26 @@ def _canvas_png_pixels(raw: bytes, img: Image.Image) -> npt.NDArray[np.uint8] | 
     if pixels.dtype != np.uint8 or pixels.shape != shape:
         return None
     return pixels
+
+
+def _png_chunks_complete(raw: bytes) -> bool:
+    """Tell whether every chunk of a PNG is whole, up to IEND or the end of the data.
+
+    A chunk whose declared length runs past the end (a cut upload), or a partial chunk header at the
+    end, makes this False. libspng stops reading after the image data, so without this walk a file cut
+    after its last scanline would decode instead of giving ``truncated_image``. O(number of chunks).
+    """
+    n, pos = len(raw), 8
+    while pos < n:
+        if pos + 12 > n:
+            return False
+        length = int.from_bytes(raw[pos : pos + 4], "big")
+        if pos + 12 + length > n:
+            return False
+        if raw[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos += 12 + length
+    return True
 
 
 def _ink_from_pixels(pixels: npt.NDArray[np.uint8]) -> InkSource:

@@ -8,6 +8,8 @@ for bit, check which files take which path, and that broken files still get thei
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -18,7 +20,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from shared import decode, errors, kernels
-from tests.shared.imaging import encode
+from tests.shared.imaging import encode, png_chunk
 
 DIGIT = np.zeros((120, 90), dtype=bool)
 DIGIT[20:100, 40:52] = True  # a "1"
@@ -104,7 +106,28 @@ def _other_pngs() -> dict[str, bytes]:
         "EXIF orientation": encode(Image.fromarray(rgb), exif=exif),
         "EXIF as text": encode(Image.fromarray(rgb[:, :20]), pnginfo=text),
         "over 1024 px": encode(Image.new("L", (1100, 20), 255)),
+        "XMP orientation": _insert_before_idat(
+            encode(Image.fromarray(rgb[:, :20])),
+            png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + XMP_ROTATED),
+        ),
+        "APNG": _insert_before_idat(
+            encode(Image.fromarray(rgb)),
+            png_chunk(b"acTL", struct.pack(">II", 1, 0))
+            + png_chunk(b"fcTL", struct.pack(">IIIIIHHBB", 0, 20, 30, 5, 0, 1, 10, 0, 0)),
+        ),
     }
+
+
+XMP_ROTATED = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
+
+
+def _insert_before_idat(png: bytes, chunks: bytes) -> bytes:
+    at = png.index(b"IDAT") - 4
+    return png[:at] + chunks + png[at:]
 
 
 @pytest.mark.parametrize("name", list(_other_pngs()))
@@ -116,14 +139,21 @@ def test_other_pngs_go_through_pillow(name: str, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(decode.pyspng, "load", refuse)
     ink = decode.decode_image(png)  # Pillow's path, with its own rules (EXIF, palette, 16-bit, ...)
-    if name == "EXIF as text":
+    if name in ("EXIF as text", "XMP orientation"):
         assert ink.shape == (20, 30), "orientation 6 turns the 30x20 image upright"
+
+
+def _cut_chunk_after_idat(png: bytes) -> bytes:
+    """The image data whole, then a chunk that declares 16 bytes and holds 2 (no IEND)."""
+    end = png.index(b"IEND") - 4
+    return png[:end] + b"\x00\x00\x00\x10tEXtab"
 
 
 @pytest.mark.parametrize(
     ("damage", "code"),
     [
         (lambda png: png[: len(png) // 2], errors.TruncatedImage),  # cut inside the image data
+        (_cut_chunk_after_idat, errors.TruncatedImage),  # libspng stops reading before it
         (lambda png: png[:60] + bytes(b ^ 0x5A for b in png[60:-12]) + png[-12:], errors.InvalidImage),
     ],
 )
@@ -133,3 +163,27 @@ def test_broken_canvas_pngs_keep_their_error_codes(damage: object, code: type[er
     broken = damage(png)  # type: ignore[operator]
     with pytest.raises(code):
         decode.read_ink(broken)
+
+
+def _outcome(png: bytes, monkeypatch: pytest.MonkeyPatch | None = None) -> object:
+    """The error code, or the ink, that ``read_ink`` gives (with libspng switched off if patched)."""
+    try:
+        source = decode.read_ink(png)
+    except errors.ClientError as exc:
+        return exc.code
+    assert isinstance(source, tuple)
+    return (source[0].tobytes(), source[1].tobytes())
+
+
+def test_cut_canvas_pngs_end_as_pillow_ends_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A canvas PNG cut at each of its last 40 bytes (CRCs, zlib checksum, IEND): the same outcome as
+    the Pillow path, error code or pixels (libspng stops reading after the last scanline)."""
+    png = _scheme("RGBA", (0, 0, 0, 255), (255, 255, 255, 255))
+    cuts = [png[:n] for n in range(len(png) - 40, len(png))]
+    fast = [_outcome(c) for c in cuts]
+
+    def off(raw: bytes) -> np.ndarray:
+        raise RuntimeError("libspng switched off")
+
+    monkeypatch.setattr(decode.pyspng, "load", off)
+    assert fast == [_outcome(c) for c in cuts]
