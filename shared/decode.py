@@ -208,11 +208,10 @@ def _ink_from_pixels(pixels: npt.NDArray[np.uint8]) -> InkSource:
     Grey levels are Pillow's ``convert("L")`` of RGB(A) (ITU-R 601-2 luma, :func:`shared.kernels.luma`).
     """
     if pixels.ndim == 3 and pixels.shape[2] == 4:
-        middle = _median_pair(_border(pixels[..., 3]))
-        if sum(middle.tolist()) < 128 * middle.size:  # (semi-)transparent canvas: ink is the alpha contrast
-            return np.ascontiguousarray(pixels[..., 3]), _contrast_table(tuple(middle.tolist()))
-    levels = pixels if pixels.ndim == 2 else kernels.luma(pixels)
-    return levels, _contrast_table(tuple(_median_pair(_border(levels)).tolist()))
+        transparent = _alpha_ink(np.ascontiguousarray(pixels[..., 3]))
+        if transparent is not None:
+            return transparent
+    return _grey_ink(pixels if pixels.ndim == 2 else kernels.luma(pixels))
 
 
 def _raw_bytes(data: bytes | str, limits: Limits) -> bytes:
@@ -446,15 +445,13 @@ def ink_source(img: Image.Image) -> InkSource:
         img = img.convert("L")  # 1, P, RGB, CMYK, YCbCr, F, ...
     mode = img.mode
     if mode in ("RGBA", "LA"):
-        alpha = np.asarray(img.getchannel("A"))
-        middle = _median_pair(_border(alpha))
-        if sum(middle.tolist()) < 128 * middle.size:  # (semi-)transparent canvas: ink is the alpha contrast
-            return alpha, _contrast_table(tuple(middle.tolist()))
+        transparent = _alpha_ink(np.asarray(img.getchannel("A")))
+        if transparent is not None:
+            return transparent
         img = img.convert("L")
         mode = "L"
     if mode == "L":
-        levels = np.asarray(img)
-        return levels, _contrast_table(tuple(_median_pair(_border(levels)).tolist()))
+        return _grey_ink(np.asarray(img))
     # I;16, I;16B, I;16L, I: 16-bit (PNG) or wider integers; rescale, don't clip
     grey = np.asarray(img).astype(np.float32) * np.float32(1 / 65535)
     np.clip(grey, 0.0, 1.0, out=grey)
@@ -462,6 +459,22 @@ def ink_source(img: Image.Image) -> InkSource:
     grey -= background
     np.abs(grey, out=grey)
     return grey
+
+
+def _alpha_ink(alpha: npt.NDArray[np.uint8]) -> InkSource | None:
+    """The alpha band as the ink source when the canvas is (semi-)transparent, else ``None``.
+
+    The canvas counts as transparent when its border's median alpha is below 128 (half opacity).
+    """
+    middle = _median_pair(_border(alpha))
+    if sum(middle.tolist()) >= 128 * middle.size:
+        return None
+    return alpha, _contrast_table(tuple(middle.tolist()))
+
+
+def _grey_ink(levels: npt.NDArray[np.uint8]) -> InkSource:
+    """Grey levels as the ink source: contrast against the border's median grey."""
+    return levels, _contrast_table(tuple(_median_pair(_border(levels)).tolist()))
 
 
 @lru_cache(maxsize=1024)

@@ -431,9 +431,26 @@ def numpy_resample(
     levels: npt.NDArray[np.uint8], table: npt.NDArray[np.float32], height: int, width: int, bilinear: bool
 ) -> npt.NDArray[np.float32]:
     """:func:`resample` with numpy and Pillow: the float image, resized by Pillow."""
-    crop = Image.fromarray(np.ascontiguousarray(table[levels]), mode="F")
+    return pillow_resize(np.ascontiguousarray(table[levels]), height, width, bilinear)
+
+
+def pillow_resize(
+    crop: npt.NDArray[np.float32], height: int, width: int, bilinear: bool
+) -> npt.NDArray[np.float32]:
+    """Resize a float image with Pillow (mode ``F``), BILINEAR or BOX: what :func:`resample` reproduces.
+
+    Args:
+        crop: ``(h, w)`` float32, C-contiguous.
+        height: Output rows, >= 1.
+        width: Output columns, >= 1.
+        bilinear: BILINEAR filter (growing) instead of BOX (shrinking).
+
+    Returns:
+        ``(height, width)`` float32.
+    """
     resample = Image.Resampling.BILINEAR if bilinear else Image.Resampling.BOX
-    return np.asarray(crop.resize((width, height), resample), dtype=np.float32)
+    image = Image.fromarray(crop, mode="F").resize((width, height), resample)
+    return np.asarray(image, dtype=np.float32)
 
 
 def numpy_luma(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -458,38 +475,31 @@ if njit is None:
     _coefficients: Kernel = _coefficients_loops
 else:
     BACKEND = "numba"
+
+    def _compile(signatures: Any, loops: Callable[..., Any]) -> Kernel:
+        """Compile ``loops`` now for ``signatures``: cached on disk, GIL released, numpy's float rules."""
+        return njit(signatures, cache=True, nogil=True, error_model="numpy")(loops)  # type: ignore[no-any-return]
+
     _RO_C = 'Array(uint8, 2, "C", readonly=True)'  # a Pillow band through np.asarray is read-only
-    capsule_coverage = njit(
+    capsule_coverage = _compile(
         "float32[:, ::1](float64[:, ::1], int64[::1], float64, float64, float64, float64, float64, int64, int64)",  # noqa: E501
-        cache=True,
-        nogil=True,
-        error_model="numpy",
-    )(_capsule_coverage_loops)
-    center_by_mass = njit("float32[:, ::1](float32[:, ::1])", cache=True, nogil=True, error_model="numpy")(
-        _center_by_mass_loops
+        _capsule_coverage_loops,
     )
-    ink_extent = njit(
-        [f"UniTuple(int64, 7)({a}, int64, int64)" for a in ("uint8[:, ::1]", _RO_C)],
-        cache=True,
-        nogil=True,
-        error_model="numpy",
-    )(_ink_extent_loops)
-    _coefficients = njit(
-        "Tuple((int64[:, ::1], float64[:, ::1]))(int64, int64, boolean)", cache=True, nogil=True
-    )(_coefficients_loops)
-    resample = njit(
+    center_by_mass = _compile("float32[:, ::1](float32[:, ::1])", _center_by_mass_loops)
+    ink_extent = _compile(
+        [f"UniTuple(int64, 7)({a}, int64, int64)" for a in ("uint8[:, ::1]", _RO_C)], _ink_extent_loops
+    )
+    _coefficients = _compile(
+        "Tuple((int64[:, ::1], float64[:, ::1]))(int64, int64, boolean)", _coefficients_loops
+    )
+    resample = _compile(
         [
             f"float32[:, ::1](Array(uint8, 2, {layout!r}, readonly={ro}), float32[::1], int64, int64, boolean)"  # noqa: E501
             for layout in ("C", "A")
             for ro in (False, True)
         ],
-        cache=True,
-        nogil=True,
-        error_model="numpy",
-    )(_resample_loops)
-    luma = njit(
-        [f"uint8[:, ::1](Array(uint8, 3, 'C', readonly={ro}))" for ro in (False, True)],
-        cache=True,
-        nogil=True,
-        error_model="numpy",
-    )(_luma_loops)
+        _resample_loops,
+    )
+    luma = _compile(
+        [f"uint8[:, ::1](Array(uint8, 3, 'C', readonly={ro}))" for ro in (False, True)], _luma_loops
+    )

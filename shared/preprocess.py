@@ -32,7 +32,6 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from shared import errors, kernels
 from shared.decode import U8_TO_UNIT, FloatImage, read_ink
@@ -40,8 +39,8 @@ from shared.limits import DEFAULT_LIMITS, Limits
 
 MNIST_BOX = 20
 """Side of the box the digit's longer side is scaled to, px (LeCun et al. 1998)."""
-MNIST_SIDE = 28
-"""Side of the field the box is centred in by centre of mass, px (LeCun et al. 1998)."""
+MNIST_SIDE = kernels.MNIST_SIDE
+"""Side of the field the box is centred in by centre of mass, px: 28 (LeCun et al. 1998)."""
 NOISE_FLOOR = 0.15
 """Contrast (0..1) below which a pixel counts as background: above JPEG ringing (~0.05) and noise."""
 MIN_PEAK_CONTRAST = 0.3
@@ -215,9 +214,7 @@ def _fit_box(crop: FloatImage) -> FloatImage:
     (crops under 20 px) uses BILINEAR; the aspect ratio is kept, each side at least 1 px.
     """
     width, height, bilinear = _box_size(*crop.shape)
-    resample = Image.Resampling.BILINEAR if bilinear else Image.Resampling.BOX
-    box = np.asarray(Image.fromarray(crop, mode="F").resize((width, height), resample), dtype=np.float32)
-    return _center(box)
+    return _center(kernels.pillow_resize(crop, height, width, bilinear))
 
 
 def _box_size(height: int, width: int) -> tuple[int, int, bool]:
