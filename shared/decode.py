@@ -128,6 +128,14 @@ def read_ink(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> InkSource:
     and reduced with the same rules; the rest, and any PNG libspng refuses, go through Pillow
     (:func:`load_image`), which also names what is wrong with a broken file.
 
+    Args:
+        data: Encoded bytes, or base64 text (see :func:`decode_base64`).
+        limits: Size limits, checked before decoding (see :func:`decode_image`).
+
+    Returns:
+        ``(levels, lut)``, ``(H, W)`` uint8 and ``(256,)`` float32, or an ``(H, W)`` float32 ink map
+        in [0, 1] for 16-bit images (see :func:`ink_source`).
+
     Raises:
         EmptyImage, PayloadTooLarge, NotAnImage, InvalidImage, TruncatedImage, ImageTooLarge,
         InvalidBase64: see :func:`decode_image`.
@@ -226,6 +234,13 @@ def _raw_bytes(data: bytes | str, limits: Limits) -> bytes:
 
 def load_image(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
     """Decode ``data`` (bytes or base64 text) to a loaded, upright Pillow image, within ``limits``.
+
+    Args:
+        data: Encoded bytes, or base64 text (see :func:`decode_base64`).
+        limits: Size limits, checked before decoding (see :func:`decode_image`).
+
+    Returns:
+        The loaded image, EXIF orientation applied, sides at most :data:`MAX_WORKING_SIDE` px.
 
     Raises:
         EmptyImage, PayloadTooLarge, NotAnImage, InvalidImage, TruncatedImage, ImageTooLarge,

@@ -331,7 +331,10 @@ def numpy_capsule_coverage(  # noqa: PLR0917 (the same signature as the compiled
     height: int,
     width: int,
 ) -> npt.NDArray[np.float32]:
-    """:func:`capsule_coverage` with numpy: every segment against every pixel centre, ~14 passes."""
+    """:func:`capsule_coverage` with numpy: every segment against every pixel centre, ~14 passes.
+
+    Same arguments (dtypes, units) and result (``(height, width)`` float32 in [0, 1]) as the kernel.
+    """
     p = (points - np.array((x0, y0))) * np.array((sx, sy))
     starts, ends = _segments(p, lengths.tolist())
     ab = p[starts + ends].astype(np.float32)
@@ -396,7 +399,10 @@ _INDEX_DIFF = _INDEX[:, None] - _INDEX
 
 
 def numpy_center_by_mass(box: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """:func:`center_by_mass` with numpy: the bilinear shift as two small matrix products."""
+    """:func:`center_by_mass` with numpy: the bilinear shift as two small matrix products.
+
+    Same argument (``(h, w)`` float32 in [0, 1]) and result (``(28, 28)`` float32 in [0, 1]) as the kernel.
+    """
     h, w = box.shape
     rows, cols = box.sum(axis=1), box.sum(axis=0)
     total = float(rows.sum())
@@ -415,7 +421,7 @@ def numpy_center_by_mass(box: npt.NDArray[np.float32]) -> npt.NDArray[np.float32
 def numpy_ink_extent(
     levels: npt.NDArray[np.uint8], low: int, high: int
 ) -> tuple[int, int, int, int, int, int, int]:
-    """:func:`ink_extent` with numpy."""
+    """:func:`ink_extent` with numpy: the same ``(r0, r1, c0, c1, count, lowest, highest)`` ints."""
     mask = levels <= low
     mask |= levels >= high
     rows = np.flatnonzero(mask.any(axis=1))
@@ -430,7 +436,10 @@ def numpy_ink_extent(
 def numpy_resample(
     levels: npt.NDArray[np.uint8], table: npt.NDArray[np.float32], height: int, width: int, bilinear: bool
 ) -> npt.NDArray[np.float32]:
-    """:func:`resample` with numpy and Pillow: the float image, resized by Pillow."""
+    """:func:`resample` with numpy and Pillow: ``table[levels]`` resized by :func:`pillow_resize`.
+
+    Same arguments and result (``(height, width)`` float32) as the kernel.
+    """
     return pillow_resize(np.ascontiguousarray(table[levels]), height, width, bilinear)
 
 
@@ -454,7 +463,7 @@ def pillow_resize(
 
 
 def numpy_luma(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """:func:`luma` with numpy."""
+    """:func:`luma` with numpy: ``(H, W, C>=3)`` uint8 to ``(H, W)`` uint8, the same integer formula."""
     rgb = pixels[..., :3].astype(np.int32)
     grey = rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000
     out: npt.NDArray[np.uint8] = (grey >> 16).astype(np.uint8)
