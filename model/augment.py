@@ -6,7 +6,9 @@
 * Pen inks: the same kinds of distortion are applied to the points, the ink is placed at a random size
   and position on a random canvas with a random pen width, and rasterized by
   :func:`shared.preprocess.rasterize_strokes`, the serving path for strokes. Some zeros get a slash or
-  bar stroke (slashed zeros are common in handwriting, nearly absent from MNIST and the training writers).
+  bar stroke (slashed zeros are common in handwriting, nearly absent from MNIST and the training writers),
+  and in half of the multi-stroke inks each stroke is moved a little on its own (writers differ in where
+  they put one stroke relative to the others).
 
 The network therefore only ever sees tensors that serving can produce.
 """
@@ -39,6 +41,13 @@ PEN_PLAIN_FRACTION = 0.2
 """Share of pen samples placed as in evaluation, without any distortion."""
 SLASHED_ZERO_FRACTION = 0.25
 """Share of distorted pen zeros given a slash (diagonal or horizontal), a common way to write 0."""
+STROKE_JITTER_FRACTION = 0.5
+"""Share of distorted multi-stroke pen inks whose strokes are each moved a little on their own."""
+STROKE_JITTER_SHIFT = 0.04
+"""Standard deviation of each stroke's own shift, as a fraction of the ink's longer side."""
+STROKE_JITTER_ROTATION_DEG = 8.0
+STROKE_JITTER_LOG_SCALE = 0.1
+"""Each jittered stroke turns by U(-8, 8) degrees and scales by exp(U(-0.1, 0.1)) about its centre."""
 
 
 def _random_linear(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
@@ -117,6 +126,25 @@ def _elastic_points(p: npt.NDArray[np.float64], rng: np.random.Generator) -> npt
     return p + d.T
 
 
+def _jitter_strokes(
+    strokes: list[npt.NDArray[np.float64]], rng: np.random.Generator
+) -> list[npt.NDArray[np.float64]]:
+    """Move each stroke (unit box around 0) by its own small rotation, scale and shift.
+
+    Writers differ in where they put a stroke relative to the others (a 5's bar touching or floating,
+    a 4's open or closed top, a 7's crossbar), which one affine over the whole ink never changes.
+    """
+    out = []
+    for s in strokes:
+        angle = np.deg2rad(rng.uniform(-STROKE_JITTER_ROTATION_DEG, STROKE_JITTER_ROTATION_DEG))
+        scale = math.exp(rng.uniform(-STROKE_JITTER_LOG_SCALE, STROKE_JITTER_LOG_SCALE))
+        c, si = math.cos(angle) * scale, math.sin(angle) * scale
+        centre = s.mean(axis=0)
+        shift = rng.normal(0, STROKE_JITTER_SHIFT, 2)
+        out.append((s - centre) @ np.array([[c, si], [-si, c]]) + centre + shift)
+    return out
+
+
 def _slash(
     lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64], rng: np.random.Generator
 ) -> npt.NDArray[np.float64]:
@@ -155,6 +183,8 @@ def augment_pen(ink: Ink, rng: np.random.Generator) -> npt.NDArray[np.float32] |
     for s in strokes:
         p = ((s - centre) / extent) @ linear.T
         moved.append(p if plain else _elastic_points(p, rng))
+    if not plain and len(moved) > 1 and rng.random() < STROKE_JITTER_FRACTION:
+        moved = _jitter_strokes(moved, rng)
     if plain:
         width = height = 280.0
         box = rng.uniform(90, 230)

@@ -24,7 +24,7 @@ class DigitCNN(nn.Module):
     About 3.7 M multiply-adds per image, which sets batch-1 latency on one onnxruntime thread.
 
     Args:
-        widths: Channels of the five convolutions.
+        widths: Channels of the four convolutions.
         dropout: Dropout before the classifier (training only).
     """
 
