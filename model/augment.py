@@ -34,7 +34,9 @@ MAX_SHEAR = 0.3
 MAX_LOG_ASPECT = 0.15
 """Aspect change: x and y scales are exp(U(-a, a)) each."""
 MAX_ELASTIC = 0.08
-"""Largest elastic displacement, as a fraction of the digit's size (smooth, 4x4 control grid)."""
+"""Elastic distortion strength: the 4x4 control displacements are Gaussian with a standard deviation
+drawn from U(0, MAX_ELASTIC / 2) of the distortion field (MNIST: 1.3x the image; pen: the ink's longer
+side)."""
 CLEAN_FRACTION = 0.1
 """Share of MNIST samples that are the plain normalized image (exactly what serving makes of it)."""
 PEN_PLAIN_FRACTION = 0.2

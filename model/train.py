@@ -17,7 +17,7 @@ Steps:
 Deterministic: fixed seeds, ``torch.use_deterministic_algorithms(True)``, a fixed thread count, and every
 training batch is a pure function of ``(seed, epoch, batch index)``.
 
-Usage (the shipped file; 14-23 minutes on this shared 2-core machine)::
+Usage (the shipped file; 13-23 minutes on this shared 2-core machine)::
 
     .venv/bin/python -m model.train
 """
@@ -310,9 +310,12 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
 
     # Calibration on the validation split: MNIST through the canvas PNG path, held-back pen inks.
     cal_x, _ = evaluate.mnist_canvas_batch(images[val_idx], eval_workers)
-    pen_cal_x, pen_cal_y = _pen_eval_batch(split.val, seed=cfg.seed + 2, draws=CALIBRATION_PEN_DRAWS)
-    cal_logits = np.concatenate([_logits(model, cal_x), _logits(model, pen_cal_x)])
-    cal_y = np.concatenate([labels[val_idx], pen_cal_y])
+    if cfg.pen_per_batch:
+        pen_cal_x, pen_cal_y = _pen_eval_batch(split.val, seed=cfg.seed + 2, draws=CALIBRATION_PEN_DRAWS)
+        cal_logits = np.concatenate([_logits(model, cal_x), _logits(model, pen_cal_x)])
+        cal_y = np.concatenate([labels[val_idx], pen_cal_y])
+    else:  # MNIST-only build (the licence note in model/README.md): no UNIPEN ink sets the temperature
+        cal_logits, cal_y = _logits(model, cal_x), labels[val_idx]
     temperature = fit_temperature(cal_logits, cal_y)
     ece_before = evaluate.expected_calibration_error(evaluate.softmax(cal_logits), cal_y)
     ece_after = evaluate.expected_calibration_error(evaluate.softmax(cal_logits / temperature), cal_y)
@@ -325,11 +328,18 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "git_commit": commit,
         "git_dirty_files": " ".join(line[3:] for line in dirty.splitlines() if not line.endswith(".onnx")),
         "training_data": (
-            f"MNIST train (sha256-checked IDX, {len(train_idx)} images; "
-            f"{MNIST_VAL} held out for calibration) + UNIPEN 1a pen inks of "
-            f"{len({i.writer for i in split.train})} writers ({len(split.train)} inks; "
-            f"{len(split.val)} more of theirs held out for calibration); "
-            "held out of training: the 120 writers of unipen1a_dev_200.jsonl"
+            (
+                f"MNIST train (sha256-checked IDX, {len(train_idx)} images; "
+                f"{MNIST_VAL} held out for calibration) + UNIPEN 1a pen inks of "
+                f"{len({i.writer for i in split.train})} writers ({len(split.train)} inks; "
+                f"{len(split.val)} more of theirs held out for calibration); "
+                "held out of training: the 120 writers of unipen1a_dev_200.jsonl"
+            )
+            if cfg.pen_per_batch
+            else (
+                f"MNIST train only (sha256-checked IDX, {len(train_idx)} images; {MNIST_VAL} held out "
+                "for calibration); UNIPEN 1a pen inks used only to measure, never to fit"
+            )
         ),
         "normalization": (
             "input (N,1,28,28) float32 in [0,1], white ink on black: shared.preprocess.preprocess "
