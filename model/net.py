@@ -49,17 +49,64 @@ class DigitCNN(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-def export_form(model: DigitCNN, temperature: float) -> nn.Sequential:
+class DigitEnsemble(nn.Module):
+    """``members`` independently initialised :class:`DigitCNN` s side by side; the output is their mean logit.
+
+    Each member is trained on its own loss (see ``model/train.py``), so the members differ only by their
+    initial weights and dropout masks: a deep ensemble (Lakshminarayanan et al. 2017) inside one ONNX graph.
+    Averaging removes part of the run-to-run variance of a single network (model card, runs 10-15), and
+    narrower members keep the multiply-adds, hence the batch-1 latency, within the single network's budget.
+
+    Args:
+        members: Number of networks, >= 2.
+        widths: Channels of each member's four convolutions.
+        dropout: Dropout before each member's classifier (training only).
+    """
+
+    def __init__(self, members: int, widths: tuple[int, ...] = WIDTHS, dropout: float = 0.1) -> None:
+        super().__init__()
+        if members < 2:
+            raise ValueError(f"an ensemble needs >= 2 members, got {members}")
+        self.members = nn.ModuleList(DigitCNN(widths, dropout) for _ in range(members))
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 28, 28)`` to ``(N, members, 10)`` logits, one row per member."""
+        return torch.stack([m(x) for m in self.members], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 28, 28)`` to ``(N, 10)``: the members' mean logits."""
+        return self.member_logits(x).mean(dim=1)
+
+
+class _MeanLogits(nn.Module):
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members], dim=1).mean(dim=1)
+
+
+def build(widths: tuple[int, ...] = WIDTHS, members: int = 1) -> DigitCNN | DigitEnsemble:
+    """One :class:`DigitCNN` (``members == 1``) or a :class:`DigitEnsemble` of ``members`` of them."""
+    return DigitCNN(widths) if members == 1 else DigitEnsemble(members, widths)
+
+
+def export_form(model: DigitCNN | DigitEnsemble, temperature: float) -> nn.Module:
     """An inference-only copy: BatchNorm folded into each convolution, logits divided by ``temperature``.
 
     Args:
-        model: The trained network (not modified).
-        temperature: Softmax temperature T > 0; the result returns ``logits / T``.
+        model: The trained network or ensemble (not modified).
+        temperature: Softmax temperature T > 0; the result returns ``logits / T`` (for an ensemble, the
+            mean of the members' logits over T, which equals the mean of each member's ``logits / T``).
 
     Returns:
-        An eval-mode ``nn.Sequential`` computing the calibrated logits (equal to
+        An eval-mode module computing the calibrated ``(N, 10)`` logits (equal to
         ``model.eval()(x) / temperature`` up to float rounding).
     """
+    if isinstance(model, DigitEnsemble):
+        folded = [export_form(m, temperature) for m in model.members if isinstance(m, DigitCNN)]
+        return _MeanLogits(folded).eval()
     model = copy.deepcopy(model).eval()
     layers: list[nn.Module] = []
     modules = list(model.features)
