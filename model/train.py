@@ -85,8 +85,13 @@ class Config:
     widths: str = ",".join(map(str, WIDTHS))
     """Channels of the four convolutions (of each member), comma-separated."""
     members: int = 1
-    """Networks trained side by side, each on its own loss, whose logits are averaged
-    (:class:`model.net.DigitEnsemble`); 1 trains one :class:`model.net.DigitCNN`."""
+    """Networks trained side by side on the same batches (:class:`model.net.DigitEnsemble`); 1 trains one
+    :class:`model.net.DigitCNN`. With ``mutual == 0`` each member learns alone and the file ships their
+    mean logits."""
+    mutual: float = 0.0
+    """Weight of the deep-mutual-learning term (Zhang et al. 2018): each member also minimizes the KL
+    divergence from the other members' mean softmax (detached) to its own. Then only the member with the
+    best validation accuracy ships, at one network's latency."""
     threads: int = 1
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
@@ -204,6 +209,44 @@ def fit_temperature(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int6
     return math.exp((lo + hi) / 2)
 
 
+def training_loss(
+    model: DigitCNN | DigitEnsemble,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    label_smoothing: float,
+    mutual: float = 0.0,
+) -> torch.Tensor:
+    """Label-smoothed cross-entropy; for an ensemble, the sum of each member's own loss.
+
+    Summing (not averaging the logits first) gives every member exactly the gradient it would get if
+    trained alone, so the members stay independent networks whose errors partly cancel. With
+    ``mutual > 0`` each member's loss adds ``mutual * KL(q || p)``, ``p`` its softmax and ``q`` the
+    other members' mean softmax, held constant (deep mutual learning, Zhang et al. 2018).
+
+    Args:
+        model: In training mode.
+        x: ``(N, 1, 28, 28)`` float32 batch.
+        y: ``(N,)`` int64 labels.
+        label_smoothing: Passed to :func:`torch.nn.functional.cross_entropy`.
+        mutual: Weight of the mutual term (ensembles only), >= 0.
+
+    Returns:
+        Scalar loss; divide by the member count for the per-network value.
+    """
+    if isinstance(model, DigitEnsemble):
+        z = model.member_logits(x)
+        n, members = z.shape[:2]
+        loss = members * F.cross_entropy(
+            z.flatten(0, 1), y.repeat_interleave(members), label_smoothing=label_smoothing
+        )
+        if mutual:
+            p = z.softmax(dim=-1).detach()
+            others = (p.sum(dim=1, keepdim=True) - p) / (members - 1)
+            loss = loss + mutual * F.kl_div(z.log_softmax(dim=-1), others, reduction="sum") / n
+        return loss
+    return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(
@@ -271,13 +314,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     for step, (batch, y) in enumerate(loader):
         model.train()
         x = batch.contiguous(memory_format=torch.channels_last)
-        if isinstance(model, DigitEnsemble):  # each member on its own loss: the gradient it would get alone
-            z = model.member_logits(x)
-            loss = cfg.members * F.cross_entropy(
-                z.flatten(0, 1), y.repeat_interleave(cfg.members), label_smoothing=cfg.label_smoothing
-            )
-        else:
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+        loss = training_loss(model, x, y, cfg.label_smoothing, cfg.mutual)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -316,6 +353,22 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         assert isinstance(averaged, DigitCNN | DigitEnsemble)
         model = averaged
     train_seconds = time.perf_counter() - started
+    members_val: list[dict[str, float]] = []
+    if isinstance(model, DigitEnsemble) and cfg.mutual:
+        # Ship one member (one network's latency), chosen on the validation split only.
+        for member in model.members:
+            members_val.append(
+                {
+                    "val_mnist": float((_logits(member, val_x).argmax(1) == val_y).mean()),
+                    "val_pen": float((_logits(member, pen_val_x).argmax(1) == pen_val_y).mean()),
+                }
+            )
+        correct = [v["val_mnist"] * len(val_y) + v["val_pen"] * len(pen_val_y) for v in members_val]
+        shipped_member = int(np.argmax(correct))  # the first on ties
+        print(f"members on validation: {members_val}; shipping member {shipped_member}", file=sys.stderr)
+        chosen = model.members[shipped_member]
+        assert isinstance(chosen, DigitCNN)
+        model = chosen
 
     # Calibration on the validation split: MNIST through the canvas PNG path, held-back pen inks.
     cal_x, _ = evaluate.mnist_canvas_batch(images[val_idx], eval_workers)
@@ -359,7 +412,13 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "ece_calibration_before": f"{ece_before:.6f}",
         "ece_calibration_after": f"{ece_after:.6f}",
         "architecture": (
-            (f"mean logits of {cfg.members} independently trained " if cfg.members > 1 else "")
+            (
+                f"one of {cfg.members} networks trained by deep mutual learning (best on validation): "
+                if cfg.members > 1 and cfg.mutual
+                else f"mean logits of {cfg.members} independently trained "
+                if cfg.members > 1
+                else ""
+            )
             + f"DigitCNN conv3x3+BN+ReLU widths {list(widths)}, maxpool after conv 1, 2, 4; "
             f"linear {widths[-1] * 9}->10"
         ),
@@ -404,6 +463,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "temperature": temperature,
         "ece_calibration": {"before": ece_before, "after": ece_after, "n": len(cal_y)},
         "parity_max_abs_diff": parity,
+        "members_validation": members_val,
         "bytes": len(data_bytes),
         "parameters": count_parameters(model),
         "metadata": metadata,

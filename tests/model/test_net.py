@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.net import DigitCNN, count_parameters, export_form  # noqa: E402
-from model.train import fit_temperature  # noqa: E402
+from model.net import DigitCNN, DigitEnsemble, count_parameters, export_form  # noqa: E402
+from model.train import fit_temperature, training_loss  # noqa: E402
 
 
 def test_export_form_folds_batchnorm_and_temperature() -> None:
@@ -38,3 +40,59 @@ def test_fit_temperature_recovers_a_known_temperature() -> None:
     labels = np.array([rng.choice(10, p=row) for row in p])
     overconfident = (true_logits * 3.0).astype(np.float32)  # a model 3x too sharp
     assert fit_temperature(overconfident, labels) == pytest.approx(3.0, rel=0.1)
+
+
+def test_ensemble_export_form_is_the_mean_of_the_members_over_temperature() -> None:
+    torch.manual_seed(0)
+    model = DigitEnsemble(2, (8, 16, 32, 32))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(5, 1, 28, 28)
+    folded = export_form(model, temperature=0.5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        model.eval()
+        each = [member(x) for member in model.members]
+        assert model.member_logits(x).shape == (5, 2, 10)
+        assert not torch.allclose(each[0], each[1])  # independently initialised
+        torch.testing.assert_close(folded(x), (each[0] + each[1]) / 2 / 0.5, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model(x), (each[0] + each[1]) / 2)
+    with pytest.raises(ValueError, match=">= 2 members"):
+        DigitEnsemble(1)
+
+
+def test_each_ensemble_member_gets_the_gradient_it_would_get_alone() -> None:
+    torch.manual_seed(0)
+    ensemble = DigitEnsemble(2, (8, 16, 32, 32), dropout=0.0).train()
+    x, y = torch.rand(6, 1, 28, 28), torch.arange(6) % 10
+    training_loss(ensemble, x, y, label_smoothing=0.05).backward()
+    for member in ensemble.members:
+        alone = copy.deepcopy(member)
+        alone.zero_grad()
+        training_loss(alone, x, y, label_smoothing=0.05).backward()
+        for p_ens, p_alone in zip(member.parameters(), alone.parameters(), strict=True):
+            assert p_ens.grad is not None and p_alone.grad is not None
+            torch.testing.assert_close(p_ens.grad, p_alone.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_mutual_learning_term_pulls_each_member_towards_the_others() -> None:
+    torch.manual_seed(0)
+    ensemble = DigitEnsemble(2, (8, 16, 32, 32), dropout=0.0).train()
+    x, y = torch.rand(6, 1, 28, 28), torch.arange(6) % 10
+    with torch.no_grad():
+        alone = training_loss(ensemble, x, y, label_smoothing=0.0).item()
+        mutual = training_loss(ensemble, x, y, label_smoothing=0.0, mutual=1.0).item()
+    assert mutual > alone  # different members disagree: a positive KL term
+    # Identical members already agree: the term and its gradient vanish.
+    ensemble.members[1].load_state_dict(ensemble.members[0].state_dict())
+    ensemble.zero_grad()
+    training_loss(ensemble, x, y, label_smoothing=0.0, mutual=1.0).backward()
+    grads = [p.grad.clone() for p in ensemble.members[0].parameters() if p.grad is not None]
+    ensemble.zero_grad()
+    training_loss(ensemble, x, y, label_smoothing=0.0).backward()
+    for g, p in zip(grads, ensemble.members[0].parameters(), strict=True):
+        assert p.grad is not None
+        torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=1e-5)
