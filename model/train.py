@@ -8,7 +8,8 @@ Steps:
 3. Train on batches of MNIST digits distorted as canvas drawings plus training-writer pen inks drawn on
    random canvases (:mod:`model.augment`); both end in the serving preprocessing. A one-cycle schedule
    (8 epochs) is followed by 4 epochs at a constant rate whose weights are averaged (SWA), then the
-   averaged network's BatchNorm statistics are recomputed.
+   averaged network's BatchNorm statistics are recomputed. (``--members``/``--mutual``: several
+   networks side by side; see :class:`Config`. Not in the shipped recipe.)
 4. Fit a softmax temperature on the held-out validation split (MNIST through the canvas PNG path plus
    held-back pen inks of the training writers), fold it into the classifier (logits / T).
 5. Export to ONNX, check the contract and PyTorch parity, evaluate the test sets through the product's
