@@ -54,8 +54,9 @@ class DigitEnsemble(nn.Module):
 
     Each member is trained on its own loss (see ``model/train.py``), so the members differ only by their
     initial weights and dropout masks: a deep ensemble (Lakshminarayanan et al. 2017) inside one ONNX graph.
-    Averaging removes part of the run-to-run variance of a single network (model card, runs 10-15), and
-    narrower members keep the multiply-adds, hence the batch-1 latency, within the single network's budget.
+    Averaging removes part of the run-to-run variance of a single network (model card, runs 10-15 and 20);
+    N full-width members cost N times the multiply-adds, and narrower members, tried to stay within one
+    network's latency, lost accuracy (runs 16-17).
 
     Args:
         members: Number of networks, >= 2.

@@ -236,16 +236,30 @@ def training_loss(
     """
     if isinstance(model, DigitEnsemble):
         z = model.member_logits(x)
-        n, members = z.shape[:2]
+        members = z.shape[1]
         loss = members * F.cross_entropy(
             z.flatten(0, 1), y.repeat_interleave(members), label_smoothing=label_smoothing
         )
-        if mutual:
-            p = z.softmax(dim=-1).detach()
-            others = (p.sum(dim=1, keepdim=True) - p) / (members - 1)
-            loss = loss + mutual * F.kl_div(z.log_softmax(dim=-1), others, reduction="sum") / n
-        return loss
+        return loss + mutual * mutual_kl(z) if mutual else loss
     return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+
+def mutual_kl(z: torch.Tensor) -> torch.Tensor:
+    """The deep-mutual-learning term: ``sum_k KL(q_k || p_k)``, averaged over the batch.
+
+    ``p_k = softmax(z[:, k])`` and ``q_k`` is the mean of the other members' softmax, held constant
+    (detached), so each member is pulled towards the others and never the reverse within this term.
+
+    Args:
+        z: ``(N, M, 10)`` float32 logits of ``M >= 2`` members.
+
+    Returns:
+        Scalar, >= 0; its gradient with respect to ``z[:, k]`` is ``(p_k - q_k) / N``.
+    """
+    n, members = z.shape[:2]
+    p = z.softmax(dim=-1).detach()
+    others = (p.sum(dim=1, keepdim=True) - p) / (members - 1)
+    return F.kl_div(z.log_softmax(dim=-1), others, reduction="sum") / n
 
 
 def _git(*args: str) -> str:
@@ -326,7 +340,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
                 group["lr"] = cfg.swa_lr
         elif swa is not None and (step + 1 - cycle_steps) % cfg.swa_every == 0:
             swa.update_parameters(model)
-        value = float(loss.detach()) / cfg.members  # per-network loss, comparable across configs
+        value = float(loss.detach()) / cfg.members  # per network (with the mutual term, if any)
         running = 0.98 * running + 0.02 * value if step else value
         bar.update()
         if (step + 1) % data.per_epoch == 0:
@@ -507,6 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, v in d.__dict__.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
     args = ap.parse_args(argv)
+    if args.mutual and args.members < 2:
+        ap.error("--mutual needs --members 2 or more")
     cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
     report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
     t = report["test"]
