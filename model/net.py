@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
@@ -49,7 +50,27 @@ class DigitCNN(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-class DigitEnsemble(nn.Module):
+class MeanLogits(nn.Module):
+    """Networks side by side on the same input; the output is their mean logits.
+
+    Args:
+        members: Modules mapping ``(N, 1, 28, 28)`` to ``(N, 10)`` logits.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 28, 28)`` to ``(N, members, 10)`` logits, one row per member."""
+        return torch.stack([m(x) for m in self.members], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 28, 28)`` to ``(N, 10)``: the members' mean logits."""
+        return self.member_logits(x).mean(dim=1)
+
+
+class DigitEnsemble(MeanLogits):
     """``members`` independently initialised :class:`DigitCNN` s side by side; the output is their mean logit.
 
     Each member is trained on its own loss (see ``model/train.py``), so the members differ only by their
@@ -62,30 +83,15 @@ class DigitEnsemble(nn.Module):
         members: Number of networks, >= 2.
         widths: Channels of each member's four convolutions.
         dropout: Dropout before each member's classifier (training only).
+
+    Raises:
+        ValueError: ``members < 2``.
     """
 
     def __init__(self, members: int, widths: tuple[int, ...] = WIDTHS, dropout: float = 0.1) -> None:
-        super().__init__()
         if members < 2:
             raise ValueError(f"an ensemble needs >= 2 members, got {members}")
-        self.members = nn.ModuleList(DigitCNN(widths, dropout) for _ in range(members))
-
-    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 1, 28, 28)`` to ``(N, members, 10)`` logits, one row per member."""
-        return torch.stack([m(x) for m in self.members], dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 1, 28, 28)`` to ``(N, 10)``: the members' mean logits."""
-        return self.member_logits(x).mean(dim=1)
-
-
-class _MeanLogits(nn.Module):
-    def __init__(self, members: list[nn.Module]) -> None:
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x) for m in self.members], dim=1).mean(dim=1)
+        super().__init__([DigitCNN(widths, dropout) for _ in range(members)])
 
 
 def build(widths: tuple[int, ...] = WIDTHS, members: int = 1) -> DigitCNN | DigitEnsemble:
@@ -106,8 +112,7 @@ def export_form(model: DigitCNN | DigitEnsemble, temperature: float) -> nn.Modul
         ``model.eval()(x) / temperature`` up to float rounding).
     """
     if isinstance(model, DigitEnsemble):
-        folded = [export_form(m, temperature) for m in model.members if isinstance(m, DigitCNN)]
-        return _MeanLogits(folded).eval()
+        return MeanLogits([export_form(cast(DigitCNN, m), temperature) for m in model.members]).eval()
     model = copy.deepcopy(model).eval()
     layers: list[nn.Module] = []
     modules = list(model.features)

@@ -172,6 +172,10 @@ def _pen_eval_batch(
     return np.stack(xs), np.asarray(ys, dtype=np.int64)
 
 
+def _accuracy(model: torch.nn.Module, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64]) -> float:
+    return float((_logits(model, x).argmax(1) == y).mean())
+
+
 @torch.no_grad()
 def _logits(model: torch.nn.Module, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     model.eval()
@@ -345,8 +349,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         bar.update()
         if (step + 1) % data.per_epoch == 0:
             epoch = (step + 1) // data.per_epoch
-            mnist_acc = float((_logits(model, val_x).argmax(1) == val_y).mean())
-            pen_acc = float((_logits(model, pen_val_x).argmax(1) == pen_val_y).mean())
+            mnist_acc, pen_acc = _accuracy(model, val_x, val_y), _accuracy(model, pen_val_x, pen_val_y)
             history.append(
                 {
                     "epoch": epoch,
@@ -371,13 +374,10 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     members_val: list[dict[str, float]] = []
     if isinstance(model, DigitEnsemble) and cfg.mutual:
         # Ship one member (one network's latency), chosen on the validation split only.
-        for member in model.members:
-            members_val.append(
-                {
-                    "val_mnist": float((_logits(member, val_x).argmax(1) == val_y).mean()),
-                    "val_pen": float((_logits(member, pen_val_x).argmax(1) == pen_val_y).mean()),
-                }
-            )
+        members_val = [
+            {"val_mnist": _accuracy(m, val_x, val_y), "val_pen": _accuracy(m, pen_val_x, pen_val_y)}
+            for m in model.members
+        ]
         correct = [v["val_mnist"] * len(val_y) + v["val_pen"] * len(pen_val_y) for v in members_val]
         shipped_member = int(np.argmax(correct))  # the first on ties
         print(f"members on validation: {members_val}; shipping member {shipped_member}", file=sys.stderr)
@@ -426,17 +426,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
         "ece_calibration_before": f"{ece_before:.6f}",
         "ece_calibration_after": f"{ece_after:.6f}",
-        "architecture": (
-            (
-                f"one of {cfg.members} networks trained by deep mutual learning (best on validation): "
-                if cfg.members > 1 and cfg.mutual
-                else f"mean logits of {cfg.members} independently trained "
-                if cfg.members > 1
-                else ""
-            )
-            + f"DigitCNN conv3x3+BN+ReLU widths {list(widths)}, maxpool after conv 1, 2, 4; "
-            f"linear {widths[-1] * 9}->10"
-        ),
+        "architecture": _architecture(cfg, widths),
         "parameters": str(count_parameters(model)),
         "seed": str(cfg.seed),
         "config": json.dumps(cfg.__dict__),
@@ -489,6 +479,18 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     report_path.write_text(json.dumps(report, indent=1))
     evaluate.confusion_png(res, report_path.with_suffix(".confusion.png"))
     return report
+
+
+def _architecture(cfg: Config, widths: tuple[int, ...]) -> str:
+    net = (
+        f"DigitCNN conv3x3+BN+ReLU widths {list(widths)}, maxpool after conv 1, 2, 4; "
+        f"linear {widths[-1] * 9}->10"
+    )
+    if cfg.members == 1:
+        return net
+    if cfg.mutual:
+        return f"one of {cfg.members} networks trained by deep mutual learning (best on validation): {net}"
+    return f"mean logits of {cfg.members} independently trained {net}"
 
 
 def _cpu_seconds() -> float:
