@@ -96,15 +96,20 @@ SEND_LOG = """
   const tick = () => { window.__frame++; requestAnimationFrame(tick); };
   requestAnimationFrame(tick);
   window.__sends = [];
+  // The page reads the clock once per send decision (pump), then builds and sends the frame: log that
+  // reading, the one its throttle compares, not a later one shifted by JSON.stringify or a GC pause.
+  const clock = performance.now.bind(performance);
+  performance.now = () => (window.__lastNow = clock());
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
     const during = window.event ? window.event.type : null;
-    window.__sends.push({frame: window.__frame, t: performance.now(), during, msg: JSON.parse(data)});
+    window.__sends.push({frame: window.__frame, t: window.__lastNow, during, msg: JSON.parse(data)});
     return send.call(this, data);
   };
 })();
 """
-"""Init script: log every WebSocket send with its animation frame, time, and the event being handled."""
+"""Init script: log every WebSocket send with its animation frame, the page's send-decision time (ms) and
+the event being handled."""
 
 
 def logged_predicts(page: Any) -> list[dict[str, Any]]:
@@ -113,13 +118,14 @@ def logged_predicts(page: Any) -> list[dict[str, Any]]:
 
 
 def assert_throttled(sends: list[dict[str, Any]], strokes: int) -> None:
-    """While drawing: at most one snapshot per animation frame, ~30 fps at most; one more per pen-up."""
+    """While drawing: at most one snapshot per animation frame, 33 ms apart at least (site/app.js
+    MIN_SEND_INTERVAL_MS, by the page's own clock readings); one more per pen-up."""
     live = [s for s in sends if s["during"] is None]
     finals = [s for s in sends if s["during"] == "pointerup"]
     frames = [s["frame"] for s in live]
     assert len(frames) == len(set(frames)), f"two snapshots in one animation frame: {frames}"
     gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(live)]
-    assert all(g >= 30 for g in gaps), f"snapshots closer than ~33 ms: {gaps}"
+    assert all(g >= 33 for g in gaps), f"snapshots closer than 33 ms: {gaps}"
     assert len(finals) == strokes, "exactly one final snapshot per pen-up, sent at once"
     assert sends[-1]["during"] == "pointerup"
 
