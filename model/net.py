@@ -94,8 +94,53 @@ class DigitEnsemble(MeanLogits):
         super().__init__([DigitCNN(widths, dropout) for _ in range(members)])
 
 
-def build(widths: tuple[int, ...] = WIDTHS, members: int = 1) -> DigitCNN | DigitEnsemble:
-    """One :class:`DigitCNN` (``members == 1``) or a :class:`DigitEnsemble` of ``members`` of them."""
+class Distillation(nn.Module):
+    """A :class:`DigitEnsemble` of teachers and one :class:`DigitCNN` student, trained together.
+
+    Online ensemble distillation (Hinton et al. 2015, with the teachers trained in the same run as in
+    Guo et al. 2020, KDCL): each teacher learns alone; the student learns from the labels and from the
+    teachers' mean logits (``model.train.distillation_kl``). Only the student ships, at one network's
+    latency. ``forward`` is the student's, so validation during training measures what ships.
+
+    Args:
+        teachers: Number of teacher networks, >= 2.
+        widths: Channels of each teacher's four convolutions.
+        student_widths: Channels of the student's four convolutions.
+        dropout: Dropout before each classifier (training only).
+
+    Raises:
+        ValueError: ``teachers < 2``.
+    """
+
+    def __init__(
+        self,
+        teachers: int,
+        widths: tuple[int, ...] = WIDTHS,
+        student_widths: tuple[int, ...] = WIDTHS,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.teachers = DigitEnsemble(teachers, widths, dropout)
+        self.student = DigitCNN(student_widths, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 28, 28)`` to the student's ``(N, 10)`` logits."""
+        return cast(torch.Tensor, self.student(x))
+
+
+def build(
+    widths: tuple[int, ...] = WIDTHS,
+    members: int = 1,
+    student_widths: tuple[int, ...] | None = None,
+) -> DigitCNN | DigitEnsemble | Distillation:
+    """The network to train.
+
+    Returns:
+        One :class:`DigitCNN` (``members == 1``), a :class:`DigitEnsemble` of ``members`` of them, or,
+        given ``student_widths``, a :class:`Distillation` with ``members`` teachers.
+    """
+    if student_widths is not None:
+        return Distillation(members, widths, student_widths)
     return DigitCNN(widths) if members == 1 else DigitEnsemble(members, widths)
 
 

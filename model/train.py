@@ -50,7 +50,7 @@ from tqdm import tqdm
 from model import augment, evaluate
 from model.data import draw_like_a_person, load_mnist, pen_split, resolve_data_dir
 from model.export import check_export, to_onnx_bytes, write
-from model.net import WIDTHS, DigitCNN, DigitEnsemble, build, count_parameters
+from model.net import WIDTHS, DigitCNN, DigitEnsemble, Distillation, build, count_parameters
 from shared.inks import Ink
 from shared.preprocess import StrokesFrame, normalize, preprocess
 from shared.settings import REPO_ROOT, Settings
@@ -93,6 +93,14 @@ class Config:
     """Weight of the deep-mutual-learning term (Zhang et al. 2018): each member also minimizes the KL
     divergence from the other members' mean softmax (detached) to its own. Then only the member with the
     best validation accuracy ships, at one network's latency."""
+    distill: float = 0.0
+    """Weight of online ensemble distillation (:class:`model.net.Distillation`): ``members`` teachers learn
+    alone while a student learns from the labels plus ``distill * distillation_kl`` towards the teachers'
+    mean logits; only the student ships."""
+    distill_temperature: float = 2.0
+    """Softmax temperature of both sides of the distillation term (Hinton et al. 2015)."""
+    student_widths: str = ""
+    """Channels of the student's four convolutions with ``distill > 0``; empty: the same as ``widths``."""
     threads: int = 1
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
@@ -215,18 +223,24 @@ def fit_temperature(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int6
 
 
 def training_loss(
-    model: DigitCNN | DigitEnsemble,
+    model: DigitCNN | DigitEnsemble | Distillation,
     x: torch.Tensor,
     y: torch.Tensor,
     label_smoothing: float,
+    *,
     mutual: float = 0.0,
+    distill: float = 0.0,
+    distill_temperature: float = 2.0,
 ) -> torch.Tensor:
     """Label-smoothed cross-entropy; for an ensemble, the sum of each member's own loss.
 
     Summing (not averaging the logits first) gives every member exactly the gradient it would get if
     trained alone, so the members stay independent networks whose errors partly cancel. With
     ``mutual > 0`` each member's loss adds ``mutual * KL(q || p)``, ``p`` its softmax and ``q`` the
-    other members' mean softmax, held constant (deep mutual learning, Zhang et al. 2018).
+    other members' mean softmax, held constant (deep mutual learning, Zhang et al. 2018). For a
+    :class:`Distillation`, the teachers' ensemble loss plus the student's own cross-entropy and
+    ``distill * distillation_kl(student, teachers' mean logits)``; the teachers get no gradient from
+    the student.
 
     Args:
         model: In training mode.
@@ -234,10 +248,18 @@ def training_loss(
         y: ``(N,)`` int64 labels.
         label_smoothing: Passed to :func:`torch.nn.functional.cross_entropy`.
         mutual: Weight of the mutual term (ensembles only), >= 0.
+        distill: Weight of the distillation term (:class:`Distillation` only), >= 0.
+        distill_temperature: Its softmax temperature, > 0.
 
     Returns:
-        Scalar loss; divide by the member count for the per-network value.
+        Scalar loss; divide by the network count for the per-network value.
     """
+    if isinstance(model, Distillation):
+        z = model.teachers.member_logits(x)
+        student = model.student(x)
+        own = F.cross_entropy(student, y, label_smoothing=label_smoothing)
+        kd = distillation_kl(student, z.mean(dim=1), distill_temperature)
+        return training_loss(model.teachers, x, y, label_smoothing) + own + distill * kd
     if isinstance(model, DigitEnsemble):
         z = model.member_logits(x)
         members = z.shape[1]
@@ -264,6 +286,26 @@ def mutual_kl(z: torch.Tensor) -> torch.Tensor:
     p = z.softmax(dim=-1).detach()
     others = (p.sum(dim=1, keepdim=True) - p) / (members - 1)
     return F.kl_div(z.log_softmax(dim=-1), others, reduction="sum") / n
+
+
+def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The distillation term ``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, batch mean.
+
+    The teacher side is held constant (detached). The ``T^2`` factor keeps the gradient's scale
+    independent of ``T`` (Hinton et al. 2015).
+
+    Args:
+        student: ``(N, 10)`` float32 logits.
+        teacher: ``(N, 10)`` float32 logits (the teachers' mean).
+        temperature: T > 0.
+
+    Returns:
+        Scalar, >= 0; its gradient with respect to ``student`` is ``T * (p - q) / N``, ``p`` and ``q``
+        the student's and the teacher's softmax at temperature T.
+    """
+    t = temperature
+    q = (teacher.detach() / t).softmax(dim=-1)
+    return t * t * F.kl_div((student / t).log_softmax(dim=-1), q, reduction="batchmean")
 
 
 def _git(*args: str) -> str:
@@ -322,7 +364,9 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         persistent_workers=False,
     )
     widths = tuple(int(w) for w in cfg.widths.split(","))
-    model = build(widths, cfg.members).to(memory_format=torch.channels_last)  # ~30% faster convs on CPU
+    student_widths = tuple(int(w) for w in (cfg.student_widths or cfg.widths).split(","))
+    model = build(widths, cfg.members, student_widths if cfg.distill else None)
+    model = model.to(memory_format=torch.channels_last)  # ~30% faster convs on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     cycle_steps = data.per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cycle_steps, pct_start=0.15)
@@ -333,7 +377,15 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     for step, (batch, y) in enumerate(loader):
         model.train()
         x = batch.contiguous(memory_format=torch.channels_last)
-        loss = training_loss(model, x, y, cfg.label_smoothing, cfg.mutual)
+        loss = training_loss(
+            model,
+            x,
+            y,
+            cfg.label_smoothing,
+            mutual=cfg.mutual,
+            distill=cfg.distill,
+            distill_temperature=cfg.distill_temperature,
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -344,7 +396,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
                 group["lr"] = cfg.swa_lr
         elif swa is not None and (step + 1 - cycle_steps) % cfg.swa_every == 0:
             swa.update_parameters(model)
-        value = float(loss.detach()) / cfg.members  # per network (with the mutual term, if any)
+        value = float(loss.detach()) / _networks(cfg)  # per network (with any mutual/distillation term)
         running = 0.98 * running + 0.02 * value if step else value
         bar.update()
         if (step + 1) % data.per_epoch == 0:
@@ -368,7 +420,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         bn_batches = [data[i][0].contiguous(memory_format=torch.channels_last) for i in range(SWA_BN_BATCHES)]
         update_bn(bn_batches, swa)
         averaged = swa.module
-        assert isinstance(averaged, DigitCNN | DigitEnsemble)
+        assert isinstance(averaged, DigitCNN | DigitEnsemble | Distillation)
         model = averaged
     train_seconds = time.perf_counter() - started
     members_val: list[dict[str, float]] = []
@@ -384,6 +436,14 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         chosen = model.members[shipped_member]
         assert isinstance(chosen, DigitCNN)
         model = chosen
+    elif isinstance(model, Distillation):
+        # Ship the student; record the teachers' validation figures for comparison.
+        members_val = [
+            {"val_mnist": _accuracy(m, val_x, val_y), "val_pen": _accuracy(m, pen_val_x, pen_val_y)}
+            for m in [*model.teachers.members, model.teachers, model.student]
+        ]
+        print(f"teachers, their ensemble, student on validation: {members_val}", file=sys.stderr)
+        model = model.student
 
     # Calibration on the validation split: MNIST through the canvas PNG path, held-back pen inks.
     cal_x, _ = evaluate.mnist_canvas_batch(images[val_idx], eval_workers)
@@ -481,16 +541,29 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     return report
 
 
+def _networks(cfg: Config) -> int:
+    return cfg.members + 1 if cfg.distill else cfg.members
+
+
 def _architecture(cfg: Config, widths: tuple[int, ...]) -> str:
-    net = (
-        f"DigitCNN conv3x3+BN+ReLU widths {list(widths)}, maxpool after conv 1, 2, 4; "
-        f"linear {widths[-1] * 9}->10"
-    )
+    def net(w: tuple[int, ...]) -> str:
+        return (
+            f"DigitCNN conv3x3+BN+ReLU widths {list(w)}, maxpool after conv 1, 2, 4; linear {w[-1] * 9}->10"
+        )
+
+    if cfg.distill:
+        student = tuple(int(w) for w in (cfg.student_widths or cfg.widths).split(","))
+        return (
+            f"{net(student)}; distilled online (weight {cfg.distill:g}, T {cfg.distill_temperature:g}) "
+            f"from the mean logits of {cfg.members} teachers trained alongside ({net(widths)})"
+        )
     if cfg.members == 1:
-        return net
+        return net(widths)
     if cfg.mutual:
-        return f"one of {cfg.members} networks trained by deep mutual learning (best on validation): {net}"
-    return f"mean logits of {cfg.members} independently trained {net}"
+        return f"one of {cfg.members} networks trained by deep mutual learning (best on validation): " + net(
+            widths
+        )
+    return f"mean logits of {cfg.members} independently trained {net(widths)}"
 
 
 def _cpu_seconds() -> float:
@@ -525,6 +598,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.mutual and args.members < 2:
         ap.error("--mutual needs --members 2 or more")
+    if args.distill and (args.members < 2 or args.mutual):
+        ap.error("--distill needs --members 2 or more (the teachers) and no --mutual")
+    if args.student_widths and not args.distill:
+        ap.error("--student-widths needs --distill")
     cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
     report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
     t = report["test"]

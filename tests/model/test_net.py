@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.net import DigitCNN, DigitEnsemble, count_parameters, export_form  # noqa: E402
-from model.train import fit_temperature, mutual_kl, training_loss  # noqa: E402
+from model.net import DigitCNN, DigitEnsemble, Distillation, count_parameters, export_form  # noqa: E402
+from model.train import distillation_kl, fit_temperature, mutual_kl, training_loss  # noqa: E402
 
 
 def test_export_form_folds_batchnorm_and_temperature() -> None:
@@ -103,3 +103,50 @@ def test_mutual_learning_adds_the_term_to_the_members_own_losses() -> None:
         term = mutual_kl(ensemble.member_logits(x)).item()
     assert term > 0  # different members disagree
     assert mutual == pytest.approx(alone + 0.5 * term, rel=1e-6)
+
+
+def test_distillation_term_is_t2_kl_from_the_teacher_detached_with_the_documented_gradient() -> None:
+    rng = np.random.default_rng(1)
+    s_np, t_np = rng.normal(0, 2, (4, 10)), rng.normal(0, 2, (4, 10))
+    student = torch.tensor(s_np, dtype=torch.float64, requires_grad=True)
+    teacher = torch.tensor(t_np, dtype=torch.float64, requires_grad=True)
+    value = distillation_kl(student, teacher, temperature=3.0)
+    value.backward()
+
+    def softmax(z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    p, q = softmax(s_np / 3), softmax(t_np / 3)
+    expected = 9 * (q * (np.log(q) - np.log(p))).sum() / 4  # T^2 KL(q || p), batch mean
+    assert value.item() == pytest.approx(expected, rel=1e-9)
+    assert student.grad is not None
+    np.testing.assert_allclose(student.grad.numpy(), 3 * (p - q) / 4, atol=1e-12)
+    assert teacher.grad is None  # held constant
+    same = distillation_kl(teacher.detach(), teacher.detach(), temperature=3.0)
+    assert same.item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_distillation_teachers_learn_alone_and_the_student_from_labels_and_teachers() -> None:
+    torch.manual_seed(0)
+    model = Distillation(2, (8, 16, 32, 32), (8, 8, 16, 16), dropout=0.0).double().train()
+    x, y = torch.rand(6, 1, 28, 28, dtype=torch.float64), torch.arange(6) % 10
+    training_loss(model, x, y, label_smoothing=0.05, distill=0.7, distill_temperature=2.0).backward()
+    for member in model.teachers.members:  # no gradient from the student reaches a teacher
+        alone = copy.deepcopy(member)
+        alone.zero_grad()
+        training_loss(alone, x, y, label_smoothing=0.05).backward()
+        for p_t, p_alone in zip(member.parameters(), alone.parameters(), strict=True):
+            assert p_t.grad is not None and p_alone.grad is not None
+            torch.testing.assert_close(p_t.grad, p_alone.grad)
+    student = copy.deepcopy(model.student)
+    student.zero_grad()
+    with torch.no_grad():
+        target = model.teachers(x)  # the teachers' mean logits
+    loss = torch.nn.functional.cross_entropy(student(x), y, label_smoothing=0.05)
+    (loss + 0.7 * distillation_kl(student(x), target, 2.0)).backward()
+    for p_s, p_alone in zip(model.student.parameters(), student.parameters(), strict=True):
+        assert p_s.grad is not None and p_alone.grad is not None
+        torch.testing.assert_close(p_s.grad, p_alone.grad)
+    with torch.no_grad():  # what ships and what validation measures is the student
+        torch.testing.assert_close(model.eval()(x), model.student(x))
