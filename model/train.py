@@ -255,19 +255,24 @@ def training_loss(
         Scalar loss; divide by the network count for the per-network value.
     """
     if isinstance(model, Distillation):
-        z = model.teachers.member_logits(x)
+        z = model.teachers.member_logits(x)  # one forward pass serves both the teachers and the target
         student = model.student(x)
         own = F.cross_entropy(student, y, label_smoothing=label_smoothing)
         kd = distillation_kl(student, z.mean(dim=1), distill_temperature)
-        return training_loss(model.teachers, x, y, label_smoothing) + own + distill * kd
+        return _members_loss(z, y, label_smoothing) + own + distill * kd
     if isinstance(model, DigitEnsemble):
         z = model.member_logits(x)
-        members = z.shape[1]
-        loss = members * F.cross_entropy(
-            z.flatten(0, 1), y.repeat_interleave(members), label_smoothing=label_smoothing
-        )
+        loss = _members_loss(z, y, label_smoothing)
         return loss + mutual * mutual_kl(z) if mutual else loss
     return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+
+def _members_loss(z: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Sum over members of each member's mean cross-entropy; ``z`` is ``(N, M, 10)``."""
+    members = z.shape[1]
+    return members * F.cross_entropy(
+        z.flatten(0, 1), y.repeat_interleave(members), label_smoothing=label_smoothing
+    )
 
 
 def mutual_kl(z: torch.Tensor) -> torch.Tensor:

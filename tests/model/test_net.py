@@ -132,6 +132,8 @@ def test_distillation_teachers_learn_alone_and_the_student_from_labels_and_teach
     model = Distillation(2, (8, 16, 32, 32), (8, 8, 16, 16), dropout=0.0).double().train()
     x, y = torch.rand(6, 1, 28, 28, dtype=torch.float64), torch.arange(6) % 10
     training_loss(model, x, y, label_smoothing=0.05, distill=0.7, distill_temperature=2.0).backward()
+    tracked = {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert tracked == {1}  # one forward pass per network and step (BatchNorm statistics updated once)
     for member in model.teachers.members:  # no gradient from the student reaches a teacher
         alone = copy.deepcopy(member)
         alone.zero_grad()
