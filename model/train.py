@@ -313,6 +313,23 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     return t * t * F.kl_div((student / t).log_softmax(dim=-1), q, reduction="batchmean")
 
 
+def recompute_batchnorm(swa: AveragedModel, batches: Sequence[torch.Tensor]) -> None:
+    """Recompute the BatchNorm statistics of averaged weights on ``batches`` (SWA's last step).
+
+    :func:`torch.optim.swa_utils.update_bn` resets every BatchNorm layer and then runs only ``forward``;
+    a :class:`Distillation`'s forward is the student's, so its teachers are updated in a pass of their own.
+
+    Args:
+        swa: The averaged model (its ``module`` is changed in place).
+        batches: ``(N, 1, 28, 28)`` float32 training batches.
+    """
+    if isinstance(swa.module, Distillation):
+        update_bn(batches, swa.module.teachers)
+        update_bn(batches, swa.module.student)
+    else:
+        update_bn(batches, swa)
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(
@@ -423,9 +440,9 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         # BatchNorm statistics of the averaged weights, from the first batches of the first epoch.
         swa.update_parameters(model)
         bn_batches = [data[i][0].contiguous(memory_format=torch.channels_last) for i in range(SWA_BN_BATCHES)]
-        update_bn(bn_batches, swa)
         averaged = swa.module
         assert isinstance(averaged, DigitCNN | DigitEnsemble | Distillation)
+        recompute_batchnorm(swa, bn_batches)
         model = averaged
     train_seconds = time.perf_counter() - started
     members_val: list[dict[str, float]] = []

@@ -10,7 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from model.net import DigitCNN, DigitEnsemble, Distillation, count_parameters, export_form  # noqa: E402
-from model.train import distillation_kl, fit_temperature, mutual_kl, training_loss  # noqa: E402
+from model.train import (  # noqa: E402
+    distillation_kl,
+    fit_temperature,
+    main,
+    mutual_kl,
+    recompute_batchnorm,
+    training_loss,
+)
 
 
 def test_export_form_folds_batchnorm_and_temperature() -> None:
@@ -131,7 +138,7 @@ def test_distillation_teachers_learn_alone_and_the_student_from_labels_and_teach
     torch.manual_seed(0)
     model = Distillation(2, (8, 16, 32, 32), (8, 8, 16, 16), dropout=0.0).double().train()
     x, y = torch.rand(6, 1, 28, 28, dtype=torch.float64), torch.arange(6) % 10
-    training_loss(model, x, y, label_smoothing=0.05, distill=0.7, distill_temperature=2.0).backward()
+    training_loss(model, x, y, label_smoothing=0.05, distill=0.7, distill_temperature=3.0).backward()
     tracked = {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert tracked == {1}  # one forward pass per network and step (BatchNorm statistics updated once)
     for member in model.teachers.members:  # no gradient from the student reaches a teacher
@@ -146,9 +153,38 @@ def test_distillation_teachers_learn_alone_and_the_student_from_labels_and_teach
     with torch.no_grad():
         target = model.teachers(x)  # the teachers' mean logits
     loss = torch.nn.functional.cross_entropy(student(x), y, label_smoothing=0.05)
-    (loss + 0.7 * distillation_kl(student(x), target, 2.0)).backward()
+    (loss + 0.7 * distillation_kl(student(x), target, 3.0)).backward()
     for p_s, p_alone in zip(model.student.parameters(), student.parameters(), strict=True):
         assert p_s.grad is not None and p_alone.grad is not None
         torch.testing.assert_close(p_s.grad, p_alone.grad)
     with torch.no_grad():  # what ships and what validation measures is the student
         torch.testing.assert_close(model.eval()(x), model.student(x))
+
+
+def test_weight_averaging_recomputes_the_batchnorm_statistics_of_teachers_and_student() -> None:
+    torch.manual_seed(0)
+    swa = torch.optim.swa_utils.AveragedModel(Distillation(2, (8, 8, 8, 8), (8, 8, 8, 8)))
+    recompute_batchnorm(swa, [torch.rand(4, 1, 28, 28) for _ in range(3)])
+    layers = [m for m in swa.module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(layers) == 12  # 4 per network
+    for bn in layers:  # every layer saw the batches; none left at the reset statistics (0 / 1)
+        assert int(bn.num_batches_tracked) == 3
+        assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--distill", "1"],  # no teachers
+        ["--members", "2", "--mutual", "1", "--distill", "1"],
+        ["--student-widths", "8,8,8,8"],  # without --distill
+        ["--mutual", "1"],  # one network has no peers
+    ],
+)
+def test_meaningless_option_combinations_are_refused_before_training(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "needs" in capsys.readouterr().err
