@@ -101,6 +101,9 @@ class Config:
     """Softmax temperature of both sides of the distillation term (Hinton et al. 2015)."""
     student_widths: str = ""
     """Channels of the student's four convolutions with ``distill > 0``; empty: the same as ``widths``."""
+    teacher_label_smoothing: float = -1.0
+    """Label smoothing of the teachers' own loss with ``distill > 0``; negative: ``label_smoothing``.
+    Label smoothing makes teachers worse for distillation (Muller et al. 2019)."""
     threads: int = 1
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
@@ -231,6 +234,7 @@ def training_loss(
     mutual: float = 0.0,
     distill: float = 0.0,
     distill_temperature: float = 2.0,
+    teacher_label_smoothing: float | None = None,
 ) -> torch.Tensor:
     """Label-smoothed cross-entropy; for an ensemble, the sum of each member's own loss.
 
@@ -250,6 +254,8 @@ def training_loss(
         mutual: Weight of the mutual term (ensembles only), >= 0.
         distill: Weight of the distillation term (:class:`Distillation` only), >= 0.
         distill_temperature: Its softmax temperature, > 0.
+        teacher_label_smoothing: The teachers' label smoothing (:class:`Distillation` only); ``None``:
+            ``label_smoothing``.
 
     Returns:
         Scalar loss; divide by the network count for the per-network value.
@@ -259,7 +265,8 @@ def training_loss(
         student = model.student(x)
         own = F.cross_entropy(student, y, label_smoothing=label_smoothing)
         kd = distillation_kl(student, z.mean(dim=1), distill_temperature)
-        return _members_loss(z, y, label_smoothing) + own + distill * kd
+        teachers = label_smoothing if teacher_label_smoothing is None else teacher_label_smoothing
+        return _members_loss(z, y, teachers) + own + distill * kd
     if isinstance(model, DigitEnsemble):
         z = model.member_logits(x)
         loss = _members_loss(z, y, label_smoothing)
@@ -407,6 +414,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
             mutual=cfg.mutual,
             distill=cfg.distill,
             distill_temperature=cfg.distill_temperature,
+            teacher_label_smoothing=None if cfg.teacher_label_smoothing < 0 else cfg.teacher_label_smoothing,
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -622,8 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--mutual needs --members 2 or more")
     if args.distill and (args.members < 2 or args.mutual):
         ap.error("--distill needs --members 2 or more (the teachers) and no --mutual")
-    if args.student_widths and not args.distill:
-        ap.error("--student-widths needs --distill")
+    if (args.student_widths or args.teacher_label_smoothing >= 0) and not args.distill:
+        ap.error("--student-widths and --teacher-label-smoothing need --distill")
     cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
     report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
     t = report["test"]

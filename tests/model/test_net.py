@@ -134,17 +134,28 @@ def test_distillation_term_is_t2_kl_from_the_teacher_detached_with_the_documente
     assert same.item() == pytest.approx(0.0, abs=1e-12)
 
 
-def test_distillation_teachers_learn_alone_and_the_student_from_labels_and_teachers() -> None:
+@pytest.mark.parametrize("teacher_smoothing", [None, 0.0])
+def test_distillation_teachers_learn_alone_and_the_student_from_labels_and_teachers(
+    teacher_smoothing: float | None,
+) -> None:
     torch.manual_seed(0)
     model = Distillation(2, (8, 16, 32, 32), (8, 8, 16, 16), dropout=0.0).double().train()
     x, y = torch.rand(6, 1, 28, 28, dtype=torch.float64), torch.arange(6) % 10
-    training_loss(model, x, y, label_smoothing=0.05, distill=0.7, distill_temperature=3.0).backward()
+    training_loss(
+        model,
+        x,
+        y,
+        label_smoothing=0.05,
+        distill=0.7,
+        distill_temperature=3.0,
+        teacher_label_smoothing=teacher_smoothing,
+    ).backward()
     tracked = {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert tracked == {1}  # one forward pass per network and step (BatchNorm statistics updated once)
     for member in model.teachers.members:  # no gradient from the student reaches a teacher
         alone = copy.deepcopy(member)
         alone.zero_grad()
-        training_loss(alone, x, y, label_smoothing=0.05).backward()
+        training_loss(alone, x, y, label_smoothing=0.05 if teacher_smoothing is None else 0.0).backward()
         for p_t, p_alone in zip(member.parameters(), alone.parameters(), strict=True):
             assert p_t.grad is not None and p_alone.grad is not None
             torch.testing.assert_close(p_t.grad, p_alone.grad)
@@ -178,6 +189,7 @@ def test_weight_averaging_recomputes_the_batchnorm_statistics_of_teachers_and_st
         ["--distill", "1"],  # no teachers
         ["--members", "2", "--mutual", "1", "--distill", "1"],
         ["--student-widths", "8,8,8,8"],  # without --distill
+        ["--members", "2", "--teacher-label-smoothing", "0"],  # without --distill
         ["--mutual", "1"],  # one network has no peers
     ],
 )
@@ -187,4 +199,4 @@ def test_meaningless_option_combinations_are_refused_before_training(
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert "needs" in capsys.readouterr().err
+    assert "need" in capsys.readouterr().err
