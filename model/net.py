@@ -101,7 +101,7 @@ class Distillation(nn.Module):
     Guo et al. 2020, KDCL): each teacher learns alone; the student learns from the labels and from the
     teachers' mean logits (``model.train.distillation_kl``). Only the student ships, at one network's
     latency. ``forward`` is the student's, so validation during training measures what ships. Tried in
-    runs 22-23 of the model card: on held-out pen writers the student scored below the same network
+    runs 22-24 of the model card: on held-out pen writers the student scored below the same network
     trained alone.
 
     Args:

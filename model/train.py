@@ -96,7 +96,7 @@ class Config:
     distill: float = 0.0
     """Weight of online ensemble distillation (:class:`model.net.Distillation`): ``members`` teachers learn
     alone while a student learns from the labels plus ``distill * distillation_kl`` towards the teachers'
-    mean logits; only the student ships. Lowered the held-out pen figure in runs 22-23 (model card)."""
+    mean logits; only the student ships. Did not raise the held-out pen figure in runs 22-24 (model card)."""
     distill_temperature: float = 2.0
     """Softmax temperature of both sides of the distillation term (Hinton et al. 2015)."""
     student_widths: str = ""
