@@ -109,6 +109,21 @@ class Config:
     limit_batches: int = 0
     """Stop each epoch after this many batches (0: all); for quick experiments."""
 
+    @property
+    def network_widths(self) -> tuple[int, ...]:
+        """``widths`` as integers."""
+        return tuple(int(w) for w in self.widths.split(","))
+
+    @property
+    def student_network_widths(self) -> tuple[int, ...]:
+        """``student_widths`` as integers (``widths`` when empty)."""
+        return tuple(int(w) for w in (self.student_widths or self.widths).split(","))
+
+    @property
+    def teachers_label_smoothing(self) -> float:
+        """``teacher_label_smoothing``, or ``label_smoothing`` when negative."""
+        return self.label_smoothing if self.teacher_label_smoothing < 0 else self.teacher_label_smoothing
+
 
 class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Item ``e * per_epoch + b`` is batch ``b`` of epoch ``e``: augmented MNIST plus drawn pen inks.
@@ -392,9 +407,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         worker_init_fn=_worker_init,
         persistent_workers=False,
     )
-    widths = tuple(int(w) for w in cfg.widths.split(","))
-    student_widths = tuple(int(w) for w in (cfg.student_widths or cfg.widths).split(","))
-    model = build(widths, cfg.members, student_widths if cfg.distill else None)
+    model = build(cfg.network_widths, cfg.members, cfg.student_network_widths if cfg.distill else None)
     model = model.to(memory_format=torch.channels_last)  # ~30% faster convs on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     cycle_steps = data.per_epoch * cfg.epochs
@@ -414,7 +427,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
             mutual=cfg.mutual,
             distill=cfg.distill,
             distill_temperature=cfg.distill_temperature,
-            teacher_label_smoothing=None if cfg.teacher_label_smoothing < 0 else cfg.teacher_label_smoothing,
+            teacher_label_smoothing=cfg.teachers_label_smoothing,
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -454,12 +467,13 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         model = averaged
     train_seconds = time.perf_counter() - started
     members_val: list[dict[str, float]] = []
+
+    def validation(m: torch.nn.Module) -> dict[str, float]:
+        return {"val_mnist": _accuracy(m, val_x, val_y), "val_pen": _accuracy(m, pen_val_x, pen_val_y)}
+
     if isinstance(model, DigitEnsemble) and cfg.mutual:
         # Ship one member (one network's latency), chosen on the validation split only.
-        members_val = [
-            {"val_mnist": _accuracy(m, val_x, val_y), "val_pen": _accuracy(m, pen_val_x, pen_val_y)}
-            for m in model.members
-        ]
+        members_val = [validation(m) for m in model.members]
         correct = [v["val_mnist"] * len(val_y) + v["val_pen"] * len(pen_val_y) for v in members_val]
         shipped_member = int(np.argmax(correct))  # the first on ties
         print(f"members on validation: {members_val}; shipping member {shipped_member}", file=sys.stderr)
@@ -468,10 +482,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         model = chosen
     elif isinstance(model, Distillation):
         # Ship the student; record the teachers' validation figures for comparison.
-        members_val = [
-            {"val_mnist": _accuracy(m, val_x, val_y), "val_pen": _accuracy(m, pen_val_x, pen_val_y)}
-            for m in [*model.teachers.members, model.teachers, model.student]
-        ]
+        members_val = [validation(m) for m in [*model.teachers.members, model.teachers, model.student]]
         print(f"teachers, their ensemble, student on validation: {members_val}", file=sys.stderr)
         model = model.student
 
@@ -516,7 +527,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
         "ece_calibration_before": f"{ece_before:.6f}",
         "ece_calibration_after": f"{ece_after:.6f}",
-        "architecture": _architecture(cfg, widths),
+        "architecture": _architecture(cfg),
         "parameters": str(count_parameters(model)),
         "seed": str(cfg.seed),
         "config": json.dumps(cfg.__dict__),
@@ -575,25 +586,24 @@ def _networks(cfg: Config) -> int:
     return cfg.members + 1 if cfg.distill else cfg.members
 
 
-def _architecture(cfg: Config, widths: tuple[int, ...]) -> str:
+def _architecture(cfg: Config) -> str:
     def net(w: tuple[int, ...]) -> str:
         return (
             f"DigitCNN conv3x3+BN+ReLU widths {list(w)}, maxpool after conv 1, 2, 4; linear {w[-1] * 9}->10"
         )
 
+    one = net(cfg.network_widths)
     if cfg.distill:
-        student = tuple(int(w) for w in (cfg.student_widths or cfg.widths).split(","))
         return (
-            f"{net(student)}; distilled online (weight {cfg.distill:g}, T {cfg.distill_temperature:g}) "
-            f"from the mean logits of {cfg.members} teachers trained alongside ({net(widths)})"
+            f"{net(cfg.student_network_widths)}; distilled online (weight {cfg.distill:g}, "
+            f"T {cfg.distill_temperature:g}) from the mean logits of {cfg.members} teachers "
+            f"trained alongside ({one})"
         )
     if cfg.members == 1:
-        return net(widths)
+        return one
     if cfg.mutual:
-        return f"one of {cfg.members} networks trained by deep mutual learning (best on validation): " + net(
-            widths
-        )
-    return f"mean logits of {cfg.members} independently trained {net(widths)}"
+        return f"one of {cfg.members} networks trained by deep mutual learning (best on validation): {one}"
+    return f"mean logits of {cfg.members} independently trained {one}"
 
 
 def _cpu_seconds() -> float:
