@@ -27,13 +27,17 @@ class DigitCNN(nn.Module):
     Args:
         widths: Channels of the four convolutions.
         dropout: Dropout before the classifier (training only).
+        in_channels: Input channels; 1 except inside :class:`MIMO`.
+        outputs: Logits; 10 except inside :class:`MIMO`.
     """
 
-    def __init__(self, widths: tuple[int, ...] = WIDTHS, dropout: float = 0.1) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = WIDTHS, dropout: float = 0.1, in_channels: int = 1, outputs: int = 10
+    ) -> None:
         super().__init__()
         w0, w1, w2, w3 = widths
         self.features = nn.Sequential(
-            *_conv(1, w0),
+            *_conv(in_channels, w0),
             nn.MaxPool2d(2),
             *_conv(w0, w1),
             nn.MaxPool2d(2),
@@ -43,7 +47,7 @@ class DigitCNN(nn.Module):
             nn.Flatten(),
         )
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(w3 * 3 * 3, 10)
+        self.head = nn.Linear(w3 * 3 * 3, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1, 28, 28)`` to ``(N, 10)`` logits."""
@@ -130,17 +134,75 @@ class Distillation(nn.Module):
         return cast(torch.Tensor, self.student(x))
 
 
+class MIMO(nn.Module):
+    """Several subnetworks inside one :class:`DigitCNN` (multi-input multi-output, Havasi et al. 2021).
+
+    In training, each of the ``heads`` input channels carries a different image and each group of 10
+    logits is trained on that image's label (``model.train.mimo_inputs``), so the network learns
+    ``heads`` mostly independent subnetworks. At inference every input channel gets the same image and the
+    groups' logits are averaged: an ensemble in one forward pass. Since the input channels are then equal,
+    the first convolution's weights can be summed over them and the head's rows averaged
+    (:meth:`collapse`): the shipped graph is an ordinary one-input :class:`DigitCNN`, at its latency. Tried
+    in runs 25-26 of the model card: at this width the subnetworks crowd each other out and both the
+    MNIST and the held-out pen figures fell.
+
+    Args:
+        heads: Subnetworks M, >= 2.
+        widths: Channels of the four convolutions (shared by the subnetworks).
+        dropout: Dropout before the classifier (training only).
+
+    Raises:
+        ValueError: ``heads < 2``.
+    """
+
+    def __init__(self, heads: int, widths: tuple[int, ...] = WIDTHS, dropout: float = 0.1) -> None:
+        if heads < 2:
+            raise ValueError(f"MIMO needs >= 2 heads, got {heads}")
+        super().__init__()
+        self.heads = heads
+        self.net = DigitCNN(widths, dropout, in_channels=heads, outputs=10 * heads)
+
+    def head_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, M, 28, 28)``, one image per input channel, to ``(N, M, 10)`` logits, one row per head."""
+        return cast(torch.Tensor, self.net(x)).view(x.shape[0], self.heads, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 28, 28)`` to ``(N, 10)``: the image on every input channel, the heads' mean logits."""
+        return self.head_logits(x.expand(-1, self.heads, -1, -1).contiguous()).mean(dim=1)
+
+    def collapse(self) -> DigitCNN:
+        """The equivalent one-input :class:`DigitCNN`: equal to :meth:`forward` up to float rounding.
+
+        The first convolution's weights are summed over the input channels (which inference fills with
+        the same image) and the head's weights and biases averaged over the heads. BatchNorm statistics
+        are copied unchanged.
+        """
+        widths = tuple(m.out_channels for m in self.net.features if isinstance(m, nn.Conv2d))
+        one = DigitCNN(widths, self.net.dropout.p)
+        state = {k: v.clone() for k, v in self.net.state_dict().items()}
+        state["features.0.weight"] = state["features.0.weight"].sum(dim=1, keepdim=True)
+        features = state["head.weight"].shape[1]
+        state["head.weight"] = state["head.weight"].view(self.heads, 10, features).mean(dim=0)
+        state["head.bias"] = state["head.bias"].view(self.heads, 10).mean(dim=0)
+        one.load_state_dict(state)
+        return one
+
+
 def build(
     widths: tuple[int, ...] = WIDTHS,
     members: int = 1,
     student_widths: tuple[int, ...] | None = None,
-) -> DigitCNN | DigitEnsemble | Distillation:
+    mimo: int = 0,
+) -> DigitCNN | DigitEnsemble | Distillation | MIMO:
     """The network to train.
 
     Returns:
-        One :class:`DigitCNN` (``members == 1``), a :class:`DigitEnsemble` of ``members`` of them, or,
-        given ``student_widths``, a :class:`Distillation` with ``members`` teachers.
+        One :class:`DigitCNN` (``members == 1``), a :class:`DigitEnsemble` of ``members`` of them,
+        given ``student_widths`` a :class:`Distillation` with ``members`` teachers, or, given ``mimo``,
+        a :class:`MIMO` of that many heads.
     """
+    if mimo:
+        return MIMO(mimo, widths)
     if student_widths is not None:
         return Distillation(members, widths, student_widths)
     return DigitCNN(widths) if members == 1 else DigitEnsemble(members, widths)

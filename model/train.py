@@ -9,7 +9,8 @@ Steps:
    random canvases (:mod:`model.augment`); both end in the serving preprocessing. A one-cycle schedule
    (8 epochs) is followed by 4 epochs at a constant rate whose weights are averaged (SWA), then the
    averaged network's BatchNorm statistics are recomputed. (``--members``/``--mutual``/``--distill``:
-   several networks side by side; see :class:`Config`. Not in the shipped recipe.)
+   several networks side by side; ``--mimo``: several subnetworks in one; see :class:`Config`. Not in
+   the shipped recipe.)
 4. Fit a softmax temperature on the held-out validation split (MNIST through the canvas PNG path plus
    held-back pen inks of the training writers), fold it into the classifier (logits / T).
 5. Export to ONNX, check the contract and PyTorch parity, evaluate the test sets through the product's
@@ -50,7 +51,7 @@ from tqdm import tqdm
 from model import augment, evaluate
 from model.data import draw_like_a_person, load_mnist, pen_split, resolve_data_dir
 from model.export import check_export, to_onnx_bytes, write
-from model.net import WIDTHS, DigitCNN, DigitEnsemble, Distillation, build, count_parameters
+from model.net import MIMO, WIDTHS, DigitCNN, DigitEnsemble, Distillation, build, count_parameters
 from shared.inks import Ink
 from shared.preprocess import StrokesFrame, normalize, preprocess
 from shared.settings import REPO_ROOT, Settings
@@ -104,6 +105,12 @@ class Config:
     teacher_label_smoothing: float = -1.0
     """Label smoothing of the teachers' own loss with ``distill > 0``; negative: ``label_smoothing``.
     Label smoothing makes teachers worse for distillation (Muller et al. 2019)."""
+    mimo: int = 0
+    """Subnetworks trained inside one network (:class:`model.net.MIMO`, Havasi et al. 2021), exported
+    collapsed to one :class:`model.net.DigitCNN`; 0: off. Lowered both test figures in runs 25-26."""
+    mimo_repeat: float = 0.5
+    """With ``mimo``: the share of each extra head's inputs that repeat head 0's image (input
+    repetition, Havasi et al. 2021; more sharing between the subnetworks, which helps small networks)."""
     threads: int = 1
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
@@ -240,8 +247,37 @@ def fit_temperature(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int6
     return math.exp((lo + hi) / 2)
 
 
+def mimo_inputs(
+    x: torch.Tensor, y: torch.Tensor, heads: int, repeat: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A :class:`model.net.MIMO` training batch: each head gets its own ordering of the batch.
+
+    Head 0 gets the batch as it is. For each further head, a share ``repeat`` of the rows (drawn
+    independently) keeps head 0's image and the rest take rows of a random permutation, so most rows
+    feed the heads unrelated images (Havasi et al. 2021, with input repetition).
+
+    Args:
+        x: ``(N, 1, 28, 28)`` float32 batch.
+        y: ``(N,)`` int64 labels.
+        heads: M >= 2.
+        repeat: In [0, 1].
+        generator: Source of the draws (the caller seeds it per step, for determinism).
+
+    Returns:
+        ``(N, M, 28, 28)`` float32 inputs (channel m is head m's image) and ``(N, M)`` int64 labels.
+    """
+    n = len(y)
+    rows = torch.arange(n)
+    index = [rows]
+    for _ in range(heads - 1):
+        keep = torch.rand(n, generator=generator) < repeat
+        index.append(torch.where(keep, rows, torch.randperm(n, generator=generator)))
+    ix = torch.stack(index, dim=1)
+    return x[:, 0][ix], y[ix]
+
+
 def training_loss(
-    model: DigitCNN | DigitEnsemble | Distillation,
+    model: DigitCNN | DigitEnsemble | Distillation | MIMO,
     x: torch.Tensor,
     y: torch.Tensor,
     label_smoothing: float,
@@ -259,12 +295,13 @@ def training_loss(
     other members' mean softmax, held constant (deep mutual learning, Zhang et al. 2018). For a
     :class:`Distillation`, the teachers' ensemble loss plus the student's own cross-entropy and
     ``distill * distillation_kl(student, teachers' mean logits)``; the teachers get no gradient from
-    the student.
+    the student. For a :class:`MIMO`, the sum over heads of each head's cross-entropy on its own
+    images (``x`` and ``y`` from :func:`mimo_inputs`).
 
     Args:
         model: In training mode.
-        x: ``(N, 1, 28, 28)`` float32 batch.
-        y: ``(N,)`` int64 labels.
+        x: ``(N, 1, 28, 28)`` float32 batch (:class:`MIMO`: ``(N, M, 28, 28)``).
+        y: ``(N,)`` int64 labels (:class:`MIMO`: ``(N, M)``).
         label_smoothing: Passed to :func:`torch.nn.functional.cross_entropy`.
         mutual: Weight of the mutual term (ensembles only), >= 0.
         distill: Weight of the distillation term (:class:`Distillation` only), >= 0.
@@ -282,6 +319,8 @@ def training_loss(
         kd = distillation_kl(student, z.mean(dim=1), distill_temperature)
         teachers = label_smoothing if teacher_label_smoothing is None else teacher_label_smoothing
         return _members_loss(z, y, teachers) + own + distill * kd
+    if isinstance(model, MIMO):
+        return _members_loss(model.head_logits(x), y, label_smoothing)
     if isinstance(model, DigitEnsemble):
         z = model.member_logits(x)
         loss = _members_loss(z, y, label_smoothing)
@@ -290,11 +329,13 @@ def training_loss(
 
 
 def _members_loss(z: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """Sum over members of each member's mean cross-entropy; ``z`` is ``(N, M, 10)``."""
+    """Sum over members of each member's mean cross-entropy.
+
+    ``z`` is ``(N, M, 10)``; ``y`` is ``(N,)`` (the same labels for every member) or ``(N, M)``.
+    """
     members = z.shape[1]
-    return members * F.cross_entropy(
-        z.flatten(0, 1), y.repeat_interleave(members), label_smoothing=label_smoothing
-    )
+    labels = y.repeat_interleave(members) if y.dim() == 1 else y.flatten()
+    return members * F.cross_entropy(z.flatten(0, 1), labels, label_smoothing=label_smoothing)
 
 
 def mutual_kl(z: torch.Tensor) -> torch.Tensor:
@@ -407,7 +448,8 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         worker_init_fn=_worker_init,
         persistent_workers=False,
     )
-    model = build(cfg.network_widths, cfg.members, cfg.student_network_widths if cfg.distill else None)
+    student_widths = cfg.student_network_widths if cfg.distill else None
+    model = build(cfg.network_widths, cfg.members, student_widths, cfg.mimo)
     model = model.to(memory_format=torch.channels_last)  # ~30% faster convs on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     cycle_steps = data.per_epoch * cfg.epochs
@@ -418,11 +460,16 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     running = 0.0
     for step, (batch, y) in enumerate(loader):
         model.train()
-        x = batch.contiguous(memory_format=torch.channels_last)
+        if isinstance(model, MIMO):
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            inputs, targets = mimo_inputs(batch, y, model.heads, cfg.mimo_repeat, generator)
+        else:
+            inputs, targets = batch, y
+        x = inputs.contiguous(memory_format=torch.channels_last)
         loss = training_loss(
             model,
             x,
-            y,
+            targets,
             cfg.label_smoothing,
             mutual=cfg.mutual,
             distill=cfg.distill,
@@ -462,11 +509,14 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         swa.update_parameters(model)
         bn_batches = [data[i][0].contiguous(memory_format=torch.channels_last) for i in range(SWA_BN_BATCHES)]
         averaged = swa.module
-        assert isinstance(averaged, DigitCNN | DigitEnsemble | Distillation)
+        assert isinstance(averaged, DigitCNN | DigitEnsemble | Distillation | MIMO)
         recompute_batchnorm(swa, bn_batches)
         model = averaged
     train_seconds = time.perf_counter() - started
     members_val: list[dict[str, float]] = []
+    if isinstance(model, MIMO):
+        bn_batches = [data[i][0].contiguous(memory_format=torch.channels_last) for i in range(SWA_BN_BATCHES)]
+        model, members_val = _collapse_mimo(model, bn_batches, (val_x, val_y), (pen_val_x, pen_val_y))
 
     def validation(m: torch.nn.Module) -> dict[str, float]:
         return {"val_mnist": _accuracy(m, val_x, val_y), "val_pen": _accuracy(m, pen_val_x, pen_val_y)}
@@ -582,7 +632,35 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     return report
 
 
+def _collapse_mimo(
+    model: MIMO,
+    bn_batches: Sequence[torch.Tensor],
+    mnist_val: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]],
+    pen_val: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]],
+) -> tuple[DigitCNN, list[dict[str, float]]]:
+    """The one-input network to ship, and both candidates' validation figures.
+
+    Training fed the heads unrelated images; inference feeds them all the same one, so the first
+    BatchNorm layers see other statistics. The candidates: the collapsed network with the training
+    statistics, and the same with the statistics recomputed on ``bn_batches`` (as SWA does). The one
+    with more validation samples right ships (the first on a tie).
+    """
+    kept = model.collapse().to(memory_format=torch.channels_last)
+    recomputed = model.collapse().to(memory_format=torch.channels_last)
+    update_bn(bn_batches, recomputed)
+    figures = []
+    for candidate in (kept, recomputed):
+        mnist, pen = _accuracy(candidate, *mnist_val), _accuracy(candidate, *pen_val)
+        right = mnist * len(mnist_val[1]) + pen * len(pen_val[1])
+        figures.append({"val_mnist": mnist, "val_pen": pen, "right": right})
+    ships = 1 if figures[1]["right"] > figures[0]["right"] else 0
+    print(f"MIMO, BatchNorm kept / recomputed, on validation: {figures}; shipping {ships}", file=sys.stderr)
+    return (kept, recomputed)[ships], figures
+
+
 def _networks(cfg: Config) -> int:
+    if cfg.mimo:
+        return cfg.mimo  # the loss sums the heads' cross-entropies
     return cfg.members + 1 if cfg.distill else cfg.members
 
 
@@ -599,6 +677,8 @@ def _architecture(cfg: Config) -> str:
             f"T {cfg.distill_temperature:g}) from the mean logits of {cfg.members} teachers "
             f"trained alongside ({one})"
         )
+    if cfg.mimo:
+        return f"{one}; trained as {cfg.mimo} subnetworks (MIMO, input repetition {cfg.mimo_repeat:g})"
     if cfg.members == 1:
         return one
     if cfg.mutual:
@@ -642,6 +722,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--distill needs --members 2 or more (the teachers) and no --mutual")
     if (args.student_widths or args.teacher_label_smoothing >= 0) and not args.distill:
         ap.error("--student-widths and --teacher-label-smoothing need --distill")
+    if args.mimo and (args.mimo < 2 or args.members > 1):
+        ap.error("--mimo needs 2 or more heads and one network (no --members)")
+    if args.mimo_repeat != d.mimo_repeat and not args.mimo:
+        ap.error("--mimo-repeat needs --mimo")
+    if not 0 <= args.mimo_repeat <= 1:
+        ap.error("--mimo-repeat needs a share in [0, 1]")
     cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
     report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
     t = report["test"]

@@ -9,11 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.net import DigitCNN, DigitEnsemble, Distillation, count_parameters, export_form  # noqa: E402
+from model.net import MIMO, DigitCNN, DigitEnsemble, Distillation, count_parameters, export_form  # noqa: E402
 from model.train import (  # noqa: E402
     distillation_kl,
     fit_temperature,
     main,
+    mimo_inputs,
     mutual_kl,
     recompute_batchnorm,
     training_loss,
@@ -191,6 +192,10 @@ def test_weight_averaging_recomputes_the_batchnorm_statistics_of_teachers_and_st
         ["--student-widths", "8,8,8,8"],  # without --distill
         ["--members", "2", "--teacher-label-smoothing", "0"],  # without --distill
         ["--mutual", "1"],  # one network has no peers
+        ["--mimo", "1"],  # one head is one network
+        ["--mimo", "2", "--members", "2"],
+        ["--mimo-repeat", "0.2"],  # without --mimo
+        ["--mimo", "2", "--mimo-repeat", "1.5"],
     ],
 )
 def test_meaningless_option_combinations_are_refused_before_training(
@@ -200,3 +205,71 @@ def test_meaningless_option_combinations_are_refused_before_training(
         main(argv)
     assert exc.value.code == 2
     assert "need" in capsys.readouterr().err
+
+
+def _random_batchnorm(model: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+
+
+def test_mimo_collapses_to_one_plain_network_that_computes_its_forward() -> None:
+    torch.manual_seed(0)
+    model = MIMO(3)
+    _random_batchnorm(model)
+    model.eval()
+    one = model.collapse().eval()
+    assert type(one) is DigitCNN
+    assert one.features[0].in_channels == 1 and one.head.out_features == 10
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        heads = model.head_logits(x.expand(-1, 3, -1, -1).contiguous())
+        torch.testing.assert_close(model(x), heads.mean(dim=1))
+        torch.testing.assert_close(one(x), model(x), atol=1e-5, rtol=1e-5)
+    # The shipped graph is a plain network's: same layers and parameter count, so the same latency.
+    plain = export_form(DigitCNN(), 1.0)
+    layers = [type(m) for m in export_form(one, 1.0)]
+    assert layers == [type(m) for m in plain]
+    assert count_parameters(one) == count_parameters(DigitCNN())
+
+
+def test_mimo_inputs_give_each_head_its_own_ordering_with_matching_labels() -> None:
+    n = 4000
+    x = torch.arange(n, dtype=torch.float32)[:, None, None, None].expand(n, 1, 28, 28)  # image i is all i
+    y = torch.arange(n) % 10
+    xm, ym = mimo_inputs(x, y, 3, 0.5, torch.Generator().manual_seed(1))
+    assert xm.shape == (n, 3, 28, 28) and ym.shape == (n, 3)
+    rows = xm[:, :, 0, 0].long()  # which image each head got
+    assert torch.equal(xm, x[:, 0][rows])  # whole images, not mixed pixels
+    assert torch.equal(ym, y[rows])  # each head's label is its own image's
+    assert torch.equal(rows[:, 0], torch.arange(n))  # head 0: the batch as it is
+    for head in (1, 2):
+        same = (rows[:, head] == rows[:, 0]).float().mean().item()
+        assert 0.45 < same < 0.55  # input repetition 0.5 (plus a random permutation's few fixed points)
+    assert (rows[:, 1] != rows[:, 2]).float().mean().item() > 0.3  # the extra heads draw independently
+    again = mimo_inputs(x, y, 3, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(again[0], xm) and torch.equal(again[1], ym)
+    unshared = mimo_inputs(x, y, 2, 0.0, torch.Generator().manual_seed(2))[0][:, 1, 0, 0].long()
+    assert torch.equal(unshared.sort().values, torch.arange(n))  # a permutation
+    assert (unshared == torch.arange(n)).float().mean().item() < 0.01
+    shared = mimo_inputs(x, y, 2, 1.0, torch.Generator().manual_seed(2))[0]
+    assert torch.equal(shared[:, 1], shared[:, 0])
+
+
+def test_mimo_loss_is_the_sum_of_each_heads_cross_entropy_on_its_own_labels() -> None:
+    torch.manual_seed(0)
+    model = MIMO(2, (8, 8, 8, 8)).train()
+    x, y = torch.rand(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 4, 5])
+    xm, ym = mimo_inputs(x, y, 2, 0.0, torch.Generator().manual_seed(0))
+    assert not torch.equal(ym[:, 0], ym[:, 1])
+    torch.manual_seed(1)  # the same dropout masks in both computations
+    loss = training_loss(model, xm, ym, 0.1)
+    torch.manual_seed(1)
+    z = model.head_logits(xm)
+    ce = torch.nn.functional.cross_entropy
+    expected = sum(ce(z[:, m], ym[:, m], label_smoothing=0.1) for m in range(2))
+    torch.testing.assert_close(loss, expected)
