@@ -21,16 +21,21 @@ from model.train import (  # noqa: E402
 )
 
 
-def test_export_form_folds_batchnorm_and_temperature() -> None:
-    torch.manual_seed(0)
-    model = DigitCNN()
-    with torch.no_grad():  # non-trivial BatchNorm statistics
+def _random_batchnorm(model: torch.nn.Module) -> None:
+    """Non-trivial BatchNorm statistics and affine parameters, so folding them is tested."""
+    with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
+
+
+def test_export_form_folds_batchnorm_and_temperature() -> None:
+    torch.manual_seed(0)
+    model = DigitCNN()
+    _random_batchnorm(model)
     x = torch.rand(4, 1, 28, 28)
     folded = export_form(model, temperature=2.5)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
@@ -53,11 +58,7 @@ def test_fit_temperature_recovers_a_known_temperature() -> None:
 def test_ensemble_export_form_is_the_mean_of_the_members_over_temperature() -> None:
     torch.manual_seed(0)
     model = DigitEnsemble(2, (8, 16, 32, 32))
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
+    _random_batchnorm(model)
     x = torch.rand(5, 1, 28, 28)
     folded = export_form(model, temperature=0.5)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
@@ -205,16 +206,6 @@ def test_meaningless_option_combinations_are_refused_before_training(
         main(argv)
     assert exc.value.code == 2
     assert "need" in capsys.readouterr().err
-
-
-def _random_batchnorm(model: torch.nn.Module) -> None:
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
 
 
 def test_mimo_collapses_to_one_plain_network_that_computes_its_forward() -> None:
