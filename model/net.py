@@ -50,7 +50,7 @@ class DigitCNN(nn.Module):
         self.head = nn.Linear(w3 * 3 * 3, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 1, 28, 28)`` to ``(N, 10)`` logits."""
+        """``(N, in_channels, 28, 28)`` float32 to ``(N, outputs)`` logits (by default 1 and 10)."""
         return self.head(self.dropout(self.features(x)))
 
 
@@ -143,8 +143,8 @@ class MIMO(nn.Module):
     groups' logits are averaged: an ensemble in one forward pass. Since the input channels are then equal,
     the first convolution's weights can be summed over them and the head's rows averaged
     (:meth:`collapse`): the shipped graph is an ordinary one-input :class:`DigitCNN`, at its latency. Tried
-    in runs 25-26 of the model card: at this width the subnetworks crowd each other out and both the
-    MNIST and the held-out pen figures fell.
+    in runs 25-26 of the model card: at this width it did not help (MNIST test and validation lower in
+    both runs, held-out pen lower or within the spread).
 
     Args:
         heads: Subnetworks M, >= 2.
@@ -171,11 +171,12 @@ class MIMO(nn.Module):
         return self.head_logits(x.expand(-1, self.heads, -1, -1).contiguous()).mean(dim=1)
 
     def collapse(self) -> DigitCNN:
-        """The equivalent one-input :class:`DigitCNN`: equal to :meth:`forward` up to float rounding.
+        """The equivalent one-input :class:`DigitCNN` (float32, CPU, training mode like any new module).
 
         The first convolution's weights are summed over the input channels (which inference fills with
         the same image) and the head's weights and biases averaged over the heads. BatchNorm statistics
-        are copied unchanged.
+        are copied unchanged. Both steps are linear, so in eval mode the result equals :meth:`forward`
+        up to float rounding.
         """
         widths = tuple(m.out_channels for m in self.net.features if isinstance(m, nn.Conv2d))
         one = DigitCNN(widths, self.net.dropout.p)
@@ -198,8 +199,11 @@ def build(
 
     Returns:
         One :class:`DigitCNN` (``members == 1``), a :class:`DigitEnsemble` of ``members`` of them,
-        given ``student_widths`` a :class:`Distillation` with ``members`` teachers, or, given ``mimo``,
-        a :class:`MIMO` of that many heads.
+        given ``student_widths`` a :class:`Distillation` with ``members`` teachers, or, given ``mimo``
+        (which takes precedence over ``members`` and ``student_widths``), a :class:`MIMO` of that many heads.
+
+    Raises:
+        ValueError: ``members < 1`` with an ensemble or teachers, or ``mimo == 1``.
     """
     if mimo:
         return MIMO(mimo, widths)

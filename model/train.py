@@ -252,9 +252,11 @@ def mimo_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A :class:`model.net.MIMO` training batch: each head gets its own ordering of the batch.
 
-    Head 0 gets the batch as it is. For each further head, a share ``repeat`` of the rows (drawn
-    independently) keeps head 0's image and the rest take rows of a random permutation, so most rows
-    feed the heads unrelated images (Havasi et al. 2021, with input repetition).
+    Head 0 gets the batch as it is. For each further head, each row keeps head 0's image with
+    probability ``repeat`` (drawn independently per head) and otherwise takes the row a random
+    permutation of the whole batch puts there, so a head may see an image twice and another not at all.
+    A variant of Havasi et al. 2021's input repetition, where a fixed share ``repeat`` of the rows goes
+    to all heads and only the rest is shuffled among itself.
 
     Args:
         x: ``(N, 1, 28, 28)`` float32 batch.
@@ -461,6 +463,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     for step, (batch, y) in enumerate(loader):
         model.train()
         if isinstance(model, MIMO):
+            # A prime above any step count, so (seed, step) pairs never share a stream.
             generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
             inputs, targets = mimo_inputs(batch, y, model.heads, cfg.mimo_repeat, generator)
         else:
@@ -514,9 +517,12 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         model = averaged
     train_seconds = time.perf_counter() - started
     members_val: list[dict[str, float]] = []
-    if isinstance(model, MIMO):
+    if isinstance(model, MIMO) and swa is not None:
+        # SWA already recomputed every BatchNorm layer through forward, i.e. under repeated inputs.
+        model = model.collapse().to(memory_format=torch.channels_last)
+    elif isinstance(model, MIMO):
         bn_batches = [data[i][0].contiguous(memory_format=torch.channels_last) for i in range(SWA_BN_BATCHES)]
-        model, members_val = _collapse_mimo(model, bn_batches, (val_x, val_y), (pen_val_x, pen_val_y))
+        model, members_val = collapse_mimo(model, bn_batches, (val_x, val_y), (pen_val_x, pen_val_y))
 
     def validation(m: torch.nn.Module) -> dict[str, float]:
         return {"val_mnist": _accuracy(m, val_x, val_y), "val_pen": _accuracy(m, pen_val_x, pen_val_y)}
@@ -632,18 +638,28 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     return report
 
 
-def _collapse_mimo(
+def collapse_mimo(
     model: MIMO,
     bn_batches: Sequence[torch.Tensor],
     mnist_val: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]],
     pen_val: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]],
 ) -> tuple[DigitCNN, list[dict[str, float]]]:
-    """The one-input network to ship, and both candidates' validation figures.
+    """The one-input network to ship (no SWA), and both candidates' validation figures.
 
-    Training fed the heads unrelated images; inference feeds them all the same one, so the first
-    BatchNorm layers see other statistics. The candidates: the collapsed network with the training
-    statistics, and the same with the statistics recomputed on ``bn_batches`` (as SWA does). The one
-    with more validation samples right ships (the first on a tie).
+    Training fed the heads mostly unrelated images; inference feeds them all the same one, so every
+    BatchNorm layer sees other statistics. The candidates: the collapsed network with the training
+    statistics, and the same with the statistics recomputed on ``bn_batches`` under repeated inputs
+    (as SWA does). The one with more validation samples right ships; the first on a tie.
+
+    Args:
+        model: The trained network (not modified).
+        bn_batches: ``(N, 1, 28, 28)`` float32 training batches.
+        mnist_val: Validation images ``(N, 1, 28, 28)`` float32 and labels ``(N,)`` int64.
+        pen_val: The same for the held-back pen inks.
+
+    Returns:
+        The chosen :class:`DigitCNN` (eval mode), and for each candidate its accuracies ``val_mnist`` and
+        ``val_pen`` (fractions) and ``right`` (samples right in both sets, a count).
     """
     kept = model.collapse().to(memory_format=torch.channels_last)
     recomputed = model.collapse().to(memory_format=torch.channels_last)

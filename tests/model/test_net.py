@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from model.net import MIMO, DigitCNN, DigitEnsemble, Distillation, count_parameters, export_form  # noqa: E402
 from model.train import (  # noqa: E402
+    collapse_mimo,
     distillation_kl,
     fit_temperature,
     main,
@@ -197,6 +198,7 @@ def test_weight_averaging_recomputes_the_batchnorm_statistics_of_teachers_and_st
         ["--mimo", "2", "--members", "2"],
         ["--mimo-repeat", "0.2"],  # without --mimo
         ["--mimo", "2", "--mimo-repeat", "1.5"],
+        ["--mimo", "2", "--mimo-repeat", "-0.1"],
     ],
 )
 def test_meaningless_option_combinations_are_refused_before_training(
@@ -264,3 +266,51 @@ def test_mimo_loss_is_the_sum_of_each_heads_cross_entropy_on_its_own_labels() ->
     ce = torch.nn.functional.cross_entropy
     expected = sum(ce(z[:, m], ym[:, m], label_smoothing=0.1) for m in range(2))
     torch.testing.assert_close(loss, expected)
+
+
+def test_mimo_needs_two_heads() -> None:
+    with pytest.raises(ValueError, match="2 heads"):
+        MIMO(1)
+
+
+def _first_batchnorm_input_mean(net: DigitCNN, batches: list[torch.Tensor]) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([net.features[0](b) for b in batches]).mean(dim=(0, 2, 3))
+
+
+@pytest.mark.parametrize("winner", ["kept", "recomputed"])
+def test_without_swa_mimo_ships_the_collapsed_network_with_the_batchnorm_that_validates_better(
+    winner: str,
+) -> None:
+    torch.manual_seed(0)
+    model = MIMO(2, (8, 8, 8, 8))
+    _random_batchnorm(model)
+    trained_mean = model.net.features[1].running_mean.clone()
+    batches = [torch.rand(8, 1, 28, 28) for _ in range(3)]
+    recomputed = model.collapse()
+    torch.optim.swa_utils.update_bn(batches, recomputed)
+    x = np.random.default_rng(0).random((60, 1, 28, 28), dtype=np.float32)
+    with torch.no_grad():  # labels that the winning candidate gets all right
+        labels = (recomputed if winner == "recomputed" else model.collapse()).eval()(torch.from_numpy(x))
+    y = labels.argmax(1).numpy()
+    shipped, figures = collapse_mimo(model, batches, (x[:40], y[:40]), (x[40:], y[40:]))
+    assert type(shipped) is DigitCNN and not shipped.training
+    assert figures[0 if winner == "kept" else 1]["right"] == 60
+    assert figures[1 if winner == "kept" else 0]["right"] < 60  # the candidates differ
+    for f in figures:
+        assert f["right"] == pytest.approx(f["val_mnist"] * 40 + f["val_pen"] * 20)
+    mean = shipped.features[1].running_mean
+    if winner == "recomputed":  # statistics of the first convolution's output under repeated inputs
+        torch.testing.assert_close(mean, _first_batchnorm_input_mean(shipped, batches))
+    else:  # the training statistics, untouched
+        torch.testing.assert_close(mean, trained_mean)
+    torch.testing.assert_close(model.net.features[1].running_mean, trained_mean)  # model not modified
+
+
+def test_weight_averaging_recomputes_mimo_batchnorm_under_repeated_inputs() -> None:
+    torch.manual_seed(0)
+    swa = torch.optim.swa_utils.AveragedModel(MIMO(2, (8, 8, 8, 8)))
+    batches = [torch.rand(8, 1, 28, 28) for _ in range(3)]
+    recompute_batchnorm(swa, batches)
+    one = swa.module.collapse()
+    torch.testing.assert_close(one.features[1].running_mean, _first_batchnorm_input_mean(one, batches))
