@@ -35,10 +35,10 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -111,6 +111,10 @@ class Config:
     mimo_repeat: float = 0.5
     """With ``mimo``: the share of each extra head's inputs that repeat head 0's image (input
     repetition, Havasi et al. 2021; more sharing between the subnetworks, which helps small networks)."""
+    sam: float = 0.0
+    """Sharpness-aware minimization radius rho (SAM, Foret et al. 2021; 0.05 is their default): each step
+    takes the gradient at the weights moved by rho along the normalized gradient, which seeks flat
+    minima. Two forward-backward passes per step; 0: off."""
     threads: int = 1
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
@@ -378,6 +382,45 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     return t * t * F.kl_div((student / t).log_softmax(dim=-1), q, reduction="batchmean")
 
 
+def sharpness_aware_gradients(
+    model: torch.nn.Module, rho: float, loss_fn: Callable[[], torch.Tensor]
+) -> None:
+    """Replace the gradients in ``model`` by SAM's (Foret et al. 2021).
+
+    With ``g`` the current gradients (``loss.backward()`` already ran), the weights move to
+    ``w + rho * g / ||g||`` (one L2 norm over all parameters), ``loss_fn`` is evaluated and
+    back-propagated there, and the weights are restored exactly, so ``.grad`` holds the gradient at the
+    perturbed point. BatchNorm running statistics stay as the first pass set them (momentum 0 in the
+    second).
+
+    Args:
+        model: In training mode, with gradients.
+        rho: Neighbourhood radius > 0, in parameter units.
+        loss_fn: Recomputes the same batch's loss.
+    """
+    params = [p for p in model.parameters() if p.grad is not None]
+    grads = [cast(torch.Tensor, p.grad) for p in params]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    steps = [g * (rho / (norm + 1e-12)) for g in grads]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, e in zip(params, steps, strict=True):
+            p.add_(e)
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        model.zero_grad(set_to_none=True)
+        loss_fn().backward()
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        with torch.no_grad():
+            for p, w in zip(params, saved, strict=True):
+                p.copy_(w)
+
+
 def recompute_batchnorm(swa: AveragedModel, batches: Sequence[torch.Tensor]) -> None:
     """Recompute the BatchNorm statistics of averaged weights on ``batches`` (SWA's last step).
 
@@ -469,18 +512,24 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         else:
             inputs, targets = batch, y
         x = inputs.contiguous(memory_format=torch.channels_last)
-        loss = training_loss(
-            model,
-            x,
-            targets,
-            cfg.label_smoothing,
-            mutual=cfg.mutual,
-            distill=cfg.distill,
-            distill_temperature=cfg.distill_temperature,
-            teacher_label_smoothing=cfg.teachers_label_smoothing,
-        )
+
+        def loss_fn(x: torch.Tensor = x, targets: torch.Tensor = targets) -> torch.Tensor:
+            return training_loss(
+                model,
+                x,
+                targets,
+                cfg.label_smoothing,
+                mutual=cfg.mutual,
+                distill=cfg.distill,
+                distill_temperature=cfg.distill_temperature,
+                teacher_label_smoothing=cfg.teachers_label_smoothing,
+            )
+
+        loss = loss_fn()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.sam:
+            sharpness_aware_gradients(model, cfg.sam, loss_fn)
         opt.step()
         if step + 1 < cycle_steps:
             sched.step()

@@ -18,6 +18,7 @@ from model.train import (  # noqa: E402
     mimo_inputs,
     mutual_kl,
     recompute_batchnorm,
+    sharpness_aware_gradients,
     training_loss,
 )
 
@@ -314,3 +315,33 @@ def test_weight_averaging_recomputes_mimo_batchnorm_under_repeated_inputs() -> N
     recompute_batchnorm(swa, batches)
     one = swa.module.collapse()
     torch.testing.assert_close(one.features[1].running_mean, _first_batchnorm_input_mean(one, batches))
+
+
+def test_sam_takes_the_gradient_at_the_perturbed_weights_and_restores_everything_else() -> None:
+    torch.manual_seed(0)
+    model = DigitCNN((8, 8, 8, 8), dropout=0.0).train()
+    x, y = torch.rand(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 4, 5])
+
+    def loss_fn() -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    loss_fn().backward()
+    g = [p.grad.clone() for p in model.parameters()]
+    weights = [p.detach().clone() for p in model.parameters()]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    statistics = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    perturbed = copy.deepcopy(model)  # the same weights, moved by rho along the normalized gradient
+    scale = 0.05 / torch.sqrt(sum((gi**2).sum() for gi in g))
+    with torch.no_grad():
+        for p, gi in zip(perturbed.parameters(), g, strict=True):
+            p.add_(gi * scale)
+    torch.nn.functional.cross_entropy(perturbed(x), y).backward()
+
+    sharpness_aware_gradients(model, 0.05, loss_fn)
+    for p, q, w in zip(model.parameters(), perturbed.parameters(), weights, strict=True):
+        torch.testing.assert_close(p.grad, q.grad)  # SAM's gradient
+        assert torch.equal(p.detach(), w)  # weights restored bit for bit
+    assert any(not torch.allclose(p.grad, gi) for p, gi in zip(model.parameters(), g, strict=True))
+    for m, (mean, var) in zip(norms, statistics, strict=True):  # the second pass left no statistics
+        assert torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var)
+        assert m.momentum == 0.1
