@@ -9,8 +9,8 @@ Steps:
    random canvases (:mod:`model.augment`); both end in the serving preprocessing. A one-cycle schedule
    (8 epochs) is followed by 4 epochs at a constant rate whose weights are averaged (SWA), then the
    averaged network's BatchNorm statistics are recomputed. (``--members``/``--mutual``/``--distill``:
-   several networks side by side; ``--mimo``: several subnetworks in one; see :class:`Config`. Not in
-   the shipped recipe.)
+   several networks side by side; ``--mimo``: several subnetworks in one; ``--sam``: sharpness-aware
+   steps; see :class:`Config`. Not in the shipped recipe.)
 4. Fit a softmax temperature on the held-out validation split (MNIST through the canvas PNG path plus
    held-back pen inks of the training writers), fold it into the classifier (logits / T).
 5. Export to ONNX, check the contract and PyTorch parity, evaluate the test sets through the product's
