@@ -112,9 +112,10 @@ class Config:
     """With ``mimo``: the share of each extra head's inputs that repeat head 0's image (input
     repetition, Havasi et al. 2021; more sharing between the subnetworks, which helps small networks)."""
     sam: float = 0.0
-    """Sharpness-aware minimization radius rho (SAM, Foret et al. 2021; 0.05 is their default): each step
-    takes the gradient at the weights moved by rho along the normalized gradient, which seeks flat
-    minima. Two forward-backward passes per step; 0: off."""
+    """Sharpness-aware minimization radius rho >= 0 (SAM, Foret et al. 2021, who tune it by grid search;
+    0.05 is the usual default of SAM implementations): each step takes the gradient at the weights moved
+    by rho along the normalized gradient, which seeks flat minima. Two forward-backward passes per step;
+    0: off. Runs 27-28 used 0.05."""
     threads: int = 1
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
@@ -390,20 +391,30 @@ def sharpness_aware_gradients(
     With ``g`` the current gradients (``loss.backward()`` already ran), the weights move to
     ``w + rho * g / ||g||`` (one L2 norm over all parameters), ``loss_fn`` is evaluated and
     back-propagated there, and the weights are restored exactly, so ``.grad`` holds the gradient at the
-    perturbed point. BatchNorm running statistics stay as the first pass set them (momentum 0 in the
-    second).
+    perturbed point. BatchNorm running statistics and batch counts stay as the first pass set them
+    (momentum 0 in the second pass, counts restored). Dropout draws new masks in the second pass, as in
+    plain SAM implementations. Parameters without a gradient are neither moved nor given one. With
+    several networks in ``model`` (``--members``, ``--distill``) the one norm spans all of them, so each
+    moves by about ``rho / sqrt(networks)``.
 
     Args:
         model: In training mode, with gradients.
-        rho: Neighbourhood radius > 0, in parameter units.
-        loss_fn: Recomputes the same batch's loss.
+        rho: Neighbourhood radius > 0, in parameter units (L2 over all parameters).
+        loss_fn: Recomputes the same batch's scalar loss.
+
+    Raises:
+        ValueError: ``rho <= 0``. If ``loss_fn`` raises, the weights and BatchNorm settings are restored
+            first and the gradients are left cleared.
     """
+    if rho <= 0:
+        raise ValueError(f"the SAM radius must be > 0, got {rho}")
     params = [p for p in model.parameters() if p.grad is not None]
     grads = [cast(torch.Tensor, p.grad) for p in params]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    steps = [g * (rho / (norm + 1e-12)) for g in grads]
+    steps = [g * (rho / (norm + 1e-12)) for g in grads]  # 1e-12: no division by zero at a zero gradient
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
+    counts = [m.num_batches_tracked.clone() for m in norms if m.num_batches_tracked is not None]
     saved = [p.detach().clone() for p in params]
     with torch.no_grad():
         for p, e in zip(params, steps, strict=True):
@@ -416,6 +427,8 @@ def sharpness_aware_gradients(
     finally:
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
+        for m, count in zip((m for m in norms if m.num_batches_tracked is not None), counts, strict=True):
+            m.num_batches_tracked.copy_(count)
         with torch.no_grad():
             for p, w in zip(params, saved, strict=True):
                 p.copy_(w)
@@ -793,6 +806,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--mimo-repeat needs --mimo")
     if not 0 <= args.mimo_repeat <= 1:
         ap.error("--mimo-repeat needs a share in [0, 1]")
+    if args.sam < 0:
+        ap.error("--sam needs a radius >= 0")
     cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
     report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
     t = report["test"]

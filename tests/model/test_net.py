@@ -200,6 +200,7 @@ def test_weight_averaging_recomputes_the_batchnorm_statistics_of_teachers_and_st
         ["--mimo-repeat", "0.2"],  # without --mimo
         ["--mimo", "2", "--mimo-repeat", "1.5"],
         ["--mimo", "2", "--mimo-repeat", "-0.1"],
+        ["--sam", "-0.05"],
     ],
 )
 def test_meaningless_option_combinations_are_refused_before_training(
@@ -329,7 +330,7 @@ def test_sam_takes_the_gradient_at_the_perturbed_weights_and_restores_everything
     g = [p.grad.clone() for p in model.parameters()]
     weights = [p.detach().clone() for p in model.parameters()]
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    statistics = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    statistics = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in norms]
     perturbed = copy.deepcopy(model)  # the same weights, moved by rho along the normalized gradient
     scale = 0.05 / torch.sqrt(sum((gi**2).sum() for gi in g))
     with torch.no_grad():
@@ -342,6 +343,24 @@ def test_sam_takes_the_gradient_at_the_perturbed_weights_and_restores_everything
         torch.testing.assert_close(p.grad, q.grad)  # SAM's gradient
         assert torch.equal(p.detach(), w)  # weights restored bit for bit
     assert any(not torch.allclose(p.grad, gi) for p, gi in zip(model.parameters(), g, strict=True))
-    for m, (mean, var) in zip(norms, statistics, strict=True):  # the second pass left no statistics
+    for m, (mean, var, count) in zip(norms, statistics, strict=True):  # the second pass left no statistics
         assert torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var)
+        assert int(m.num_batches_tracked) == count
         assert m.momentum == 0.1
+
+
+def test_sam_restores_weights_and_batchnorm_when_the_second_pass_fails() -> None:
+    torch.manual_seed(0)
+    model = DigitCNN((8, 8, 8, 8), dropout=0.0).train()
+    torch.nn.functional.cross_entropy(model(torch.rand(4, 1, 28, 28)), torch.tensor([0, 1, 2, 3])).backward()
+    weights = [p.detach().clone() for p in model.parameters()]
+
+    def failing() -> torch.Tensor:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        sharpness_aware_gradients(model, 0.05, failing)
+    assert all(torch.equal(p.detach(), w) for p, w in zip(model.parameters(), weights, strict=True))
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="radius"):
+        sharpness_aware_gradients(model, 0.0, failing)
