@@ -52,6 +52,7 @@ from model import augment, evaluate
 from model.data import draw_like_a_person, load_mnist, pen_split, resolve_data_dir
 from model.export import check_export, to_onnx_bytes, write
 from model.net import MIMO, WIDTHS, DigitCNN, DigitEnsemble, Distillation, build, count_parameters
+from shared.inference import Predictor
 from shared.inks import Ink
 from shared.preprocess import StrokesFrame, normalize, preprocess
 from shared.settings import REPO_ROOT, Settings
@@ -116,6 +117,11 @@ class Config:
     0.05 is the usual default of SAM implementations): each step takes the gradient at the weights moved
     by rho along the normalized gradient, which seeks flat minima. Two forward-backward passes per step;
     0: off. Runs 27-28 used 0.05."""
+    teacher: str = ""
+    """An ONNX file of this repo's contract (e.g. a ``--members 2 --swa-epochs 0`` build, run 20) whose
+    served logits the one network also learns from, with weight ``distill`` and temperature
+    ``distill_temperature`` (offline distillation, Hinton et al. 2015); empty: off. Did not raise the
+    held-out pen figure in runs 29-30."""
     threads: int = 1
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
@@ -293,6 +299,7 @@ def training_loss(
     distill: float = 0.0,
     distill_temperature: float = 2.0,
     teacher_label_smoothing: float | None = None,
+    teacher_logits: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Label-smoothed cross-entropy; for an ensemble, the sum of each member's own loss.
 
@@ -302,8 +309,10 @@ def training_loss(
     other members' mean softmax, held constant (deep mutual learning, Zhang et al. 2018). For a
     :class:`Distillation`, the teachers' ensemble loss plus the student's own cross-entropy and
     ``distill * distillation_kl(student, teachers' mean logits)``; the teachers get no gradient from
-    the student. For a :class:`MIMO`, the sum over heads of each head's cross-entropy on its own
-    images (``x`` and ``y`` from :func:`mimo_inputs`).
+    the student. For one :class:`DigitCNN` given ``teacher_logits`` (offline distillation), its
+    cross-entropy plus ``distill * distillation_kl(logits, teacher_logits)``. For a :class:`MIMO`,
+    the sum over heads of each head's cross-entropy on its own images (``x`` and ``y`` from
+    :func:`mimo_inputs`).
 
     Args:
         model: In training mode.
@@ -315,6 +324,8 @@ def training_loss(
         distill_temperature: Its softmax temperature, > 0.
         teacher_label_smoothing: The teachers' label smoothing (:class:`Distillation` only); ``None``:
             ``label_smoothing``.
+        teacher_logits: ``(N, 10)`` float32 logits of a trained teacher for ``x`` (one
+            :class:`DigitCNN` only), or ``None``.
 
     Returns:
         Scalar loss; divide by the network count for the per-network value.
@@ -332,7 +343,13 @@ def training_loss(
         z = model.member_logits(x)
         loss = _members_loss(z, y, label_smoothing)
         return loss + mutual * mutual_kl(z) if mutual else loss
-    return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+    z = model(x)
+    own = F.cross_entropy(z, y, label_smoothing=label_smoothing)
+    return (
+        own
+        if teacher_logits is None
+        else own + distill * distillation_kl(z, teacher_logits, distill_temperature)
+    )
 
 
 def _members_loss(z: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
@@ -506,13 +523,14 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         worker_init_fn=_worker_init,
         persistent_workers=False,
     )
-    student_widths = cfg.student_network_widths if cfg.distill else None
+    student_widths = cfg.student_network_widths if cfg.distill and not cfg.teacher else None
     model = build(cfg.network_widths, cfg.members, student_widths, cfg.mimo)
     model = model.to(memory_format=torch.channels_last)  # ~30% faster convs on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     cycle_steps = data.per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cycle_steps, pct_start=0.15)
     swa = AveragedModel(model) if cfg.swa_epochs else None
+    teacher = Predictor(cfg.teacher) if cfg.teacher else None  # one onnxruntime thread
     history = []
     bar = tqdm(total=len(data), desc="train", unit="batch", file=sys.stderr, smoothing=0.05)
     running = 0.0
@@ -525,8 +543,13 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         else:
             inputs, targets = batch, y
         x = inputs.contiguous(memory_format=torch.channels_last)
+        teacher_logits = torch.from_numpy(teacher.logits(inputs.numpy())) if teacher else None
 
-        def loss_fn(x: torch.Tensor = x, targets: torch.Tensor = targets) -> torch.Tensor:
+        def loss_fn(
+            x: torch.Tensor = x,
+            targets: torch.Tensor = targets,
+            teacher_logits: torch.Tensor | None = teacher_logits,
+        ) -> torch.Tensor:
             return training_loss(
                 model,
                 x,
@@ -536,6 +559,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
                 distill=cfg.distill,
                 distill_temperature=cfg.distill_temperature,
                 teacher_label_smoothing=cfg.teachers_label_smoothing,
+                teacher_logits=teacher_logits,
             )
 
         loss = loss_fn()
@@ -739,7 +763,7 @@ def collapse_mimo(
 def _networks(cfg: Config) -> int:
     if cfg.mimo:
         return cfg.mimo  # the loss sums the heads' cross-entropies
-    return cfg.members + 1 if cfg.distill else cfg.members
+    return cfg.members + 1 if cfg.distill and not cfg.teacher else cfg.members
 
 
 def _architecture(cfg: Config) -> str:
@@ -749,6 +773,11 @@ def _architecture(cfg: Config) -> str:
         )
 
     one = net(cfg.network_widths)
+    if cfg.teacher:
+        return (
+            f"{one}; distilled offline (weight {cfg.distill:g}, T {cfg.distill_temperature:g}) from the "
+            f"logits of {Path(cfg.teacher).name}"
+        )
     if cfg.distill:
         return (
             f"{net(cfg.student_network_widths)}; distilled online (weight {cfg.distill:g}, "
@@ -796,7 +825,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.mutual and args.members < 2:
         ap.error("--mutual needs --members 2 or more")
-    if args.distill and (args.members < 2 or args.mutual):
+    if args.teacher and (not args.distill or args.members > 1 or args.mimo or args.student_widths):
+        ap.error("--teacher needs --distill and one network (no --members, --mimo, --student-widths)")
+    if args.distill and not args.teacher and (args.members < 2 or args.mutual):
         ap.error("--distill needs --members 2 or more (the teachers) and no --mutual")
     if (args.student_widths or args.teacher_label_smoothing >= 0) and not args.distill:
         ap.error("--student-widths and --teacher-label-smoothing need --distill")

@@ -201,6 +201,9 @@ def test_weight_averaging_recomputes_the_batchnorm_statistics_of_teachers_and_st
         ["--mimo", "2", "--mimo-repeat", "1.5"],
         ["--mimo", "2", "--mimo-repeat", "-0.1"],
         ["--sam", "-0.05"],
+        ["--teacher", "t.onnx"],  # without --distill
+        ["--teacher", "t.onnx", "--distill", "1", "--members", "2"],
+        ["--teacher", "t.onnx", "--distill", "1", "--mimo", "2"],
     ],
 )
 def test_meaningless_option_combinations_are_refused_before_training(
@@ -364,3 +367,16 @@ def test_sam_restores_weights_and_batchnorm_when_the_second_pass_fails() -> None
     assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     with pytest.raises(ValueError, match="radius"):
         sharpness_aware_gradients(model, 0.0, failing)
+
+
+def test_offline_distillation_adds_the_weighted_term_towards_the_teachers_logits() -> None:
+    torch.manual_seed(0)
+    model = DigitCNN((8, 8, 8, 8), dropout=0.0).train()
+    x, y = torch.rand(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 4, 5])
+    teacher = torch.randn(6, 10) * 3
+    loss = training_loss(model, x, y, 0.05, distill=0.7, distill_temperature=1.5, teacher_logits=teacher)
+    z = model(x)
+    own = torch.nn.functional.cross_entropy(z, y, label_smoothing=0.05)
+    torch.testing.assert_close(loss, own + 0.7 * distillation_kl(z, teacher, 1.5))
+    assert loss > own  # the term is there (KL > 0 for random logits)
+    torch.testing.assert_close(training_loss(model, x, y, 0.05, distill=0.7, distill_temperature=1.5), own)
