@@ -27,6 +27,7 @@ Usage (the shipped file; 13-23 minutes on this shared 2-core machine)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -96,9 +97,10 @@ class Config:
     divergence from the other members' mean softmax (detached) to its own. Then only the member with the
     best validation accuracy ships, at one network's latency."""
     distill: float = 0.0
-    """Weight of online ensemble distillation (:class:`model.net.Distillation`): ``members`` teachers learn
+    """Weight >= 0 of distillation. Online (:class:`model.net.Distillation`): ``members`` teachers learn
     alone while a student learns from the labels plus ``distill * distillation_kl`` towards the teachers'
-    mean logits; only the student ships. Did not raise the held-out pen figure in runs 22-24 (model card)."""
+    mean logits; only the student ships. Offline, with ``teacher``: the same term towards a finished
+    model's logits. Raised the held-out pen figure in neither runs 22-24 nor 29-30 (model card)."""
     distill_temperature: float = 2.0
     """Softmax temperature of both sides of the distillation term (Hinton et al. 2015)."""
     student_widths: str = ""
@@ -119,9 +121,10 @@ class Config:
     0: off. Runs 27-28 used 0.05."""
     teacher: str = ""
     """An ONNX file of this repo's contract (e.g. a ``--members 2 --swa-epochs 0`` build, run 20) whose
-    served logits the one network also learns from, with weight ``distill`` and temperature
-    ``distill_temperature`` (offline distillation, Hinton et al. 2015); empty: off. Did not raise the
-    held-out pen figure in runs 29-30."""
+    served logits the one network also learns from, with weight ``distill`` (needed, > 0) and temperature
+    ``distill_temperature`` (offline distillation, Hinton et al. 2015); empty: off. Served logits are
+    already divided by the teacher's calibration temperature, so the effective temperature on its raw
+    logits is ``distill_temperature`` times that. Did not raise the held-out pen figure in runs 29-30."""
     threads: int = 1
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
@@ -320,7 +323,7 @@ def training_loss(
         y: ``(N,)`` int64 labels (:class:`MIMO`: ``(N, M)``).
         label_smoothing: Passed to :func:`torch.nn.functional.cross_entropy`.
         mutual: Weight of the mutual term (ensembles only), >= 0.
-        distill: Weight of the distillation term (:class:`Distillation` only), >= 0.
+        distill: Weight of the distillation term (:class:`Distillation`, or ``teacher_logits``), >= 0.
         distill_temperature: Its softmax temperature, > 0.
         teacher_label_smoothing: The teachers' label smoothing (:class:`Distillation` only); ``None``:
             ``label_smoothing``.
@@ -329,7 +332,12 @@ def training_loss(
 
     Returns:
         Scalar loss; divide by the network count for the per-network value.
+
+    Raises:
+        ValueError: ``teacher_logits`` for anything but one :class:`DigitCNN`.
     """
+    if teacher_logits is not None and type(model) is not DigitCNN:
+        raise ValueError("teacher_logits are for one DigitCNN (offline distillation)")
     if isinstance(model, Distillation):
         z = model.teachers.member_logits(x)  # one forward pass serves both the teachers and the target
         student = model.student(x)
@@ -491,6 +499,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         The report.
     """
     started = time.perf_counter()
+    teacher = Predictor(cfg.teacher) if cfg.teacher else None  # one thread; a bad file fails here, early
     commit = _git("rev-parse", "HEAD")  # before training: others may commit meanwhile
     dirty = _git("status", "--porcelain", "--", "model", "shared")
     torch.manual_seed(cfg.seed)
@@ -530,7 +539,6 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     cycle_steps = data.per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cycle_steps, pct_start=0.15)
     swa = AveragedModel(model) if cfg.swa_epochs else None
-    teacher = Predictor(cfg.teacher) if cfg.teacher else None  # one onnxruntime thread
     history = []
     bar = tqdm(total=len(data), desc="train", unit="batch", file=sys.stderr, smoothing=0.05)
     running = 0.0
@@ -774,9 +782,10 @@ def _architecture(cfg: Config) -> str:
 
     one = net(cfg.network_widths)
     if cfg.teacher:
+        digest = hashlib.sha256(Path(cfg.teacher).read_bytes()).hexdigest()
         return (
             f"{one}; distilled offline (weight {cfg.distill:g}, T {cfg.distill_temperature:g}) from the "
-            f"logits of {Path(cfg.teacher).name}"
+            f"logits of {Path(cfg.teacher).name} (sha256 {digest})"
         )
     if cfg.distill:
         return (
@@ -825,8 +834,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.mutual and args.members < 2:
         ap.error("--mutual needs --members 2 or more")
-    if args.teacher and (not args.distill or args.members > 1 or args.mimo or args.student_widths):
-        ap.error("--teacher needs --distill and one network (no --members, --mimo, --student-widths)")
+    if args.teacher and (
+        not args.distill
+        or args.members > 1
+        or args.mimo
+        or args.student_widths
+        or args.teacher_label_smoothing >= 0
+    ):
+        ap.error(
+            "--teacher needs --distill and one network "
+            "(no --members, --mimo, --student-widths, --teacher-label-smoothing)"
+        )
+    if args.distill < 0 or args.distill_temperature <= 0:
+        ap.error("--distill needs a weight >= 0 and --distill-temperature a temperature > 0")
     if args.distill and not args.teacher and (args.members < 2 or args.mutual):
         ap.error("--distill needs --members 2 or more (the teachers) and no --mutual")
     if (args.student_widths or args.teacher_label_smoothing >= 0) and not args.distill:

@@ -204,6 +204,10 @@ def test_weight_averaging_recomputes_the_batchnorm_statistics_of_teachers_and_st
         ["--teacher", "t.onnx"],  # without --distill
         ["--teacher", "t.onnx", "--distill", "1", "--members", "2"],
         ["--teacher", "t.onnx", "--distill", "1", "--mimo", "2"],
+        ["--teacher", "t.onnx", "--distill", "1", "--student-widths", "8,8,8,8"],
+        ["--teacher", "t.onnx", "--distill", "1", "--teacher-label-smoothing", "0"],
+        ["--teacher", "t.onnx", "--distill", "-1"],
+        ["--teacher", "t.onnx", "--distill", "1", "--distill-temperature", "0"],
     ],
 )
 def test_meaningless_option_combinations_are_refused_before_training(
@@ -380,3 +384,7 @@ def test_offline_distillation_adds_the_weighted_term_towards_the_teachers_logits
     torch.testing.assert_close(loss, own + 0.7 * distillation_kl(z, teacher, 1.5))
     assert loss > own  # the term is there (KL > 0 for random logits)
     torch.testing.assert_close(training_loss(model, x, y, 0.05, distill=0.7, distill_temperature=1.5), own)
+    with pytest.raises(
+        ValueError, match="one DigitCNN"
+    ):  # silently ignored, it would train without a teacher
+        training_loss(DigitEnsemble(2, (8, 8, 8, 8)), x, y, 0.05, distill=0.7, teacher_logits=teacher)
