@@ -27,7 +27,6 @@ Usage (the shipped file; 13-23 minutes on this shared 2-core machine)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -439,7 +438,8 @@ def sharpness_aware_gradients(
     steps = [g * (rho / (norm + 1e-12)) for g in grads]  # 1e-12: no division by zero at a zero gradient
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
-    counts = [m.num_batches_tracked.clone() for m in norms if m.num_batches_tracked is not None]
+    tracked = [m for m in norms if m.num_batches_tracked is not None]
+    counts = [m.num_batches_tracked.clone() for m in tracked]
     saved = [p.detach().clone() for p in params]
     with torch.no_grad():
         for p, e in zip(params, steps, strict=True):
@@ -452,7 +452,7 @@ def sharpness_aware_gradients(
     finally:
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
-        for m, count in zip((m for m in norms if m.num_batches_tracked is not None), counts, strict=True):
+        for m, count in zip(tracked, counts, strict=True):
             m.num_batches_tracked.copy_(count)
         with torch.no_grad():
             for p, w in zip(params, saved, strict=True):
@@ -604,7 +604,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     if swa is not None:
         # BatchNorm statistics of the averaged weights, from the first batches of the first epoch.
         swa.update_parameters(model)
-        bn_batches = [data[i][0].contiguous(memory_format=torch.channels_last) for i in range(SWA_BN_BATCHES)]
+        bn_batches = _batchnorm_batches(data)
         averaged = swa.module
         assert isinstance(averaged, DigitCNN | DigitEnsemble | Distillation | MIMO)
         recompute_batchnorm(swa, bn_batches)
@@ -615,7 +615,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         # SWA already recomputed every BatchNorm layer through forward, i.e. under repeated inputs.
         model = model.collapse().to(memory_format=torch.channels_last)
     elif isinstance(model, MIMO):
-        bn_batches = [data[i][0].contiguous(memory_format=torch.channels_last) for i in range(SWA_BN_BATCHES)]
+        bn_batches = _batchnorm_batches(data)
         model, members_val = collapse_mimo(model, bn_batches, (val_x, val_y), (pen_val_x, pen_val_y))
 
     def validation(m: torch.nn.Module) -> dict[str, float]:
@@ -677,7 +677,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
         "ece_calibration_before": f"{ece_before:.6f}",
         "ece_calibration_after": f"{ece_after:.6f}",
-        "architecture": _architecture(cfg),
+        "architecture": _architecture(cfg, teacher),
         "parameters": str(count_parameters(model)),
         "seed": str(cfg.seed),
         "config": json.dumps(cfg.__dict__),
@@ -732,6 +732,11 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     return report
 
 
+def _batchnorm_batches(data: CanvasBatches) -> list[torch.Tensor]:
+    """The first ``SWA_BN_BATCHES`` training batches (channels-last), to recompute BatchNorm statistics."""
+    return [data[i][0].contiguous(memory_format=torch.channels_last) for i in range(SWA_BN_BATCHES)]
+
+
 def collapse_mimo(
     model: MIMO,
     bn_batches: Sequence[torch.Tensor],
@@ -774,18 +779,17 @@ def _networks(cfg: Config) -> int:
     return cfg.members + 1 if cfg.distill and not cfg.teacher else cfg.members
 
 
-def _architecture(cfg: Config) -> str:
+def _architecture(cfg: Config, teacher: Predictor | None = None) -> str:
     def net(w: tuple[int, ...]) -> str:
         return (
             f"DigitCNN conv3x3+BN+ReLU widths {list(w)}, maxpool after conv 1, 2, 4; linear {w[-1] * 9}->10"
         )
 
     one = net(cfg.network_widths)
-    if cfg.teacher:
-        digest = hashlib.sha256(Path(cfg.teacher).read_bytes()).hexdigest()
+    if teacher is not None:
         return (
             f"{one}; distilled offline (weight {cfg.distill:g}, T {cfg.distill_temperature:g}) from the "
-            f"logits of {Path(cfg.teacher).name} (sha256 {digest})"
+            f"logits of {Path(cfg.teacher).name} (sha256 {teacher.info.sha256})"
         )
     if cfg.distill:
         return (
