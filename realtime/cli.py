@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -27,34 +27,53 @@ def _serve(args: argparse.Namespace) -> int:
 
     from realtime import workers
 
-    settings = Settings()
-    host = args.host or settings.host
-    port = settings.port if args.port is None else args.port
-    try:  # fail before loading anything, and say so plainly, when the port is taken
+    flags = {"host": args.host, "port": args.port}
+    try:  # the flags go through the settings' own validation, so --port 80000 fails as MNIST_LIVE_PORT does
+        settings = Settings(**{name: value for name, value in flags.items() if value is not None})
+    except ValidationError as exc:
+        _print_invalid(exc, flags)
+        return 2
+    host, port = settings.host, settings.port
+    try:  # fail before loading anything, and say so plainly, when the port is taken or the host is bad
         with socket.create_server((host.strip("[]"), port), family=workers.family(host)) as probe:
             port = port or probe.getsockname()[1]  # port 0: every worker must share one free port
-    except OSError as exc:
+    except (OSError, ValueError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
         print(
-            f"mnist-live: cannot listen on {host}:{port} ({exc.strerror or exc}); "
-            "choose another port with --port or MNIST_LIVE_PORT",
+            f"mnist-live: cannot listen on {host}:{port} ({reason}); "
+            "choose another address with --host/--port or MNIST_LIVE_HOST/MNIST_LIVE_PORT",
             file=sys.stderr,
         )
         return 2
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    print(
-        f"mnist-live: serving the page at http://{shown}:{port}/ (WebSocket /ws, POST /predict)",
-        file=sys.stderr,
-    )
+    announce = f"mnist-live: serving the page at http://{shown}:{port}/ (WebSocket /ws, POST /predict)"
     _compile_notice()
     from realtime.local import uvicorn_options  # imports the core: compiles its kernels on a first start
 
     options = {"log_level": args.log_level.lower(), "access_log": args.access_log}
     options.update(uvicorn_options(settings))
     if args.workers > 1 and workers.supported():  # one socket per worker: the kernel balances connections
-        return workers.run(args.workers, host, port, options)
+        return workers.run(args.workers, host, port, options, announce=announce)
     app = "realtime.local:create_app"
-    uvicorn.run(app, factory=True, host=host, port=port, workers=args.workers, **options)
-    return 0
+    if args.workers > 1:  # uvicorn's own supervisor: no hook for "listening", so say it before
+        print(announce, file=sys.stderr)
+        uvicorn.run(app, factory=True, host=host, port=port, workers=args.workers, **options)
+        return 0
+    config = uvicorn.Config(app, factory=True, host=host, port=port, **options)
+    server = workers.AnnouncingServer(config, announce)
+    server.run()
+    return 0 if server.started else workers.STARTUP_FAILURE
+
+
+def _print_invalid(exc: ValidationError, flags: dict[str, Any]) -> None:
+    """One line per invalid value of :class:`Settings`, named as the user gave it: flag or variable."""
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if flags.get(field) is not None:
+            source = "--" + field.replace("_", "-")
+        else:
+            source = "setting MNIST_LIVE_" + "_".join(str(part) for part in error["loc"]).upper()
+        print(f"mnist-live: invalid {source}: {error['msg']}", file=sys.stderr)
 
 
 def _compile_notice() -> None:
@@ -84,10 +103,10 @@ def add_command(sub: Any) -> None:
     """Register ``serve``."""
     serve = sub.add_parser("serve", help="run the local server: page at /, WebSocket at /ws, POST /predict")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, MNIST_LIVE_HOST)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 8000, MNIST_LIVE_PORT)")
+    serve.add_argument("--port", type=int, default=None, help="port, 0-65535 (default 8000, MNIST_LIVE_PORT)")
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_positive_int,
         default=1,
         help="worker processes (default 1); on Linux each gets its own SO_REUSEPORT socket",
     )
@@ -96,10 +115,30 @@ def add_command(sub: Any) -> None:
     serve.set_defaults(func=_serve)
 
 
+def _positive_int(text: str) -> int:
+    """``argparse`` type: a whole number >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr and exit status 2.
+
+    argparse's default prints the whole usage first; a bad flag then looks like the bad settings do
+    (``mnist-live: invalid setting ...``): one line that says what to fix.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog="mnist-live", description="Live handwritten-digit recognition.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="mnist-live", description="Live handwritten-digit recognition.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_command(sub)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_command(sub)
@@ -112,9 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ValidationError as exc:  # a bad MNIST_LIVE_* value: say which, without a traceback
-        for error in exc.errors():
-            name = "MNIST_LIVE_" + "_".join(str(part) for part in error["loc"]).upper()
-            print(f"mnist-live: invalid setting {name}: {error['msg']}", file=sys.stderr)
+        _print_invalid(exc, {})
         return 2
     return code
 

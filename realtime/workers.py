@@ -33,6 +33,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
+import uvicorn
+
 STARTUP_FAILURE = 3
 """Worker exit status for "cannot start" (uvicorn's ``STARTUP_FAILURE``): the supervisor stops."""
 CRASH_LOOP_S = 10.0
@@ -86,8 +88,32 @@ def port_lock(port: int) -> socket.socket | None:
     return lock
 
 
+class AnnouncingServer(uvicorn.Server):
+    """A :class:`uvicorn.Server` that prints ``announce`` to stderr once its sockets listen.
+
+    uvicorn's own "running on" line is an INFO log, hidden at the CLI's default log level; and printing
+    before :meth:`run` would claim a port that answers nothing while the model loads.
+    """
+
+    def __init__(self, config: uvicorn.Config, announce: str | None) -> None:
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Uvicorn's start-up (lifespan, then bind and listen), then the announcement."""
+        await super().startup(sockets)
+        if self.started and self.announce:
+            print(self.announce, file=sys.stderr, flush=True)
+
+
 def run(
-    workers: int, host: str, port: int, options: dict[str, Any], restart_delay_s: float = RESTART_DELAY_S
+    workers: int,
+    host: str,
+    port: int,
+    options: dict[str, Any],
+    restart_delay_s: float = RESTART_DELAY_S,
+    *,
+    announce: str | None = None,
 ) -> int:
     """Serve ``realtime.local:create_app`` from ``workers`` processes until SIGINT, SIGTERM or SIGHUP.
 
@@ -97,6 +123,7 @@ def run(
         port: Port, > 0 (every worker binds the same one).
         options: Further :class:`uvicorn.Config` keyword arguments (log level, limits, ...).
         restart_delay_s: Delay before restarting a worker that exited soon after starting.
+        announce: Printed to stderr once the first worker listens (``None``: nothing).
 
     Returns:
         The exit status: 0 after a signal, 1 when a worker could not start, 2 when another
@@ -117,7 +144,9 @@ def run(
 
     def start(index: int) -> tuple[BaseProcess, float]:
         process = context.Process(
-            target=_serve_one, args=(host, port, options, os.getpid()), name=f"mnist-live-worker-{index}"
+            target=_serve_one,
+            args=(host, port, options, os.getpid(), announce if index == 0 else None),
+            name=f"mnist-live-worker-{index}",
         )
         process.start()
         return process, time.monotonic()
@@ -163,8 +192,13 @@ def run(
     return status
 
 
-def _serve_one(host: str, port: int, options: dict[str, Any], supervisor: int) -> None:
-    """One worker: bind its own ``SO_REUSEPORT`` socket and serve the app on it."""
+def _serve_one(
+    host: str, port: int, options: dict[str, Any], supervisor: int, announce: str | None = None
+) -> None:
+    """One worker: bind its own ``SO_REUSEPORT`` socket and serve the app on it.
+
+    ``announce`` is printed once this worker listens (:class:`AnnouncingServer`).
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # stop when the supervisor dies, even by SIGKILL
     if os.getppid() != supervisor:  # it died before prctl took effect
@@ -174,7 +208,5 @@ def _serve_one(host: str, port: int, options: dict[str, Any], supervisor: int) -
     except OSError as exc:
         print(f"mnist-live: worker cannot bind {host}:{port} ({exc.strerror or exc})", file=sys.stderr)
         sys.exit(STARTUP_FAILURE)
-    import uvicorn
-
     config = uvicorn.Config("realtime.local:create_app", factory=True, host=host, port=port, **options)
-    uvicorn.Server(config).run(sockets=[sock])
+    AnnouncingServer(config, announce).run(sockets=[sock])
