@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -322,7 +323,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         finally:
             runtime.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs (Swagger UI) assets are served from here, not a CDN
+        redoc_url=None,  # ReDoc would still fetch its logo from cdn.redoc.ly
         title="mnist-live",
         version="1.0.0",
         summary="Live handwritten-digit recognition: WebSocket protocol v1 at /ws, HTTP at /predict.",
