@@ -1,16 +1,18 @@
 """Scripted wscat sessions (the README's commands) against the local server and the gateway emulator.
 
-``.ci/run`` installs wscat 6 into ``./node_modules`` (``npm install --no-save wscat@6``); locally do the
-same. Without it the test skips with a reason, except in CI (``MNIST_LIVE_REQUIRE_DATA=1`` or
-``CI=true``), where it fails.
+wscat 6 is found in ``./node_modules`` (``npm install --no-save wscat@6``, as ``.ci/run`` does), in npx's
+cache (where the README's ``npx --yes wscat@6`` put it) or on PATH. Without it the test skips with a
+reason, except in CI (``MNIST_LIVE_REQUIRE_DATA=1`` or ``CI=true``), where it fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,14 +26,27 @@ ONE = [[[140, 40], [140, 240]]]
 SEVEN = [[[70, 50], [210, 50], [120, 240]]]
 
 
+def npx_wscat() -> Path | None:
+    """wscat 6 from npx's cache (``$NPM_CONFIG_CACHE`` or ``~/.npm``, folder ``_npx/<hash>``), if there."""
+    cache = Path(os.environ.get("NPM_CONFIG_CACHE") or Path.home() / ".npm") / "_npx"
+    for package in sorted(cache.glob("*/node_modules/wscat/package.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(package.read_text())["version"].startswith("6."):
+                exe = package.parents[1] / ".bin" / "wscat"
+                if exe.is_file():
+                    return exe
+    return None
+
+
 @pytest.fixture(scope="session")
 def wscat() -> str:
     local = REPO_ROOT / "node_modules" / ".bin" / "wscat"
-    found = str(local) if local.is_file() else shutil.which("wscat")
+    candidates = [local if local.is_file() else None, npx_wscat()]
+    found = next((str(c) for c in candidates if c is not None), None) or shutil.which("wscat")
     if found is None:
         reason = (
-            f"wscat not found in {local.parent} or on PATH "
-            "(run: npm install --no-audit --no-fund --no-save wscat@6)"
+            f"wscat not found in {local.parent}, npx's cache or on PATH "
+            "(run: npm install --no-audit --no-fund --no-save wscat@6, or npx --yes wscat@6 --version)"
         )
         if os.environ.get("MNIST_LIVE_REQUIRE_DATA") == "1" or os.environ.get("CI") == "true":
             pytest.fail(reason + "; CI requires it (.ci/run installs it)")
