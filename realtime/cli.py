@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import socket
@@ -32,6 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
         settings = Settings(**{name: value for name, value in flags.items() if value is not None})
     except ValidationError as exc:
         _print_invalid(exc, flags)
+        return 2
+    if not settings.model_path.is_file():  # the server would start but never be ready: refuse now
+        print(f"mnist-live: no model file at {settings.model_path} (MNIST_LIVE_MODEL_PATH)", file=sys.stderr)
         return 2
     host, port = settings.host, settings.port
     try:  # fail before loading anything, and say so plainly, when the port is taken or the host is bad
@@ -135,9 +139,18 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _version() -> str:
+    """The installed distribution's version (``pyproject.toml``), or ``unknown`` when run uninstalled."""
+    try:
+        return importlib.metadata.version("mnist-live")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     parser = OneLineParser(prog="mnist-live", description="Live handwritten-digit recognition.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_command(sub)
     for name in COMMAND_MODULES:

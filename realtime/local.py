@@ -229,6 +229,7 @@ class Runtime:
         self.settings = settings
         self.predictor = predictor
         self.ready = False
+        self.load_error: str | None = None  # why the model could not be loaded, for /readyz
         self.connections = 0
         self._batcher: InferenceBatcher | None = None
         self.inline_budget = InlineBudget()
@@ -307,6 +308,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
                     Predictor, settings.model_path, settings.intra_op_num_threads
                 )
             except errors.ModelError as exc:
+                runtime.load_error = exc.message
                 log.error("model_load_failed", extra={"reason": exc.message})
         if runtime.predictor is not None:
             await anyio.to_thread.run_sync(runtime.predictor.warm_up)
@@ -353,7 +355,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     async def readyz() -> dict[str, str]:
         """Readiness: the model is loaded and warmed up."""
         if not runtime.ready:
-            raise errors.ModelError("The model is not loaded yet.")
+            raise errors.ModelError(runtime.load_error or "The model is not loaded yet.")
         return {"status": "ready"}
 
     @app.get("/model", tags=["model"], responses={503: {"model": ErrorResponse}})

@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from realtime.cli import main
+from shared.settings import Settings
+from tests.servers import run_server
 
 
 @pytest.mark.parametrize(
@@ -44,6 +46,7 @@ def test_a_bad_serve_flag_is_one_line_and_status_2(
         ("MNIST_LIVE_PORT", "80000", "mnist-live: invalid setting MNIST_LIVE_PORT:"),
         ("MNIST_LIVE_PORT", "-1", "mnist-live: invalid setting MNIST_LIVE_PORT:"),
         ("MNIST_LIVE_HOST", "no such host", "mnist-live: cannot listen on no such host:"),
+        ("MNIST_LIVE_MODEL_PATH", "/nonexistent/m.onnx", "mnist-live: no model file at /nonexistent/m.onnx"),
     ],
 )
 def test_a_bad_address_setting_is_one_line_and_status_2(
@@ -102,3 +105,12 @@ def test_serve_announces_the_address_only_once_it_answers() -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)  # drains and closes stderr
+
+
+def test_readiness_says_why_the_model_could_not_be_loaded(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    with run_server(Settings(model_path=broken)) as server:
+        r = httpx.get(f"{server.http_url}/readyz")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable"
+    assert "not loaded yet" not in r.json()["error"]["message"]

@@ -53,10 +53,8 @@ def install(checkout: Path) -> str:
 
 def assert_installed(checkout: Path) -> None:
     cli = checkout / ".venv" / "bin" / "mnist-live"
-    done = subprocess.run(
-        [str(cli), "serve", "--help"], check=False, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0 and "--port" in done.stdout, done.stderr
+    done = subprocess.run([str(cli), "--version"], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("mnist-live 0."), done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -93,4 +91,13 @@ def test_a_venv_whose_interpreter_is_gone_is_recreated(checkout: Path) -> None:
         (checkout / ".venv" / "bin" / name).unlink()
     err = install(checkout)
     assert "recreating" in err and INSTALLING in err
+    assert_installed(checkout)
+
+
+def test_a_missing_distribution_record_is_reinstalled(checkout: Path) -> None:
+    """Only the ``dist-info`` gone (the ``.pth`` and the command left): the package looks importable but
+    pip and ``importlib.metadata`` no longer know it."""
+    [record] = (checkout / ".venv" / "lib").glob("python3*/site-packages/mnist_live-*.dist-info")
+    shutil.rmtree(record)
+    assert INSTALLING in install(checkout)
     assert_installed(checkout)
