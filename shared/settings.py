@@ -67,8 +67,7 @@ class Settings(BaseSettings):
         description="Extra allowed Origins; same origin and localhost are always allowed.",
     )
 
-    # Lambda.
-    callback_url: str | None = Field(None, description="@connections endpoint for custom domains.")
+    # Logging (every adapter).
     log_level: str = "INFO"
 
     @cached_property
