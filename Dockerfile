@@ -4,11 +4,10 @@
 # Size and measurements: infra/README.md.
 FROM public.ecr.aws/lambda/python:3.12
 
-# Dependencies first (cached layer). Then drop what Lambda never runs: other AWS services' botocore
-# models (only apigatewaymanagementapi is called), onnxruntime's offline tooling, test suites.
+# Dependencies first (cached layer). Then drop what Lambda never runs: onnxruntime's offline tooling,
+# test suites.
 COPY requirements-lambda.txt ${LAMBDA_TASK_ROOT}/
 RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r "${LAMBDA_TASK_ROOT}/requirements-lambda.txt" \
- && find "${LAMBDA_TASK_ROOT}/botocore/data" -mindepth 1 -maxdepth 1 -type d ! -name apigatewaymanagementapi -exec rm -rf {} + \
  && rm -rf "${LAMBDA_TASK_ROOT}/onnxruntime/tools" "${LAMBDA_TASK_ROOT}/onnxruntime/transformers" \
            "${LAMBDA_TASK_ROOT}/onnxruntime/quantization" "${LAMBDA_TASK_ROOT}/onnxruntime/datasets" \
  && find "${LAMBDA_TASK_ROOT}" -depth -type d -name tests -exec rm -rf {} + \

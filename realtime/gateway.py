@@ -2,8 +2,8 @@
 
 Runs the Lambda WebSocket entrypoint (:class:`realtime.aws_lambda.WebSocketHandler`) in-process behind a
 WebSocket server, so the Lambda code path is driven by API Gateway's event shapes and answers through
-real boto3 ``post_to_connection`` calls (``../shared/docs/aws-websocket.md``, §2 and "Exact Lambda event
-fields"). What it reproduces:
+route responses, as deployed (``../shared/docs/aws-websocket.md``, §2 and "Exact Lambda event fields").
+What it reproduces:
 
 * ``$connect`` is invoked during the handshake; a non-2xx ``statusCode`` rejects it with that status.
   A request that is not a valid upgrade (no key, version other than 13, no ``Connection: Upgrade``, not
@@ -12,8 +12,10 @@ fields"). What it reproduces:
 * Route selection on ``$request.body.action`` (``predict``, ``ping``); anything that does not parse
   (invalid, too deeply nested) or names no route → ``$default``. Each message is one invocation on a pool
   of :data:`INVOKE_WORKERS` threads, so invocations overlap and replies may arrive out of order, as on
-  Lambda. Return values reach the client only on two-way routes; a handler exception (or an emulator
-  bug, which is logged) sends ``{"message": "Internal server error", ...}``.
+  Lambda. Route responses: the integration's ``body`` is sent to the client as one text frame only on
+  two-way routes (default: :data:`~realtime.lambda_types.TWO_WAY_ROUTES`, the template's), and dropped
+  on one-way routes. A handler exception (or an emulator bug, which is logged) sends
+  ``{"message": "Internal server error", ...}``.
 * Back-pressure: at most :data:`MAX_IN_FLIGHT` invocations per connection. While they are all busy the
   emulator stops reading that socket, so a flooding client's sends block (TCP back-pressure) instead of
   the emulator queueing work and memory without bound.
@@ -24,6 +26,8 @@ fields"). What it reproduces:
   one, 411 for chunked), GET (connectedAt, lastActiveAt, identity), DELETE (204); 410 with
   ``x-amzn-ErrorType: GoneException`` for unknown ids. A second port because the WebSocket server
   cannot read request bodies. It is a small keep-alive HTTP/1.1 server on the gateway's event loop.
+  The handler does not call it (its replies are route responses); it is there for clients of the
+  management API, as on AWS.
 * Plain GETs on the WebSocket port serve the page (``site/``); its default ``ws://host/ws`` works
   because any path upgrades, like a custom domain's mapping. Paths outside ``site/`` or not valid file
   names (``%00``) are 404.
@@ -69,6 +73,7 @@ from realtime.lambda_types import (
     DEFAULT_ROUTE,
     DISCONNECT_ROUTE,
     MESSAGE_ROUTES,
+    TWO_WAY_ROUTES,
     RawEvent,
 )
 from shared.settings import REPO_ROOT
@@ -169,12 +174,13 @@ class Gateway:
     """The emulator: a WebSocket server plus the ``@connections`` API, around one Lambda handler.
 
     Args:
-        handler_factory: Builds the handler given the callback URL (``http://host:port/{stage}``), the
-            way ``MNIST_LIVE_CALLBACK_URL`` configures it on AWS for custom domains.
+        handler_factory: Builds the handler given the ``@connections`` callback URL
+            (``http://host:port/{stage}``), for a handler that pushes with ``post_to_connection``.
         stage: The stage name (``prod``).
         api_id: The API id used in ``domainName`` (``{api_id}.execute-api.{region}.amazonaws.com``).
         region: The AWS region in ``domainName``.
-        two_way_routes: Routes whose handler ``body`` is sent back (none in ``infra/template.yaml``).
+        two_way_routes: Routes whose handler ``body`` is sent back (default: ``infra/template.yaml``'s,
+            ``predict``, ``ping`` and ``$default``); on the others it is dropped.
         site: Folder served at ``/`` (default: the page, ``site/``).
         idle_timeout_s: Seconds without a client frame before closing with 1001 (API Gateway: 10 min).
         max_in_flight: Invocations per connection in progress before the emulator stops reading that
@@ -189,7 +195,7 @@ class Gateway:
         stage: str = "prod",
         api_id: str = "local00001",
         region: str = "us-east-1",
-        two_way_routes: frozenset[str] = frozenset(),
+        two_way_routes: frozenset[str] = TWO_WAY_ROUTES,
         site: Path | None = None,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         max_in_flight: int = MAX_IN_FLIGHT,
@@ -218,7 +224,7 @@ class Gateway:
 
     @property
     def domain_name(self) -> str:
-        """``domainName`` of the events, as on AWS (the handler must use the callback URL instead)."""
+        """``domainName`` of the events, as on AWS (not reachable: nothing may call it)."""
         return f"{self.api_id}.execute-api.{self.region}.amazonaws.com"
 
     @property
@@ -661,33 +667,20 @@ def _write_response(
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
 
 
-def lambda_handler_factory(
-    settings: Any, predictor: Any = None, region: str = "us-east-1"
-) -> Callable[[str], Handler]:
+def lambda_handler_factory(settings: Any, predictor: Any = None) -> Callable[[str], Handler]:
     """A :class:`Gateway` ``handler_factory`` building the real Lambda WebSocket handler.
 
-    The handler gets ``callback_url`` = the emulator's ``@connections`` URL and a boto3 session with
-    dummy credentials and ``region`` (the process environment is left alone).
+    The handler answers through route responses, so it ignores the callback URL it is given.
 
     Args:
-        settings: :class:`~shared.settings.Settings` (its ``callback_url`` is replaced).
+        settings: :class:`~shared.settings.Settings`.
         predictor: A loaded :class:`~shared.inference.Predictor`, or ``None`` to load the model.
-        region: Region of the dummy boto3 session.
     """
 
     def factory(callback_url: str) -> Handler:
-        import boto3
+        from realtime.aws_lambda import WebSocketHandler
 
-        from realtime.aws_lambda import Boto3Sender, WebSocketHandler
-
-        session = boto3.session.Session(
-            aws_access_key_id="local", aws_secret_access_key="local", region_name=region
-        )
-        return WebSocketHandler(
-            settings.model_copy(update={"callback_url": callback_url}),
-            predictor,
-            sender_factory=lambda url: Boto3Sender.for_endpoint(url, session),
-        )
+        return WebSocketHandler(settings, predictor)
 
     return factory
 

@@ -21,6 +21,9 @@ MESSAGE_ROUTES = ("predict", "ping")
 """Custom route keys, selected by ``$request.body.action``; anything else goes to ``$default``."""
 ROUTES = (CONNECT_ROUTE, DISCONNECT_ROUTE, DEFAULT_ROUTE, *MESSAGE_ROUTES)
 """Every route key of the API (also declared in ``infra/template.yaml``)."""
+TWO_WAY_ROUTES = frozenset({DEFAULT_ROUTE, *MESSAGE_ROUTES})
+"""Routes with a ``$default`` route response (``infra/template.yaml``): the integration's ``body`` is
+sent to the client. ``$connect`` and ``$disconnect`` stay one-way."""
 
 
 class MalformedEvent(ValueError):
@@ -151,7 +154,10 @@ class WebSocketEvent:
 
 
 class LambdaResponse(TypedDict, total=False):
-    """What a proxy integration returns; ``body`` reaches the client only on two-way routes."""
+    """What a proxy integration returns.
+
+    ``body`` reaches the client, as one text frame, only on two-way routes (:data:`TWO_WAY_ROUTES`).
+    """
 
     statusCode: int
     body: str

@@ -2,17 +2,29 @@
 
 Every adapter (local server, Lambda handlers, CLI, tests) builds one :class:`Settings` at start-up and
 passes it down; nothing else reads the environment.
+
+A pydantic model that reads its environment variables itself, the way pydantic-settings'
+``BaseSettings`` does for these fields (prefix ``MNIST_LIVE_``, names case-insensitive, list fields as
+JSON, values given to the constructor first). Not pydantic-settings: importing it costs 120-210 ms of
+every Lambda cold start here (it imports asyncio, argparse and dotenv for sources this project does not
+use), a quarter of the WebSocket handler's (``bench/README.md``, "Lambda cold start").
 """
 
 from __future__ import annotations
 
+import json
+import os
+import typing
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from shared.limits import Limits
+
+ENV_PREFIX = "MNIST_LIVE_"
+"""Prefix of every setting's environment variable (``MNIST_LIVE_PORT`` sets ``port``)."""
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout (or site-packages) folder holding ``shared/``, ``realtime/`` and ``model/``."""
@@ -24,13 +36,18 @@ DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 """The read-only data folder beside the checkout (MNIST IDX files, UNIPEN pen inks)."""
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """All configuration, validated at start-up. Environment prefix ``MNIST_LIVE_``.
 
-    Byte sizes are bytes, times are seconds, rates are per second.
+    ``Settings(**values)``: each field from ``values``, else from ``MNIST_LIVE_<FIELD>`` (any case; list
+    fields as JSON), else its default. Byte sizes are bytes, times are seconds, rates are per second.
+
+    Raises:
+        pydantic.ValidationError: a value (given or from the environment) is invalid; ``loc`` names the
+            field.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MNIST_LIVE_", frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     # Core: model and input limits.
     model_path: Path = Field(DEFAULT_MODEL_PATH, description="ONNX model file, input (N,1,28,28) float32.")
@@ -67,9 +84,29 @@ class Settings(BaseSettings):
         description="Extra allowed Origins; same origin and localhost are always allowed.",
     )
 
-    # Lambda.
-    callback_url: str | None = Field(None, description="@connections endpoint for custom domains.")
+    # Logging (every adapter).
     log_level: str = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, values: Any) -> Any:
+        """Fill the fields not given from ``MNIST_LIVE_*`` environment variables."""
+        if not isinstance(values, dict):
+            return values
+        environ = {k.lower(): v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+        found: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = environ.get(f"{ENV_PREFIX}{name}".lower())
+            if raw is None:
+                continue
+            if typing.get_origin(field.annotation) in (list, dict):
+                try:
+                    found[name] = json.loads(raw)
+                except ValueError:
+                    found[name] = raw  # left to validation, which names the field
+            else:
+                found[name] = raw
+        return {**found, **values}
 
     @cached_property
     def limits(self) -> Limits:

@@ -6,11 +6,12 @@
 // while drawing and always once more on pen-up. Replies older than the one shown are ignored.
 //
 // Query parameters: ?ws=wss://host/ws (WebSocket URL), ?api=https://host/predict (HTTP endpoint),
-// ?token=... (sent as ?token= on the WebSocket and as a Bearer header over HTTP).
+// ?token=... (sent as ?token= on the WebSocket and as a Bearer header over HTTP), ?fps=N (snapshots per
+// second while drawing, 1-60; default ~30; fewer cost less on AWS, see docs/cost.md).
 
 const SIZE = 280; // logical canvas side, CSS px; what the server is told (width/height)
 const STROKE_WIDTH = 16; // pen diameter in logical px
-const MIN_SEND_INTERVAL_MS = 33; // ~30 fps cap on snapshots while drawing
+const MIN_SEND_INTERVAL_MS = sendInterval(); // ~30 fps cap on snapshots while drawing (33 ms), or ?fps=
 const MIN_POINT_DIST = 0.75; // logical px: closer points add nothing at 28x28
 const MAX_POINTS = 3500; // stay under the server's 4096-point limit by thinning
 const PING_INTERVAL_MS = 20_000;
@@ -50,6 +51,12 @@ function endpoints() {
     }
   }
   return { ws, api, token };
+}
+
+/** Milliseconds between snapshots while drawing: 1000 / ?fps= when it is 1-60, else 33 (~30 fps). */
+function sendInterval() {
+  const fps = Number(new URLSearchParams(location.search).get("fps"));
+  return fps >= 1 && fps <= 60 ? 1000 / fps : 33;
 }
 
 const config = endpoints();

@@ -1,7 +1,7 @@
 """Run the API Gateway emulator (:mod:`realtime.gateway`) on 127.0.0.1 in a background thread.
 
 The gateway counterpart of :func:`tests.servers.run_server`: the Lambda WebSocket handler runs
-in-process and answers through real boto3 calls to the emulator's ``@connections`` API.
+in-process and answers through route responses on the template's two-way routes.
 """
 
 from __future__ import annotations

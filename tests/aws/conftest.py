@@ -1,4 +1,4 @@
-"""Fixtures for the Lambda handlers: recorded events, an in-memory sender, captured JSON logs."""
+"""Fixtures for the Lambda handlers: recorded events, the handler over the session's model, its replies."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from realtime.aws_lambda import MemorySender, WebSocketHandler
+from realtime.aws_lambda import WebSocketHandler
+from realtime.lambda_types import LambdaResponse
 from shared.inference import Predictor
 from shared.settings import Settings
 
@@ -36,31 +37,18 @@ def message_event(body: str | None, route: str = "$default") -> dict[str, Any]:
     return event
 
 
-class Sleeps(list[float]):
-    """A ``time.sleep`` stand-in recording the requested delays."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
 @pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
+def make_handler(predictor: Predictor) -> Callable[..., WebSocketHandler]:
+    """``make_handler(**settings) -> handler``: the real handler over the session's model."""
 
-
-@pytest.fixture
-def make_handler(
-    predictor: Predictor, sleeps: Sleeps
-) -> Callable[..., tuple[WebSocketHandler, MemorySender]]:
-    """``make_handler(**settings) -> (handler, sender)``: the real handler over a :class:`MemorySender`."""
-
-    def make(**overrides: Any) -> tuple[WebSocketHandler, MemorySender]:
-        sender = MemorySender()
-        return WebSocketHandler(Settings(**overrides), predictor, sender, sleep=sleeps), sender
+    def make(**overrides: Any) -> WebSocketHandler:
+        return WebSocketHandler(Settings(**overrides), predictor)
 
     return make
 
 
-def frames(sender: MemorySender, connection_id: str = "XaVSDeXSDoECF1g=") -> list[dict[str, Any]]:
-    """The JSON frames posted to ``connection_id`` (the recorded events' connection), in order."""
-    return [json.loads(data) for data in sender.sent.get(connection_id, [])]
+def reply(response: LambdaResponse) -> dict[str, Any]:
+    """The frame a MESSAGE's route response carries: a 200 whose ``body`` is one JSON object."""
+    assert response["statusCode"] == 200, response
+    frame: dict[str, Any] = json.loads(response["body"])
+    return frame

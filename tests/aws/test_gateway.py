@@ -1,5 +1,6 @@
-"""The local API Gateway emulator: event shapes, handshake rejection, @connections over real boto3,
-Gone after the client left, frame limits, overlapping invocations, the page."""
+"""The local API Gateway emulator: event shapes, handshake rejection, route responses on two-way routes
+only, @connections over real boto3 (Gone after the client left), frame limits, overlapping invocations,
+the page."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from realtime import gateway as gateway_module
 from realtime.gateway import MAX_IN_FLIGHT, Handler, lambda_handler_factory, new_connection_id, select_route
+from realtime.lambda_types import TWO_WAY_ROUTES
 from shared.inference import Predictor
 from shared.settings import Settings
 from tests.aws.conftest import load_event
@@ -220,9 +222,12 @@ async def test_connections_api_paths(gateway: tuple[LiveGateway, Recorder]) -> N
 
 
 @pytest.mark.asyncio
-async def test_gone_after_the_client_left(gateway: tuple[LiveGateway, Recorder], records: Records) -> None:
+async def test_a_reply_to_a_client_that_left_is_dropped(
+    gateway: tuple[LiveGateway, Recorder], records: Records
+) -> None:
     live, recorder = gateway
-    answered = threading.Event()
+    answered: list[Any] = []
+    done = threading.Event()
 
     def hold_messages(event: dict[str, Any]) -> None:
         if event["requestContext"]["eventType"] == "MESSAGE":  # answer only once this client has gone
@@ -233,18 +238,18 @@ async def test_gone_after_the_client_left(gateway: tuple[LiveGateway, Recorder],
             ):
                 time.sleep(0.01)
 
-    def done(event: dict[str, Any]) -> None:
+    def after(event: dict[str, Any]) -> None:
         if event["requestContext"]["eventType"] == "MESSAGE":
-            answered.set()
+            answered.append(event)
+            done.set()
 
-    recorder.before, recorder.after = hold_messages, done
+    recorder.before, recorder.after = hold_messages, after
     async with connect(live.ws_url) as ws:
         await send(ws, snapshot(LINE, 1))
-    assert await asyncio.to_thread(answered.wait, 10)
-    (gone,) = records.events("ws_gone")
-    assert gone.levelname == "INFO"
-    assert gone.connection_id == recorder.of_type("MESSAGE")[0]["requestContext"]["connectionId"]  # type: ignore[attr-defined]
-    assert not records.events("ws_send_failed") and not records.events("ws_handler_failed")
+    assert await asyncio.to_thread(done.wait, 10), "the handler answered after the client left"
+    await asyncio.sleep(0.2)  # the emulator's attempt to deliver the route response
+    assert not records.events("gateway_message_failed") and not records.events("ws_handler_failed")
+    assert not records.events("gateway_message_crashed")
 
 
 @pytest.mark.asyncio
@@ -312,6 +317,39 @@ async def test_two_way_routes_return_the_body() -> None:
             await send(ws, {"action": "predict"})  # one-way: the body is dropped
             await send(ws, {"action": "ping"})
             assert await recv(ws) == {"route": "ping"}
+
+
+@pytest.mark.asyncio
+async def test_the_templates_routes_are_two_way(gateway: tuple[LiveGateway, Recorder]) -> None:
+    """By default the emulator's two-way routes are the template's: every message route answers."""
+    live, _ = gateway
+    assert live.gateway.two_way_routes == TWO_WAY_ROUTES == {"predict", "ping", "$default"}
+    async with connect(live.ws_url) as ws:
+        await send(ws, snapshot(LINE, 4))
+        assert (await recv(ws))["seq"] == 4
+        await send(ws, {"action": "ping"})
+        assert await recv(ws) == {"type": "pong"}
+        await ws.send("not json")
+        assert (await recv(ws))["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.asyncio
+async def test_the_handlers_replies_are_dropped_on_one_way_routes(predictor: Predictor) -> None:
+    """Deployed without route responses, the real handler's replies would never reach the client."""
+    settings = Settings()
+    recorder = Recorder(settings, predictor)
+    returned = threading.Event()
+    recorder.after = lambda event: (
+        returned.set() if event["requestContext"]["eventType"] == "MESSAGE" else None
+    )
+    with run_gateway(settings, handler_factory=recorder.factory, two_way_routes=frozenset()) as live:
+        async with connect(live.ws_url) as ws:
+            await send(ws, snapshot(LINE, 1))
+            assert await asyncio.to_thread(returned.wait, 10)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.5)
+    (message,) = recorder.of_type("MESSAGE")
+    assert message["requestContext"]["routeKey"] == "predict"
 
 
 @pytest.mark.asyncio

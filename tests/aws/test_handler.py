@@ -1,4 +1,4 @@
-"""The Lambda WebSocket handler on recorded API Gateway events, replies captured by an in-memory sender."""
+"""The Lambda WebSocket handler on recorded API Gateway events: each MESSAGE's reply is its route response."""
 
 from __future__ import annotations
 
@@ -9,22 +9,16 @@ from typing import Any
 
 import pytest
 
-from realtime.aws_lambda import (
-    MAX_FRAME_BYTES,
-    MemorySender,
-    SendFailed,
-    WebSocketHandler,
-    encode,
-)
+from realtime.aws_lambda import MAX_FRAME_BYTES, WebSocketHandler, encode
 from realtime.lambda_types import ROUTES, WebSocketEvent
-from realtime.messages import PredictionMessage
+from realtime.messages import PongMessage, PredictionMessage
 from shared.inference import Predictor
 from shared.preprocess import StrokesFrame
 from shared.settings import Settings
-from tests.aws.conftest import frames, load_event, message_event
+from tests.aws.conftest import load_event, message_event, reply
 from tests.logs import Records
 
-MakeHandler = Callable[..., tuple[WebSocketHandler, MemorySender]]
+MakeHandler = Callable[..., WebSocketHandler]
 SITE = "https://d111111abcdef8.cloudfront.net"
 LINE = [[[140, 40], [140, 240]]]
 
@@ -47,14 +41,13 @@ def test_recorded_events_parse(name: str) -> None:
 
 
 def test_connect_without_query_string_is_accepted(make_handler: MakeHandler) -> None:
-    handler, sender = make_handler()
+    handler = make_handler()
     assert "queryStringParameters" not in load_event("ws_connect_no_query")
-    assert handler(load_event("ws_connect_no_query")) == {"statusCode": 200}
-    assert sender.calls == 0, "nothing can be posted during $connect"
+    assert handler(load_event("ws_connect_no_query")) == {"statusCode": 200}, "no body: $connect is one-way"
 
 
 def test_connect_checks_the_token(make_handler: MakeHandler) -> None:
-    handler, _ = make_handler(auth_token="s3cret-token", allowed_origins=[SITE])
+    handler = make_handler(auth_token="s3cret-token", allowed_origins=[SITE])
     assert handler(load_event("ws_connect")) == {"statusCode": 200}
     assert handler(load_event("ws_connect_no_query")) == {"statusCode": 401}
     wrong = load_event("ws_connect")
@@ -65,43 +58,40 @@ def test_connect_checks_the_token(make_handler: MakeHandler) -> None:
 
 
 def test_connect_checks_the_origin(make_handler: MakeHandler, records: Records) -> None:
-    handler, _ = make_handler()
+    handler = make_handler()
     assert handler(load_event("ws_connect")) == {"statusCode": 403}, "the CloudFront origin is not allowed"
     assert records.events("ws_refused")[-1].code == "forbidden_origin"  # type: ignore[attr-defined]
-    allowed, _ = make_handler(allowed_origins=[SITE])
+    allowed = make_handler(allowed_origins=[SITE])
     assert allowed(load_event("ws_connect")) == {"statusCode": 200}
     lowercase = load_event("ws_connect")
     lowercase["headers"] = {k.lower(): v for k, v in lowercase["headers"].items()}
     assert handler(lowercase) == {"statusCode": 403}, "header names are matched case-insensitively"
 
 
-def test_disconnect_returns_200_and_sends_nothing(make_handler: MakeHandler) -> None:
-    handler, sender = make_handler()
+def test_disconnect_returns_200_without_a_body(make_handler: MakeHandler) -> None:
+    handler = make_handler()
     assert handler(load_event("ws_disconnect")) == {"statusCode": 200}
-    assert sender.calls == 0
 
 
-def test_predict_message_is_answered_with_the_core_prediction(
-    make_handler: MakeHandler, predictor: Predictor
-) -> None:
-    handler, sender = make_handler()
+def test_predict_reply_is_the_route_response(make_handler: MakeHandler, predictor: Predictor) -> None:
+    handler = make_handler()
     event = load_event("ws_message_predict")
-    assert handler(event) == {"statusCode": 200}
-    (reply,) = frames(sender)
+    response = handler(event)
+    assert set(response) == {"statusCode", "body"} and isinstance(response["body"], str)
+    frame = reply(response)
     body = json.loads(event["body"])
     expected = predictor.predict([StrokesFrame(body["strokes"], 280, 280, 16)])[0]
-    assert reply["type"] == "prediction" and reply["seq"] == 7 and reply["status"] == "ok"
-    assert reply["digit"] == expected.digit
-    assert len(reply["probabilities"]) == 10
-    assert sum(reply["probabilities"]) == pytest.approx(1.0, abs=1e-9)
-    assert reply["latency_ms"] >= 0
+    assert frame["type"] == "prediction" and frame["seq"] == 7 and frame["status"] == "ok"
+    assert frame["digit"] == expected.digit
+    assert len(frame["probabilities"]) == 10
+    assert sum(frame["probabilities"]) == pytest.approx(1.0, abs=1e-9)
+    assert frame["latency_ms"] >= 0
 
 
 def test_every_message_is_answered_even_out_of_order(make_handler: MakeHandler) -> None:
-    handler, sender = make_handler()
-    for seq in (5, 3, 3, 9):  # stateless: no stale dropping across invocations
-        handler(message_event(predict(seq), "predict"))
-    assert [f["seq"] for f in frames(sender)] == [5, 3, 3, 9]
+    handler = make_handler()
+    seqs = [reply(handler(message_event(predict(seq), "predict")))["seq"] for seq in (5, 3, 3, 9)]
+    assert seqs == [5, 3, 3, 9], "stateless: no stale dropping across invocations"
 
 
 @pytest.mark.parametrize(
@@ -122,54 +112,47 @@ def test_every_message_is_answered_even_out_of_order(make_handler: MakeHandler) 
 def test_routes_and_client_errors(
     make_handler: MakeHandler, body: str | None, route: str, expected: Any
 ) -> None:
-    handler, sender = make_handler()
-    assert handler(message_event(body, route)) == {"statusCode": 200}
-    (reply,) = frames(sender)
+    handler = make_handler()
+    frame = reply(handler(message_event(body, route)))
     if isinstance(expected, dict):
-        assert reply == expected
+        assert frame == expected
     else:
-        assert reply["type"] == "error" and reply["error"]["code"] == expected
+        assert frame["type"] == "error" and frame["error"]["code"] == expected
 
 
 def test_message_over_128_kib_is_payload_too_large(make_handler: MakeHandler) -> None:
-    handler, sender = make_handler()
+    handler = make_handler()
     body = json.dumps({"action": "predict", "seq": 1, "image": "A" * (128 * 1024)})
-    handler(message_event(body, "predict"))
-    (reply,) = frames(sender)
-    assert reply["error"]["code"] == "payload_too_large" and reply["seq"] is None
+    frame = reply(handler(message_event(body, "predict")))
+    assert frame["error"]["code"] == "payload_too_large" and frame["seq"] is None
 
 
 def test_base64_bodies_are_decoded(make_handler: MakeHandler) -> None:
-    handler, sender = make_handler()
+    handler = make_handler()
     event = message_event(base64.b64encode(predict(11).encode()).decode(), "predict")
     event["isBase64Encoded"] = True
-    handler(event)
     bad = message_event("%%%", "predict")
     bad["isBase64Encoded"] = True
-    handler(bad)
-    ok, broken = frames(sender)
+    ok, broken = reply(handler(event)), reply(handler(bad))
     assert ok["seq"] == 11 and ok["type"] == "prediction"
     assert broken["error"]["code"] == "invalid_json"
 
 
 def test_blank_frame_is_no_digit(make_handler: MakeHandler) -> None:
-    handler, sender = make_handler()
-    handler(message_event(predict(1, []), "predict"))
-    (reply,) = frames(sender)
-    assert reply["status"] == "no_digit" and reply["digit"] is None
+    handler = make_handler()
+    frame = reply(handler(message_event(predict(1, []), "predict")))
+    assert frame["status"] == "no_digit" and frame["digit"] is None
 
 
 def test_missing_model_gives_model_unavailable(tmp_path: Any, records: Records) -> None:
-    sender = MemorySender()
-    handler = WebSocketHandler(Settings(model_path=tmp_path / "missing.onnx"), None, sender)
+    handler = WebSocketHandler(Settings(model_path=tmp_path / "missing.onnx"), None)
     assert handler.predictor is None and records.events("model_load_failed")
-    handler(message_event(predict(1), "predict"))
-    (reply,) = frames(sender)
-    assert reply["error"]["code"] == "model_unavailable" and reply["seq"] == 1
+    frame = reply(handler(message_event(predict(1), "predict")))
+    assert frame["error"]["code"] == "model_unavailable" and frame["seq"] == 1
 
 
 def test_the_handler_never_raises(make_handler: MakeHandler, records: Records) -> None:
-    handler, sender = make_handler()
+    handler = make_handler()
     assert handler({"hello": "world"}) == {"statusCode": 400}
     assert handler({"requestContext": {"eventType": "BOGUS"}}) == {"statusCode": 400}
     assert handler([1, 2]) == {"statusCode": 400}  # type: ignore[arg-type]
@@ -191,35 +174,47 @@ def test_the_handler_never_raises(make_handler: MakeHandler, records: Records) -
         target[path[-1]] = value
         assert handler(bad) == {"statusCode": 400}, path
     assert records.events("ws_bad_event")
-    assert sender.calls == 0, "nothing is posted for a malformed event"
 
     class Exploding:
         def predict(self, *args: Any) -> Any:
             raise RuntimeError("boom")
 
     handler.predictor = Exploding()  # type: ignore[assignment]
-    assert handler(message_event(predict(3), "predict")) == {"statusCode": 200}
-    assert frames(sender)[-1]["error"]["code"] == "internal_error"
+    frame = reply(handler(message_event(predict(3), "predict")))
+    assert frame["error"]["code"] == "internal_error" and frame["seq"] == 3
     assert records.events("inference_failed")
 
-    class Broken:
-        def post(self, connection_id: str, data: bytes) -> None:
-            raise ZeroDivisionError
 
-    broken = WebSocketHandler(handler.settings, handler.predictor, Broken())  # type: ignore[arg-type]
-    assert broken(message_event(predict(4), "predict")) == {"statusCode": 200}
-    assert records.events("ws_send_failed")[-1].reason == "ZeroDivisionError"  # type: ignore[attr-defined]
+def test_a_failure_while_answering_is_an_internal_error_frame(
+    make_handler: MakeHandler, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = make_handler()
+
+    def broken(event: WebSocketEvent) -> Any:
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(handler, "_message", broken)
+    frame = reply(handler(message_event(predict(1), "predict")))
+    assert frame["type"] == "error" and frame["error"]["code"] == "internal_error" and frame["seq"] is None
+    (failed,) = records.events("ws_handler_failed")
+    assert failed.connection_id == "XaVSDeXSDoECF1g=" and failed.request_id == "XaVUGGEnDoEFeJw="  # type: ignore[attr-defined]
+    assert handler(load_event("ws_connect_no_query"))["statusCode"] == 200, "other events are unaffected"
 
 
-def test_a_failed_send_fails_only_that_message(make_handler: MakeHandler, records: Records) -> None:
-    handler, sender = make_handler()
-    sender.failures.append(SendFailed("XaVSDeXSDoECF1g=", "InternalServerErrorException"))
-    assert handler(message_event(predict(1), "predict")) == {"statusCode": 200}
-    assert handler(message_event(predict(2), "predict")) == {"statusCode": 200}
-    assert [f["seq"] for f in frames(sender)] == [2]
-    (failed,) = records.events("ws_send_failed")
-    assert failed.connection_id == "XaVSDeXSDoECF1g="  # type: ignore[attr-defined]
-    assert failed.request_id == "XaVUGGEnDoEFeJw="  # type: ignore[attr-defined]
+def test_more_than_one_reply_per_message_is_refused(
+    make_handler: MakeHandler, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route response carries one frame: a protocol change giving two would lose one, so it fails loudly."""
+    import realtime.aws_lambda as lam
+
+    class Chatty(lam.Session):
+        def receive(self, *args: Any, **kwargs: Any) -> Any:
+            return [PongMessage(), PongMessage()]
+
+    monkeypatch.setattr(lam, "Session", Chatty)
+    frame = reply(make_handler()(message_event(json.dumps({"action": "ping"}), "ping")))
+    assert frame["error"]["code"] == "internal_error"
+    assert records.events("ws_handler_failed")
 
 
 def test_outgoing_frames_stay_under_32_kb() -> None:
@@ -235,26 +230,6 @@ def test_outgoing_frames_stay_under_32_kb() -> None:
     data = encode(huge)
     assert len(data) < MAX_FRAME_BYTES
     assert json.loads(data)["error"]["code"] == "internal_error"
-
-
-def test_callback_url_from_the_event_or_the_settings(predictor: Predictor) -> None:
-    built: list[str] = []
-
-    def factory(url: str) -> MemorySender:
-        built.append(url)
-        return MemorySender()
-
-    by_event = WebSocketHandler(Settings(), predictor, sender_factory=factory)
-    by_event(message_event(predict(1), "predict"))
-    by_event(message_event(predict(2), "predict"))
-    assert built == ["https://abcd123456.execute-api.eu-west-1.amazonaws.com/prod"], "one client, reused"
-
-    built.clear()
-    custom = "https://ws.example.com/prod"
-    configured = WebSocketHandler(Settings(callback_url=custom), predictor, sender_factory=factory)
-    assert built == [custom], "with a callback URL the client is built at init"
-    configured(message_event(predict(1), "predict"))
-    assert built == [custom]
 
 
 def test_invalid_settings_answer_500_and_are_retried(

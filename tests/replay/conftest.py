@@ -48,7 +48,8 @@ class Target:
         fps: Snapshot rate the tests use (the page's 30 on both).
         speed: Pen speed of the 200-ink acceptance replay: the recorded pace on the local server (the
             time-to-correct threshold is measured there); twice that on the emulator, which answers
-            every frame through boto3 and would otherwise take ~25 s on 2 shared cores.
+            every frame (no coalescing) in one Python process and would otherwise take ~25 s on 2 shared
+            cores.
     """
 
     kind: Literal["local", "gateway"]
