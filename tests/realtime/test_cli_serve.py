@@ -46,6 +46,8 @@ def test_a_bad_serve_flag_is_one_line_and_status_2(
         ("MNIST_LIVE_PORT", "80000", "mnist-live: invalid setting MNIST_LIVE_PORT:"),
         ("MNIST_LIVE_PORT", "-1", "mnist-live: invalid setting MNIST_LIVE_PORT:"),
         ("MNIST_LIVE_HOST", "no such host", "mnist-live: cannot listen on no such host:"),
+        ("MNIST_LIVE_LOG_LEVEL", "LOUD", "mnist-live: invalid setting MNIST_LIVE_LOG_LEVEL:"),
+        ("MNIST_LIVE_ALLOWED_ORIGINS", "notjson", "mnist-live: invalid setting MNIST_LIVE_ALLOWED_ORIGINS:"),
         ("MNIST_LIVE_MODEL_PATH", "/nonexistent/m.onnx", "mnist-live: no model file at /nonexistent/m.onnx"),
     ],
 )
