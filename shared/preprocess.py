@@ -293,12 +293,21 @@ def _thicken(box: FloatImage, resize: Resize) -> FloatImage:
     return _redraw(fine, height, width)
 
 
+OUTLINE_LEVEL = 0.25
+"""The outline of a box's strokes, for :func:`_stroke_width`, is at this fraction of its peak: low enough
+that a thin stroke's outline is whole where it straddles two pixels (half its level) and its crossings
+double the peak (a quarter); at half the peak, thin-pen PNGs read 3x too wide at the 90th percentile."""
+
+
 def _stroke_width(box: FloatImage) -> float:
     """Estimate the stroke width of a resized box, px: ``2 * mass / perimeter``.
 
     A stroke of width ``w`` and length ``L`` has mass ``w * L`` and perimeter about ``2 * L``. The
-    perimeter is that of the pixels at or above half the box's peak, counted as 4-neighbour edges times
-    ``pi / 4`` (the mean ratio of Euclidean to 4-neighbour length over directions).
+    perimeter is that of the pixels at or above :data:`OUTLINE_LEVEL` of the box's peak, counted as
+    4-neighbour edges times ``pi / 4`` (the mean ratio of Euclidean to 4-neighbour length over
+    directions). On 3,000 MNIST training images it correlates at 0.87 with mass over skeleton length
+    (:data:`MIN_STROKE_PX`), reading 1.78 px at that measure's 1.71 (10th percentile) and 2.46 at 2.40
+    (median); on thin pen PNGs it reads 0.06 for a 0.05 px stroke and 0.86 for 0.78.
 
     Args:
         box: ``(h, w)`` float32 ink in [0, 1].
@@ -310,16 +319,21 @@ def _stroke_width(box: FloatImage) -> float:
     if peak <= 0:
         return math.inf
     mask = np.zeros((box.shape[0] + 2, box.shape[1] + 2), dtype=np.bool_)
-    mask[1:-1, 1:-1] = box >= np.float32(0.25 * peak)
+    mask[1:-1, 1:-1] = box >= np.float32(OUTLINE_LEVEL * peak)
     edges = np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
     return float(box.sum(dtype=np.float64)) * 8 / (math.pi * edges)
 
 
 RIDGE_LEVEL = 0.2
-"""Pixels of the twice-finer box at or above this fraction of its peak are the thin stroke's trace."""
+"""Pixels of the twice-finer box at or above this fraction of its peak are a thin stroke's trace: low
+enough to keep a line's pixels where it straddles two (half its level) beside a crossing (twice it).
+On 100 thin-pen PNGs (1-6 px pens, 280-1000 px canvases) the redrawn strokes measure 2.15-2.5 px
+(:data:`MIN_STROKE_PX`'s measure) and the shipped model reads 99-100 % of them; at 0.5, 79-84 %
+where a 1-2 px pen's faint straddling pixels drop out."""
 REDRAW_RADIUS = 0.5 * MIN_STROKE_PX
-"""Pen radius of the redrawn thin strokes, px of the box: half of :data:`MIN_STROKE_PX` less half the
-trace's own width (a trace is one or two pixels of the twice-finer grid wide, 0.5 px of the box)."""
+"""Pen radius of the redrawn thin strokes, px of the box: half of :data:`MIN_STROKE_PX`. Dots at most
+0.35 px from a pixel centre (the twice-finer grid's) give that pixel coverage ``1.15``, so the peak is
+full; the trace's own width (up to 0.5 px) makes the strokes up to that much wider than the minimum."""
 
 
 def _redraw(fine: FloatImage, height: int, width: int) -> FloatImage:
