@@ -1,10 +1,10 @@
 """The trained model's contract: preprocessing output is pinned to the code it was trained against.
 
 ``tests/data/golden_preprocess.npz`` was written by ``tests/data/make_golden.py`` with
-``shared/preprocess.py`` at commit e416e1e (the normalization the current model is trained on). Any
-refactor must reproduce it to 1e-5 (max absolute difference); a deliberate change regenerates it
-together with a retrained model. Each test runs with both kernel forms (:mod:`shared.kernels`): the
-compiled one and the numpy one the Lambda image uses.
+``shared/preprocess.py`` as it is (the normalization a model is trained on, thin-pen and tap rules
+included). Any refactor must reproduce it to 1e-5 (max absolute difference); a deliberate change
+regenerates it, and the model is then retrained on the new normalization. Each test runs with both
+kernel forms (:mod:`shared.kernels`): the compiled one and the numpy one the Lambda image uses.
 """
 
 from __future__ import annotations
