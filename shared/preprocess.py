@@ -315,13 +315,8 @@ def _stroke_width(box: FloatImage) -> float:
     Returns:
         The width, px of the box; ``inf`` for a box without ink.
     """
-    peak = float(box.max())
-    if peak <= 0:
-        return math.inf
-    mask = np.zeros((box.shape[0] + 2, box.shape[1] + 2), dtype=np.bool_)
-    mask[1:-1, 1:-1] = box >= np.float32(OUTLINE_LEVEL * peak)
-    edges = np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
-    return float(box.sum(dtype=np.float64)) * 8 / (math.pi * edges)
+    mass, edges = kernels.outline(box, OUTLINE_LEVEL)
+    return math.inf if edges == 0 else float(mass) * 8 / (math.pi * edges)
 
 
 RIDGE_LEVEL = 0.2

@@ -27,7 +27,7 @@ ATOL = 1e-5
 def kernel_form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with the installed kernels, then with the numpy forms in their place."""
     if request.param == "numpy":
-        for name in ("capsule_coverage", "center_by_mass", "ink_extent", "resample"):
+        for name in ("capsule_coverage", "center_by_mass", "ink_extent", "resample", "outline"):
             monkeypatch.setattr(kernels, name, getattr(kernels, f"numpy_{name}"))
     return str(request.param)
 
