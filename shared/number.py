@@ -9,13 +9,43 @@ told (``ok``, or ``not_a_digit`` from a model that can say so) a character is to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TypeAlias
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.inference import Predictor
 from shared.limits import DEFAULT_LIMITS, Limits
-from shared.preprocess import ImageFrame, StrokesFrame
+from shared.preprocess import Frame, ImageFrame, StrokesFrame
 from shared.schemas import Prediction
 from shared.segment import segment
+
+
+@dataclass(frozen=True, slots=True)
+class NumberStrokesFrame(StrokesFrame):
+    """A strokes snapshot to read as a number (``"mode": "number"``); fields as :class:`StrokesFrame`."""
+
+
+@dataclass(frozen=True, slots=True)
+class NumberImageFrame(ImageFrame):
+    """A canvas image to read as a number (``"mode": "number"``); fields as :class:`ImageFrame`."""
+
+
+NumberFrame: TypeAlias = NumberStrokesFrame | NumberImageFrame
+"""A frame in number mode: still a :data:`~shared.preprocess.Frame`, so it travels every adapter's
+queue unchanged; :func:`is_number` tells where it is classified."""
+
+
+def as_number(frame: Frame) -> NumberFrame:
+    """The same snapshot, in number mode."""
+    if isinstance(frame, StrokesFrame):
+        return NumberStrokesFrame(frame.strokes, frame.width, frame.height, frame.stroke_width)
+    return NumberImageFrame(frame.image)
+
+
+def is_number(frame: Frame) -> bool:
+    """Whether ``frame`` is to be read as a number (:func:`read_number`) rather than one digit."""
+    return isinstance(frame, NumberStrokesFrame | NumberImageFrame)
 
 
 class CharacterReading(BaseModel):
