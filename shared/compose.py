@@ -103,7 +103,7 @@ class NumberComposer:
         picks = rng.choice(len(pool), size=n, replace=len(pool) < n)
         inks = [pool[int(i)] for i in picks]
         height = float(rng.uniform(*HEIGHT_RANGE))
-        touching = bool(rng.random() < TOUCHING_SHARE)
+        touching = bool(rng.random() < TOUCHING_SHARE) and n > 1
         touch_at = int(rng.integers(n - 1)) if touching else -1
         baseline = CANVAS_HEIGHT / 2 + height / 2
         strokes: Strokes = []
