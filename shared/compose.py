@@ -69,6 +69,41 @@ class ComposedNumber:
     writer: str
 
 
+def side_by_side(
+    inks: Sequence[Ink], height: float = 150.0, gap: float = 0.3, margin: float = MARGIN
+) -> ComposedNumber:
+    """Inks written left to right at one height, evenly spaced: a number laid out without jitter.
+
+    Args:
+        inks: The digits, left to right.
+        height: Each ink's longer side, px, on a :data:`CANVAS_HEIGHT` px high canvas.
+        gap: Gap between neighbours' ink boxes, share of ``height``.
+        margin: Blank canvas left and right, px.
+
+    Returns:
+        The number (pen 16 px, the page's; ``writer`` the first ink's).
+    """
+    strokes: Strokes = []
+    digit_strokes: list[list[int]] = []
+    left, top = margin, (CANVAS_HEIGHT - height) / 2
+    for ink in inks:
+        placed = fit_to_canvas(ink, height, left, top)
+        digit_strokes.append(list(range(len(strokes), len(strokes) + len(placed))))
+        strokes.extend(placed)
+        left = max(p[0] for s in placed for p in s) + gap * height
+    right = max((p[0] for s in strokes for p in s), default=margin)
+    return ComposedNumber(
+        text="".join(str(ink.label) for ink in inks),
+        strokes=strokes,
+        digit_strokes=digit_strokes,
+        width=int(np.ceil(right + margin)),
+        height=CANVAS_HEIGHT,
+        pen=16.0,
+        touching=False,
+        writer=inks[0].writer if inks else "",
+    )
+
+
 class NumberComposer:
     """Composes numbers from one set of inks, one writer per number.
 
