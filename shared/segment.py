@@ -14,9 +14,10 @@ then share one rule, :func:`group_boxes`, on bounding boxes:
    body) join their character, while a 1 beside a 7, or neighbours whose boxes touch or overlap by a
    few pixels, stay apart: a thin 1 must overlap its neighbour by a real share of ``H``, not just its
    own width, to join it. Joining repeats on the joined boxes until nothing changes.
-3. Then a box less tall than :data:`SHORT_FRACTION` x ``H`` is a part of a digit, not a whole one, and
-   joins a neighbour it touches or nearly touches (:data:`ABUT_FRACTION`): a 7's serif written apart,
-   the top of a 4 written beside its stem, a 5's flag drawn off to the right.
+3. Then a box less tall than :data:`SHORT_FRACTION` x ``H`` and smaller than :data:`PART_AREA` x
+   ``H`` squared is a part of a digit, not a whole one, and joins the neighbour it is closest to when
+   their horizontal gap is at most :data:`ABUT_FRACTION` x ``H`` (closest pair first, repeated): a 7's
+   serif written apart, the top of a 4 written beside its stem, a 5's flag drawn off to the right.
 4. Characters are ordered by the left edge of their box.
 
 Each character then goes through the single-digit preprocessing unchanged
@@ -24,13 +25,16 @@ Each character then goes through the single-digit preprocessing unchanged
 its pixels), so the model sees exactly what it would for that digit drawn alone.
 
 The constants were chosen on numbers composed from the pen inks of the training writers only
-(:mod:`shared.compose`, ``python -m model.evaluate_numbers --writers train``: a grid over the five
-constants, 1,500 numbers, best grouping at a plateau); the held-out writers were measured after.
+(:mod:`shared.compose`, ``python -m model.evaluate_numbers --writers train``): a grid over the rule-2
+constants on 1,500 numbers, then one over the rule-3 constants on 4,000 (two seeds, the training
+writers' trained and calibration inks), each taken at the middle of the best plateau. The held-out
+writers were only measured, after each step (``model/README.md``, number mode).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,14 +75,17 @@ CENTRE_MARGIN = -0.04
 negative: inside) from its edges, joins it: the stem of a 4 crossing its other stroke, the flag of a 5
 over its body. A 1 touching its neighbour has its centre near the neighbour's edge, not inside it."""
 
-SHORT_FRACTION = 0.65
-"""A character box less tall than this share of the number's height is part of a digit, not a whole
-one (a 7's serif, a 5's flag, the open top of a 4 written beside its stem: 0.3-0.6 H in the training
-writers' inks; whole digits are written at 0.8 H or more)."""
-ABUT_FRACTION = 0.05
-"""Such a part joins a neighbour whose box it touches, overlaps or nearly touches: a horizontal gap of
-at most this share of the number's height (the parts of a digit meet; written neighbours are further
-apart)."""
+SHORT_FRACTION = 0.75
+"""A character box less tall than this share of the number's height may be part of a digit (a 7's
+serif, a 5's flag, the open top of a 4 written beside its stem: 0.1-0.6 H in the training writers'
+inks; whole digits are written 0.8-1.1 H tall, as numbers are composed)."""
+PART_AREA = 0.4
+"""... if its box is also smaller than this share of the number's height squared: the parts above are
+under 0.25 H squared; a whole digit written flat (a wide 2 or 0, 0.6 H by 1 H) is larger."""
+ABUT_FRACTION = 0.15
+"""A part joins its closest neighbour when their boxes are at most this share of the number's height
+apart horizontally (touching or overlapping counts as 0 or less): some writers leave a gap between
+a 4's open top and its stem; written neighbours are at least 0.05 H apart, most much more."""
 
 Box = tuple[float, float, float, float]
 """``(x0, y0, x1, y1)``: left, top, right, bottom, canvas px (y down)."""
@@ -126,22 +133,37 @@ def group_boxes(boxes: Sequence[Box]) -> list[list[int]]:
         overlap = min(a[2], b[2]) - max(a[0], b[0])
         return overlap >= OVERLAP_FRACTION * max(min(a[2] - a[0], b[2] - b[0]), floor)
 
-    def part_of(a: Box, b: Box) -> bool:
-        short = min(a[3] - a[1], b[3] - b[1]) < SHORT_FRACTION * height
-        return short and max(a[0], b[0]) - min(a[2], b[2]) <= ABUT_FRACTION * height
+    def join(a: int, b: int) -> None:
+        (ia, ba), (ib, bb) = groups[a], groups[b]
+        groups[a] = (
+            sorted(ia + ib),
+            (min(ba[0], bb[0]), min(ba[1], bb[1]), max(ba[2], bb[2]), max(ba[3], bb[3])),
+        )
+        del groups[b]
 
-    for rule in (overlapping, part_of):
-        merged = True
-        while merged:
-            merged = False
-            for a, b in itertools.combinations(range(len(groups)), 2):
-                if rule(groups[a][1], groups[b][1]):
-                    (ia, ba), (ib, bb) = groups[a], groups[b]
-                    joined = (min(ba[0], bb[0]), min(ba[1], bb[1]), max(ba[2], bb[2]), max(ba[3], bb[3]))
-                    groups[a] = (sorted(ia + ib), joined)
-                    del groups[b]
-                    merged = True
-                    break
+    merged = True
+    while merged:
+        merged = False
+        for a, b in itertools.combinations(range(len(groups)), 2):
+            if overlapping(groups[a][1], groups[b][1]):
+                join(a, b)
+                merged = True
+                break
+
+    def part(b: Box) -> bool:
+        w, h = b[2] - b[0], b[3] - b[1]
+        return h < SHORT_FRACTION * height and w * h < PART_AREA * height * height
+
+    while True:  # the closest part-and-neighbour pair first
+        pairs = [
+            (max(groups[a][1][0], groups[b][1][0]) - min(groups[a][1][2], groups[b][1][2]), a, b)
+            for a, b in itertools.permutations(range(len(groups)), 2)
+            if part(groups[a][1])
+        ]
+        gap, a, b = min(pairs, default=(math.inf, 0, 0))
+        if gap > ABUT_FRACTION * height:
+            break
+        join(min(a, b), max(a, b))
     return [members for members, _ in sorted(groups, key=lambda g: (g[1][0], g[1][2]))]
 
 

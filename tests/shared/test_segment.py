@@ -82,6 +82,16 @@ def test_a_short_part_touching_a_digit_joins_it() -> None:
     assert group_boxes([serif, (30.0, 0.0, 90.0, 100.0)]) == [[0], [1]]  # 0.2 H away: apart
 
 
+def test_a_flat_whole_digit_is_not_a_part() -> None:
+    one, flat_zero = (0.0, 0.0, 5.0, 100.0), (12.0, 40.0, 112.0, 100.0)  # 0.6 H tall but 0.6 H² large
+    assert group_boxes([one, flat_zero]) == [[0], [1]]
+
+
+def test_a_part_joins_its_closest_neighbour() -> None:
+    left, top_of_four, stem = (0.0, 0.0, 40.0, 100.0), (50.0, 30.0, 80.0, 70.0), (88.0, 0.0, 92.0, 100.0)
+    assert group_boxes([left, top_of_four, stem]) == [[0], [1, 2]]
+
+
 # ---------------------------------------------------------------------------------- real pen inks
 
 
