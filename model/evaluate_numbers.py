@@ -8,11 +8,15 @@ through :func:`shared.number.read_number` as a strokes frame (``--png``: as the 
 * ``segmentation``: every digit's strokes grouped exactly (strokes path);
 * ``digit_accuracy``: digits read right, position by position, over the numbers with the right count;
 * ``alone_accuracy``: each digit's ink classified alone (the single-digit reading of the same strokes),
-  the bound segmentation can reach;
+  the bound segmentation can reach; ``alone_exact``: numbers whose digits are all read right alone,
+  the exact-match rate perfect segmentation would give;
 
-overall, per digit count and for the touching numbers. ``--writers heldout`` (default) composes from
-the writers never trained on (``model.data.pen_split``); ``--writers train`` from the training writers'
-inks, the only ones the segmentation's constants were tuned on.
+overall, per digit count, for the touching numbers and for the separated ones (every pair of
+neighbours' inks apart: a gap between their point boxes wider than the pen), the numbers the image
+path (connected components) can split. ``segmentation`` counts stroke groups, so it is 0 for
+``--png``. ``--writers heldout`` (default) composes from the writers never trained on
+(``model.data.pen_split``); ``--writers train`` from the training writers' inks, the only ones the
+segmentation's constants were tuned on.
 
 Usage::
 
@@ -22,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -59,6 +64,7 @@ def _tally(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "segmentation": sum(r["segmented"] for r in rows) / max(n, 1),
         "digit_accuracy": sum(r["digits_right"] for r in counted) / max(counted_digits, 1),
         "alone_accuracy": sum(r["alone_right"] for r in rows) / max(digits, 1),
+        "alone_exact": sum(r["alone_right"] == len(r["text"]) for r in rows) / max(n, 1),
     }
 
 
@@ -97,7 +103,17 @@ def score_number(predictor: Predictor, number: ComposedNumber, as_png: bool = Fa
         "digits_right": sum(a == b for a, b in zip(read, number.text, strict=True)) if count_right else 0,
         "alone_right": sum(d == int(c) for d, c in zip(alone_digits, number.text, strict=True)),
         "touching": number.touching,
+        "separated": ink_gap(number) > number.pen,
     }
+
+
+def ink_gap(number: ComposedNumber) -> float:
+    """The smallest horizontal gap between neighbouring digits' point boxes, px (pen not counted)."""
+    spans = [
+        (min(p[0] for i in idx for p in number.strokes[i]), max(p[0] for i in idx for p in number.strokes[i]))
+        for idx in number.digit_strokes
+    ]
+    return min((b[0] - a[1] for a, b in itertools.pairwise(spans)), default=float("inf"))
 
 
 def evaluate_numbers(
@@ -139,6 +155,7 @@ def evaluate_numbers(
         "overall": _tally(rows),
         "by_digits": {str(k): _tally([r for r in rows if len(r["text"]) == k]) for k in range(2, 6)},
         "touching": _tally([r for r in rows if r["touching"]]),
+        "separated": _tally([r for r in rows if r["separated"]]),
         "misread": [{"text": r["text"], "read": r["read"]} for r in rows if not r["exact"]],
         "seconds": seconds,
     }
@@ -166,12 +183,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
-    head = f"{'set':<10} {'n':>5} {'exact':>7} {'count':>7} {'segm.':>7} {'digit':>7} {'alone':>7}"
+    columns = ("exact", "count", "segm.", "digit", "alone", "bound")
+    head = f"{'set':<10} {'n':>5} " + " ".join(f"{c:>7}" for c in columns)
     print(f"{report['writers']} writers ({report['writer_count']}), {report['path']} path")
     print(head)
-    sets = {"all": report["overall"], **report["by_digits"], "touching": report["touching"]}
+    sets = {"all": report["overall"], **report["by_digits"]}
+    sets.update(touching=report["touching"], separated=report["separated"])
     for name, t in sets.items():
-        keys = ("exact", "count", "segmentation", "digit_accuracy", "alone_accuracy")
+        keys = ("exact", "count", "segmentation", "digit_accuracy", "alone_accuracy", "alone_exact")
         figures = " ".join(f"{100 * t[k]:>6.2f}%" for k in keys)
         print(f"{name:<10} {t['n']:>5} {figures}")
     print(f"report: {args.out}")

@@ -28,7 +28,7 @@ The constants were chosen on numbers composed from the pen inks of the training 
 (:mod:`shared.compose`, ``python -m model.evaluate_numbers --writers train``): a grid over the rule-2
 constants on 1,500 numbers, then one over the rule-3 constants on 4,000 (two seeds, the training
 writers' trained and calibration inks), each taken at the middle of the best plateau. The held-out
-writers were only measured, after each step (``model/README.md``, number mode).
+writers were only measured, after each step (``docs/numbers.md``).
 """
 
 from __future__ import annotations
