@@ -83,14 +83,24 @@ def side_by_side(
     Returns:
         The number (pen 16 px, the page's; ``writer`` the first ink's).
     """
-    strokes: Strokes = []
-    digit_strokes: list[list[int]] = []
+    placed: list[Strokes] = []
     left, top = margin, (CANVAS_HEIGHT - height) / 2
     for ink in inks:
-        placed = fit_to_canvas(ink, height, left, top)
-        digit_strokes.append(list(range(len(strokes), len(strokes) + len(placed))))
-        strokes.extend(placed)
-        left = max(p[0] for s in placed for p in s) + gap * height
+        placed.append(fit_to_canvas(ink, height, left, top))
+        left = max(p[0] for s in placed[-1] for p in s) + gap * height
+    writer = inks[0].writer if inks else ""
+    return _assemble(inks, placed, margin, pen=16.0, touching=False, writer=writer)
+
+
+def _assemble(
+    inks: Sequence[Ink], placed: Sequence[Strokes], margin: float, *, pen: float, touching: bool, writer: str
+) -> ComposedNumber:
+    """The number whose digits ``inks`` were laid out as ``placed`` (canvas px), the canvas fitted to them."""
+    strokes: Strokes = []
+    digit_strokes: list[list[int]] = []
+    for digit in placed:
+        digit_strokes.append(list(range(len(strokes), len(strokes) + len(digit))))
+        strokes.extend(digit)
     right = max((p[0] for s in strokes for p in s), default=margin)
     return ComposedNumber(
         text="".join(str(ink.label) for ink in inks),
@@ -98,9 +108,9 @@ def side_by_side(
         digit_strokes=digit_strokes,
         width=int(np.ceil(right + margin)),
         height=CANVAS_HEIGHT,
-        pen=16.0,
-        touching=False,
-        writer=inks[0].writer if inks else "",
+        pen=pen,
+        touching=touching,
+        writer=writer,
     )
 
 
@@ -141,8 +151,7 @@ class NumberComposer:
         touching = bool(rng.random() < TOUCHING_SHARE) and n > 1
         touch_at = int(rng.integers(n - 1)) if touching else -1
         baseline = CANVAS_HEIGHT / 2 + height / 2
-        strokes: Strokes = []
-        digit_strokes: list[list[int]] = []
+        placed: list[Strokes] = []
         left = MARGIN
         for k, ink in enumerate(inks):
             side = height * float(rng.uniform(1 - SCALE_JITTER, 1 + SCALE_JITTER))
@@ -150,19 +159,8 @@ class NumberComposer:
             ext = pts.max(axis=0) - pts.min(axis=0)
             w, h = ext / max(float(ext.max()), 1e-9) * side
             bottom = baseline + height * float(rng.uniform(-BASELINE_JITTER, BASELINE_JITTER))
-            placed = fit_to_canvas(ink, side, left, bottom - h)
-            digit_strokes.append(list(range(len(strokes), len(strokes) + len(placed))))
-            strokes.extend(placed)
+            placed.append(fit_to_canvas(ink, side, left, bottom - h))
             gap_range = TOUCHING_GAP_RANGE if k == touch_at else GAP_RANGE
             left += w + height * float(rng.uniform(*gap_range))
-        right = max(max(p[0] for p in s) for s in strokes)
-        return ComposedNumber(
-            text="".join(str(ink.label) for ink in inks),
-            strokes=strokes,
-            digit_strokes=digit_strokes,
-            width=int(np.ceil(right + MARGIN)),
-            height=CANVAS_HEIGHT,
-            pen=float(rng.uniform(*self.pen_range)),
-            touching=touching,
-            writer=writer,
-        )
+        pen = float(rng.uniform(*self.pen_range))
+        return _assemble(inks, placed, MARGIN, pen=pen, touching=touching, writer=writer)
