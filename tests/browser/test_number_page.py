@@ -16,6 +16,7 @@ from shared.inks import fit_to_canvas
 from shared.number import read_number
 from shared.preprocess import StrokesFrame
 from tests.browser.conftest import Digit, Opened, Strokes
+from tests.browser.test_page import capture_ws_frames
 from tests.servers import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -130,15 +131,42 @@ def test_the_mode_button_switches_canvas_and_frames(
 ) -> None:
     opened = open_page(live_server.http_url + "/")
     page = opened.page
+    sent = capture_ws_frames(page)
+    page.reload()
     expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
     square = page.get_by_test_id("canvas").bounding_box()
     assert square["width"] == pytest.approx(square["height"], rel=0.02)
     expect(page.get_by_test_id("number")).to_be_hidden()
+
     page.get_by_test_id("mode").click()
     expect(page.get_by_test_id("mode")).to_have_attribute("aria-pressed", "true")
     expect(page.get_by_test_id("number")).to_be_visible()
     wide = page.get_by_test_id("canvas").bounding_box()
     assert wide["width"] / wide["height"] == pytest.approx(3, rel=0.02)
+    draw_line(page, wide, 600.0)  # a 1 near the right end: inside the wide canvas only
+    page.wait_for_function(SETTLED)
+    expect(page.get_by_test_id("number")).to_have_attribute("data-number", "1")
+    number_frame = [f for f in sent if f.get("action") == "predict"][-1]
+    assert (number_frame["mode"], number_frame["width"], number_frame["height"]) == ("number", WIDTH, HEIGHT)
+    assert number_frame["strokes"][0][0][0] == pytest.approx(600.0, abs=1.0)
+
     page.get_by_test_id("mode").click()
     expect(page.get_by_test_id("digit")).to_be_visible()
+    expect(page.get_by_test_id("boxes").locator(".box")).to_have_count(0)
+    square = page.get_by_test_id("canvas").bounding_box()
+    draw_line(page, square, 140.0, width=280)
+    page.wait_for_function(SETTLED)
+    digit_frame = [f for f in sent if f.get("action") == "predict"][-1]
+    assert "mode" not in digit_frame and digit_frame["width"] == 280
+    expect(page.get_by_test_id("digit")).to_have_attribute("data-digit", "1")
     assert opened.console.errors() == []
+
+
+def draw_line(page: Any, box: dict[str, float], x: float, width: int = WIDTH) -> None:
+    """A vertical stroke at logical ``x`` from y 60 to 220 (a 1) on a canvas ``width`` px wide."""
+    k = box["width"] / width
+    page.mouse.move(box["x"] + x * k, box["y"] + 60 * k)
+    page.mouse.down()
+    for y in range(80, 240, 20):
+        page.mouse.move(box["x"] + x * k, box["y"] + y * k)
+    page.mouse.up()
