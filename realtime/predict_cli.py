@@ -140,12 +140,13 @@ def predict_local(body: bytes | Strokes, number: bool = False, width: int = CANV
     return prediction.model_dump()
 
 
-def predict_remote(  # noqa: PLR0917 (the CLI's arguments, in order)
+def predict_remote(
     url: str,
     body: bytes | Strokes,
     name: str,
     token: str | None,
     timeout: float,
+    *,
     number: bool = False,
     width: int = CANVAS,
 ) -> Any:
@@ -289,7 +290,9 @@ def _run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise PredictFailed(f"cannot read {path}: {exc.strerror or exc}") from exc
         if args.url:
-            result = predict_remote(args.url, body, path.name, args.token, args.timeout, args.number, width)
+            result = predict_remote(
+                args.url, body, path.name, args.token, args.timeout, number=args.number, width=width
+            )
         else:
             result = predict_local(body, args.number, width)
     except PredictFailed as exc:

@@ -797,6 +797,7 @@ async def replay(
     inks: Sequence[Ink],
     options: ReplayOptions | None = None,
     on_ink: Callable[[InkResult], None] | None = None,
+    *,
     numbers: int = 0,
 ) -> ReplayReport:
     """Replay inks against a server with ``options.concurrency`` virtual users.
@@ -972,6 +973,8 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.concurrency < 1 or args.fps <= 0 or args.speed <= 0 or args.points_per_second <= 0:
         return _fail("--concurrency must be >= 1; --fps, --speed and --points-per-second > 0")
+    if args.numbers < 0:
+        return _fail("--numbers must be >= 0")
     try:
         inks = load_inks(args.file, args.limit)
     except (OSError, ValueError) as exc:
@@ -1022,7 +1025,7 @@ def _run(args: argparse.Namespace) -> int:
         task = progress.add_task("replay", total=args.numbers or len(inks), acc="")
         started = time.time()
         try:
-            report = asyncio.run(replay(args.url, inks, options, on_ink, max(args.numbers, 0)))
+            report = asyncio.run(replay(args.url, inks, options, on_ink, numbers=args.numbers))
         except KeyboardInterrupt:
             progress.stop()
             return _fail("interrupted", 130)
