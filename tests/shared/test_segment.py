@@ -14,7 +14,7 @@ from shared.inference import Predictor
 from shared.inks import Ink, Strokes, fit_to_canvas, render_png
 from shared.number import read_number
 from shared.preprocess import ImageFrame, StrokesFrame, preprocess
-from shared.segment import group_boxes, segment, segment_image, segment_strokes
+from shared.segment import group_boxes, label_components, segment, segment_image, segment_strokes
 
 HEIGHT = 120.0
 """Digit height in these tests, px on a 280 px high canvas."""
@@ -188,6 +188,42 @@ def test_canvas_images_split_into_well_separated_digits(
             assert np.allclose(c.bbox, d.bbox, atol=2.0)  # the same ink, seen as pixels
     assert right == len(inks) - 2
     assert same >= len(inks) - 3
+
+
+def flood_fill_labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """A reference 8-connected labelling: breadth-first flood fill from each unlabelled ink pixel."""
+    labels, count = np.zeros(mask.shape, dtype=int), 0
+    for start in zip(*np.nonzero(mask), strict=True):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start] = count
+        queue = [start]
+        while queue:
+            y, x = queue.pop()
+            for yy, xx in itertools.product((y - 1, y, y + 1), (x - 1, x, x + 1)):
+                inside = 0 <= yy < mask.shape[0] and 0 <= xx < mask.shape[1]
+                if inside and mask[yy, xx] and not labels[yy, xx]:
+                    labels[yy, xx] = count
+                    queue.append((yy, xx))
+    return labels, count
+
+
+def test_components_match_a_flood_fill() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        mask = rng.random((int(rng.integers(1, 24)), int(rng.integers(1, 24)))) < rng.random()
+        labels, count = label_components(mask)
+        expected, expected_count = flood_fill_labels(mask)
+        assert count == expected_count
+        assert len(set(zip(labels[mask].tolist(), expected[mask].tolist(), strict=True))) == count
+        assert (labels > 0).tolist() == mask.tolist()
+
+
+def test_noise_is_labelled_at_reduced_resolution() -> None:
+    mask = np.random.default_rng(5).random((1024, 1024)) < 0.5  # ~260,000 runs
+    labels, count = label_components(mask)
+    assert count >= 1 and (labels > 0).tolist() == mask.tolist()
 
 
 def test_a_blank_canvas_image_has_no_characters() -> None:
