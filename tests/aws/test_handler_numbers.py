@@ -8,6 +8,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from realtime.aws_lambda import MAX_FRAME_BYTES
 from shared.inference import Predictor
 from shared.inks import render_png
 from shared.number import read_number
@@ -106,3 +107,13 @@ def test_the_http_lambda_reads_numbers_from_json_and_images(predictor: Predictor
         answer = json.loads(reply["body"])
         assert answer["mode"] == "number" and answer["number"] == want.number
         assert [d["strokes"] for d in answer["digits"]] == strokes
+
+
+def test_the_most_characters_a_frame_can_hold_fit_one_api_gateway_frame(make_handler: MakeHandler) -> None:
+    """64 strokes (the limit), each its own character: the reply still fits API Gateway's 32 KB."""
+    handler, sender = make_handler()
+    ones = [[[20.0 + 40 * k, 40.0], [20.0 + 40 * k, 240.0]] for k in range(64)]
+    handler(message_event(number_body(1, ones, width=2600, stroke_width=8), "predict"))
+    (reply,) = frames(sender)
+    assert reply["type"] == "prediction" and len(reply["digits"]) == 64
+    assert len(sender.sent["XaVSDeXSDoECF1g="][0]) < MAX_FRAME_BYTES
