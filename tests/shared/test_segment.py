@@ -14,7 +14,14 @@ from shared.inference import Predictor
 from shared.inks import Ink, Strokes, fit_to_canvas, render_png
 from shared.number import read_number
 from shared.preprocess import ImageFrame, StrokesFrame, preprocess
-from shared.segment import group_boxes, label_components, segment, segment_image, segment_strokes
+from shared.segment import (
+    SPLIT_WIDTH,
+    group_boxes,
+    label_components,
+    segment,
+    segment_image,
+    segment_strokes,
+)
 
 HEIGHT = 120.0
 """Digit height in these tests, px on a 280 px high canvas."""
@@ -224,6 +231,24 @@ def test_noise_is_labelled_at_reduced_resolution() -> None:
     mask = np.random.default_rng(5).random((1024, 1024)) < 0.5  # ~260,000 runs
     labels, count = label_components(mask)
     assert count >= 1 and (labels > 0).tolist() == mask.tolist()
+
+
+@pytest.mark.data
+def test_touching_digits_in_an_image_are_cut_apart(pen_inks_200: list[Ink]) -> None:
+    """Pairs whose inks touch (one component) and that together are wider than one digit can be."""
+    inks = pen_inks_200[::2]
+    wide = [
+        (a, b)
+        for a, b in itertools.pairwise(inks)
+        if ink_width(a) + ink_width(b) + 16 > SPLIT_WIDTH * (HEIGHT + 16)  # point boxes + pen
+    ]
+    assert len(wide) >= 40
+    right = 0
+    for pair in wide:
+        strokes, _, width = write(pair, [0.0])
+        png = render_png(strokes, width, 280, 16)
+        right += len(segment_image(png)) == 2
+    assert right >= 0.8 * len(wide), f"{right} of {len(wide)}"
 
 
 def test_a_blank_canvas_image_has_no_characters() -> None:
