@@ -1,20 +1,16 @@
-"""Number mode through the Lambda handlers: WebSocket (recorded API Gateway events) and HTTP (Mangum)."""
+"""Number mode through the Lambda WebSocket handler, on recorded API Gateway events (the HTTP handler:
+``tests/aws/test_packaging.py``, which must import it first, in a worker thread)."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from realtime.aws_lambda import MAX_FRAME_BYTES
 from shared.inference import Predictor
-from shared.inks import render_png
 from shared.number import read_number
 from shared.preprocess import StrokesFrame
-from shared.settings import Settings
-from tests.aws.conftest import frames, load_event, message_event
+from tests.aws.conftest import frames, message_event
 from tests.aws.test_handler import MakeHandler
 
 FOUR_ONE = [[[40, 60], [40, 150], [120, 150]], [[100, 60], [100, 220]], [[240, 60], [240, 220]]]
@@ -72,41 +68,6 @@ def test_an_oversized_number_frame_is_payload_too_large(make_handler: MakeHandle
     handler(message_event(body + " " * (128 * 1024), "predict"))
     (reply,) = frames(sender)
     assert reply["error"]["code"] == "payload_too_large"
-
-
-def test_the_http_lambda_reads_numbers_from_json_and_images(predictor: Predictor) -> None:
-    """The Function URL handler (Mangum over the same app): JSON ``mode`` and ``?mode=number`` uploads."""
-    from realtime.http_handler import build_handler
-
-    event = load_event("http_v2_predict")
-    body = json.dumps({"mode": "number", "strokes": FOUR_ONE, "width": 320, "height": 280})
-    as_json = {**event, "body": body, "headers": {**event["headers"], "content-length": str(len(body))}}
-    png = render_png(FOUR_ONE, 320, 280)
-    image_headers = {**event["headers"], "content-type": "image/png", "content-length": str(len(png))}
-    as_image = {
-        **event,
-        "rawQueryString": "mode=number",
-        "headers": image_headers,
-        "body": base64.b64encode(png).decode(),
-        "isBase64Encoded": True,
-    }
-
-    def call() -> list[dict[str, Any]]:
-        handler = build_handler(Settings(), predictor)
-        try:
-            return [handler(e, None) for e in (as_json, as_image)]
-        finally:
-            asyncio.get_event_loop().close()
-            asyncio.set_event_loop(None)
-
-    with ThreadPoolExecutor(1) as pool:
-        replies = pool.submit(call).result(timeout=60)
-    want = read_number(predictor, StrokesFrame(FOUR_ONE, 320, 280))
-    for reply, strokes in zip(replies, ([[0, 1], [2]], [None, None]), strict=True):
-        assert reply["statusCode"] == 200, reply
-        answer = json.loads(reply["body"])
-        assert answer["mode"] == "number" and answer["number"] == want.number
-        assert [d["strokes"] for d in answer["digits"]] == strokes
 
 
 def test_the_most_characters_a_frame_can_hold_fit_one_api_gateway_frame(make_handler: MakeHandler) -> None:
