@@ -204,7 +204,8 @@ def segment_strokes(
         strokes: ``[[[x, y], ...], ...]`` canvas px, y down (see :class:`shared.preprocess.StrokesFrame`).
         width: Canvas width, px.
         height: Canvas height, px.
-        stroke_width: Pen diameter, px (default as for a single digit).
+        stroke_width: Pen diameter, px; default ``DEFAULT_STROKE_FRACTION`` (16/280) of the canvas's
+            shorter side, the page's pen on its wide canvas.
         limits: Input limits.
 
     Returns:
@@ -217,7 +218,9 @@ def segment_strokes(
     if rasterize_strokes(strokes, width, height, stroke_width, limits) is None:
         return []
     w, h = float(width), float(height)
-    pen = DEFAULT_STROKE_FRACTION * max(w, h) if stroke_width is None else float(stroke_width)
+    # The page's pen is 16 px on its 280 px high canvas, square or wide: the default follows the shorter
+    # side here (a digit frame's default follows the longer side of its square canvas).
+    pen = DEFAULT_STROKE_FRACTION * min(w, h) if stroke_width is None else float(stroke_width)
     indices = [i for i, s in enumerate(strokes) if len(s)]
     boxes: list[Box] = []
     for i in indices:

@@ -271,6 +271,15 @@ def test_every_character_is_classified_in_one_model_call(predictor: Predictor) -
     assert [d.strokes for d in reading.digits] == [[k] for k in range(5)]
 
 
+def test_the_default_pen_on_a_wide_canvas_is_the_pages_pen() -> None:
+    strokes = [[[40.0 + 80 * k, 60.0], [40.0 + 80 * k, 200.0], [60.0 + 80 * k, 120.0]] for k in range(3)]
+    default = segment_strokes(strokes, 840, 280)
+    page = segment_strokes(strokes, 840, 280, 16)
+    for a, b in zip(default, page, strict=True):
+        assert a.bbox == b.bbox
+        np.testing.assert_array_equal(a.tensor, b.tensor)
+
+
 def test_stroke_indices_count_the_empty_strokes_sent() -> None:
     strokes: list[list[list[float]]] = [
         [],
