@@ -57,6 +57,18 @@ def _check_characters(characters: list[Character], frame: Any) -> None:
             assert c.strokes == ()
 
 
+def check_as_a_digit_frame(frame: StrokesFrame | ImageFrame, codes: set[str]) -> None:
+    """Segmenting ``frame`` gives well-formed characters, or the error it gets as a digit frame."""
+    expected = _digit_outcome(frame)
+    outcome = _segmented(frame)
+    if isinstance(outcome, errors.MnistLiveError):
+        _check_fuzz_error(outcome, codes)
+        assert outcome.code == expected
+    else:
+        assert expected is None
+        _check_characters(outcome, frame)
+
+
 @FUZZ
 @given(
     frame=seeded(
@@ -64,25 +76,10 @@ def _check_characters(characters: list[Character], frame: Any) -> None:
     )
 )
 def test_fuzz_segment_strokes_errs_as_a_digit_frame(frame: StrokesFrame) -> None:
-    expected = _digit_outcome(frame)
-    outcome = _segmented(frame)
-    if isinstance(outcome, errors.MnistLiveError):
-        _check_fuzz_error(outcome, STROKE_CODES)
-        assert outcome.code == expected
-    else:
-        assert expected is None
-        _check_characters(outcome, frame)
+    check_as_a_digit_frame(frame, STROKE_CODES)
 
 
 @FUZZ
 @given(data=st.one_of(seeded(_image_bytes), st.binary(max_size=64)))
 def test_fuzz_segment_images_errs_as_a_digit_frame(data: bytes) -> None:
-    frame = ImageFrame(data)
-    expected = _digit_outcome(frame)
-    outcome = _segmented(frame)
-    if isinstance(outcome, errors.MnistLiveError):
-        _check_fuzz_error(outcome, IMAGE_CODES)
-        assert outcome.code == expected
-    else:
-        assert expected is None
-        _check_characters(outcome, frame)
+    check_as_a_digit_frame(ImageFrame(data), IMAGE_CODES)
