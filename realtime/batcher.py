@@ -20,9 +20,11 @@ import queue
 import threading
 from collections.abc import Callable
 
+from realtime.protocol import infer
 from shared import errors
 from shared.inference import Predictor
 from shared.limits import Limits
+from shared.number import is_number
 from shared.preprocess import Frame, preprocess
 from shared.schemas import Prediction
 
@@ -129,6 +131,16 @@ class InferenceBatcher:
             loop.call_soon_threadsafe(_deliver, [ticket.future for ticket in batch], outcomes)
 
     def _classify(self, frames: list[Frame]) -> list[Outcome]:
+        """Outcomes in order: digit frames in one model call, each number-mode frame in one of its own."""
+        if not any(map(is_number, frames)):
+            return self._classify_digits(frames)
+        digits = iter(self._classify_digits([f for f in frames if not is_number(f)]))
+        predictor = self._predictor()
+        return [infer(predictor, f, self._limits) if is_number(f) else next(digits) for f in frames]
+
+    def _classify_digits(self, frames: list[Frame]) -> list[Outcome]:
+        if not frames:
+            return []
         predictor = self._predictor()
         outcomes: list[Outcome | None] = []
         tensors = []  # preprocessed frames that did not fail, in order (None: blank)

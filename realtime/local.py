@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import gc
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from fastapi import FastAPI, Request, WebSocket
@@ -36,6 +37,7 @@ from realtime.messages import PredictRequest, ServerMessage, parse_predict_reque
 from realtime.protocol import Session, SessionConfig, infer, parse
 from shared import errors
 from shared.inference import Predictor, top_k
+from shared.number import CharacterReading, NumberPrediction, as_number
 from shared.preprocess import Frame, ImageFrame, StrokesFrame
 from shared.schemas import ModelInfo
 from shared.settings import REPO_ROOT, Settings
@@ -75,6 +77,18 @@ class PredictResponse(BaseModel):
     confidence: float | None
     top_k: list[TopK]
     latency_ms: float
+
+
+class NumberPredictResponse(PredictResponse):
+    """``POST /predict`` answer in number mode.
+
+    ``digit``, ``probabilities`` and ``confidence`` null, ``top_k`` empty, plus ``"mode": "number"``,
+    ``number`` and ``digits`` (as the WebSocket reply).
+    """
+
+    mode: Literal["number"] = "number"
+    number: str | None
+    digits: list[CharacterReading]
 
 
 class ErrorResponse(BaseModel):
@@ -368,7 +382,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     @app.post(
         "/predict",
         tags=["predict"],
-        response_model=PredictResponse,
+        response_model=PredictResponse | NumberPredictResponse,
         responses={code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 503)},
         openapi_extra={
             "requestBody": {
@@ -383,18 +397,31 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
                         }
                     },
                 },
-            }
+            },
+            "parameters": [
+                {
+                    "name": "mode",
+                    "in": "query",
+                    "required": False,
+                    "description": "'number' reads the snapshot as a number (JSON bodies may use "
+                    "their 'mode' field instead)",
+                    "schema": {"enum": ["digit", "number"], "default": "digit"},
+                }
+            ],
         },
     )
     async def predict(request: Request) -> Response:
         """Classify one canvas snapshot: JSON strokes or image, a raw ``image/*`` body, or a file upload.
+
+        ``"mode": "number"`` in a JSON body, or ``?mode=number`` with an image or upload body, reads
+        the snapshot as a number.
 
         JSON and ``image/*`` bodies are answered by :class:`PredictFastPath` before they get here; this
         route serves multipart uploads and documents the endpoint in OpenAPI. Both answer alike.
         """
         start = time.perf_counter()
         access.check_token(access.bearer_token(request.headers.get("authorization")), _secret(settings))
-        frame = await _read_frame(request)
+        frame = _query_mode(request.url.query, await _read_frame(request))
         return Response(await _answer(runtime, frame, start), media_type="application/json")
 
     @app.api_route(
@@ -425,6 +452,22 @@ async def _answer(runtime: Runtime, frame: Frame, start: float) -> bytes:
     outcome = await runtime.infer(frame)
     if isinstance(outcome, errors.MnistLiveError):
         raise outcome
+    if isinstance(outcome, NumberPrediction):
+        return (
+            NumberPredictResponse.model_construct(
+                status=outcome.status,
+                digit=None,
+                probabilities=None,
+                confidence=None,
+                top_k=[],
+                latency_ms=logs.elapsed_ms(start),
+                mode="number",
+                number=outcome.number,
+                digits=outcome.digits,
+            )
+            .model_dump_json()
+            .encode()
+        )
     probs = outcome.probabilities
     answer = PredictResponse.model_construct(  # built from validated parts: serialize, don't revalidate
         status=outcome.status,
@@ -440,6 +483,24 @@ async def _answer(runtime: Runtime, frame: Frame, start: float) -> bytes:
 def _media_type(content_type: str) -> str:
     """``Content-Type`` header value to its lower-case media type, parameters dropped."""
     return content_type.split(";", maxsplit=1)[0].strip().lower()
+
+
+def _query_mode(query: str, frame: Frame) -> Frame:
+    """``frame`` in number mode when the query string says ``mode=number``.
+
+    Any body: a JSON body may say it in its ``mode`` field instead.
+
+    Raises:
+        InvalidFieldType: ``mode`` is neither ``digit`` nor ``number``.
+    """
+    if "mode=" not in query:
+        return frame
+    modes = [v for k, v in urllib.parse.parse_qsl(query) if k == "mode"]
+    if not modes or modes[-1] == "digit":
+        return frame
+    if modes[-1] != "number":
+        raise errors.InvalidFieldType("'mode' must be 'digit' or 'number'.")
+    return as_number(frame)
 
 
 def _body_frame(media_type: str, body: bytes) -> Frame:
@@ -508,7 +569,8 @@ class PredictFastPath:
             return
         try:
             access.check_token(access.bearer_token(request.headers.get("authorization")), self.secret)
-            content = await _answer(self.runtime, _body_frame(media_type, await request.body()), start)
+            frame = _query_mode(request.url.query, _body_frame(media_type, await request.body()))
+            content = await _answer(self.runtime, frame, start)
         except errors.MnistLiveError as exc:
             await _taxonomy_response(exc, "/predict")(scope, receive, send)
             return

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from shared import errors
+from shared.number import CharacterReading, NumberPrediction, as_number
 from shared.preprocess import Frame, ImageFrame, StrokesFrame
 from shared.schemas import Prediction
 
@@ -28,6 +29,7 @@ class PredictRequest(BaseModel):
     The body of ``POST /predict`` (JSON form) and the payload of a WebSocket ``predict`` message.
     Exactly one of ``strokes`` (canvas px, y down, with ``width`` and ``height``) or ``image`` (base64
     or a ``data:image/...;base64,`` URL). Stroke geometry is validated by the core, not here.
+    ``mode``: ``"digit"`` (default, one digit) or ``"number"`` (the snapshot read as a number).
     """
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -37,6 +39,7 @@ class PredictRequest(BaseModel):
     height: float | None = None
     stroke_width: float | None = None
     image: str | None = None
+    mode: Literal["digit", "number"] = "digit"
 
     @model_validator(mode="after")
     def _one_source(self) -> PredictRequest:
@@ -47,10 +50,13 @@ class PredictRequest(BaseModel):
         return self
 
     def to_frame(self) -> Frame:
-        """The core's input for this request."""
+        """The core's input for this request (a number-mode frame in number mode)."""
+        frame: Frame
         if self.image is not None:
-            return ImageFrame(self.image)
-        return StrokesFrame(self.strokes, self.width, self.height, self.stroke_width)
+            frame = ImageFrame(self.image)
+        else:
+            frame = StrokesFrame(self.strokes, self.width, self.height, self.stroke_width)
+        return as_number(frame) if self.mode == "number" else frame
 
 
 class PredictMessage(PredictRequest):
@@ -91,7 +97,9 @@ class PredictionMessage(BaseModel):
 
     @classmethod
     def of(cls, seq: int, prediction: Prediction, latency_ms: float) -> PredictionMessage:
-        """Wrap a core :class:`~shared.schemas.Prediction` for the wire."""
+        """Wrap a core :class:`~shared.schemas.Prediction` for the wire (a number's reading as such)."""
+        if isinstance(prediction, NumberPrediction):
+            return NumberPredictionMessage.of_number(seq, prediction, latency_ms)
         return cls.model_construct(
             type="prediction",
             seq=seq,
@@ -100,6 +108,35 @@ class PredictionMessage(BaseModel):
             probabilities=prediction.probabilities,
             confidence=prediction.confidence,
             latency_ms=round(latency_ms, 3),
+        )
+
+
+class NumberPredictionMessage(PredictionMessage):
+    """The reply in number mode.
+
+    A prediction (``digit``, ``probabilities`` and ``confidence`` null) plus ``"mode": "number"``,
+    ``number`` (the digits left to right, or null) and ``digits`` (one reading per character, left to
+    right: see :class:`shared.number.CharacterReading`).
+    """
+
+    mode: Literal["number"] = "number"
+    number: str | None
+    digits: list[CharacterReading]
+
+    @classmethod
+    def of_number(cls, seq: int, reading: NumberPrediction, latency_ms: float) -> NumberPredictionMessage:
+        """Wrap a core :class:`~shared.number.NumberPrediction` for the wire."""
+        return cls.model_construct(
+            type="prediction",
+            seq=seq,
+            status=reading.status,
+            digit=None,
+            probabilities=None,
+            confidence=None,
+            latency_ms=round(latency_ms, 3),
+            mode="number",
+            number=reading.number,
+            digits=reading.digits,
         )
 
 

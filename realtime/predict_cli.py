@@ -5,8 +5,12 @@ or ``.jsonl.gz``, like ``../shared/data/pen``; the first ink, or ``--index i``).
 on the page's 280 x 280 canvas with its 16 px pen. By default the model runs in this process
 (``MNIST_LIVE_MODEL_PATH``); with ``--url`` the file is sent to a server's ``POST /predict``.
 
-Output: one line per digit, most probable first (``--json``: one JSON object). Errors are one line on
-stderr and exit code 1 (2 for usage errors).
+``--number`` reads the file as a number (number mode, ``docs/protocol.md``): an image as it is; inks
+``--index i,j,k`` written side by side, 150 px high on a 280 px high canvas
+(:func:`shared.compose.side_by_side`).
+
+Output: one line per digit, most probable first (``--json``: one JSON object); in number mode the
+number, then one line per character. Errors are one line on stderr and exit code 1 (2 for usage errors).
 """
 
 from __future__ import annotations
@@ -75,20 +79,50 @@ def ink_strokes(path: Path, index: int) -> tuple[Strokes, int]:
     return centred, ink.label
 
 
-def predict_local(body: bytes | Strokes) -> dict[str, Any]:
+def number_strokes(path: Path, indices: list[int]) -> tuple[Strokes, str, int]:
+    """Read inks ``indices`` of a recording and write them side by side as a number.
+
+    Returns:
+        ``(strokes, labels, width)``: canvas px (y down, 280 px high), the recorded digits, canvas width.
+
+    Raises:
+        PredictFailed: unreadable file, malformed line, or no ink at an index.
+    """
+    from shared.compose import side_by_side
+
+    try:
+        inks = load_inks(path, limit=max(indices) + 1)
+    except OSError as exc:
+        raise PredictFailed(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise PredictFailed(f"{path} is not an ink recording: {exc}") from exc
+    if max(indices) >= len(inks):
+        raise PredictFailed(f"{path} has {len(inks)} ink(s); there is no index {max(indices)}")
+    try:
+        number = side_by_side([inks[i] for i in indices])
+    except (ValueError, TypeError, IndexError) as exc:
+        raise PredictFailed(f"{path}: an ink has malformed strokes") from exc
+    return number.strokes, number.text, number.width
+
+
+def predict_local(body: bytes | Strokes, number: bool = False, width: int = CANVAS) -> dict[str, Any]:
     """Classify in this process with the configured model.
 
     Args:
-        body: Encoded image bytes, or strokes on the 280 x 280 canvas (px, y down).
+        body: Encoded image bytes, or strokes on the canvas (px, y down, 280 px high).
+        number: Read it as a number (number mode).
+        width: Canvas width of strokes, px.
 
     Returns:
-        ``{"status", "digit", "probabilities", "confidence"}``.
+        ``{"status", "digit", "probabilities", "confidence"}`` (number mode: also ``number`` and
+        ``digits``).
 
     Raises:
         PredictFailed: the model cannot be loaded or the input is rejected.
     """
     from shared import errors
     from shared.inference import Predictor
+    from shared.number import as_number, read_number
     from shared.preprocess import ImageFrame, StrokesFrame
     from shared.settings import Settings
 
@@ -96,23 +130,36 @@ def predict_local(body: bytes | Strokes) -> dict[str, Any]:
     try:
         predictor = Predictor(settings.model_path, settings.intra_op_num_threads)
         frame = (
-            ImageFrame(body) if isinstance(body, bytes) else StrokesFrame(body, CANVAS, CANVAS, STROKE_WIDTH)
+            ImageFrame(body) if isinstance(body, bytes) else StrokesFrame(body, width, CANVAS, STROKE_WIDTH)
         )
+        if number:
+            return read_number(predictor, as_number(frame), settings.limits).model_dump()
         prediction = predictor.predict([frame], settings.limits)[0]
     except errors.MnistLiveError as exc:
         raise PredictFailed(f"{exc.code}: {exc.message}") from exc
     return prediction.model_dump()
 
 
-def predict_remote(url: str, body: bytes | Strokes, name: str, token: str | None, timeout: float) -> Any:
+def predict_remote(
+    url: str,
+    body: bytes | Strokes,
+    name: str,
+    token: str | None,
+    timeout: float,
+    *,
+    number: bool = False,
+    width: int = CANVAS,
+) -> Any:
     """Send to a server's ``POST /predict`` (image as a multipart upload, strokes as JSON).
 
     Args:
         url: Server base URL or the full ``.../predict`` URL.
-        body: Encoded image bytes, or strokes on the 280 x 280 canvas.
+        body: Encoded image bytes, or strokes on the canvas (280 px high).
         name: File name for the upload.
         token: Bearer token, if the server requires one.
         timeout: Seconds to wait for the answer.
+        number: Ask in number mode (``?mode=number`` for an upload, ``"mode": "number"`` in JSON).
+        width: Canvas width of strokes, px.
 
     Returns:
         The server's JSON answer.
@@ -125,12 +172,21 @@ def predict_remote(url: str, body: bytes | Strokes, name: str, token: str | None
     from realtime.replay import predict_endpoint
 
     endpoint = predict_endpoint(url)
+    mode = {"mode": "number"} if number else {}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         if isinstance(body, bytes):
-            response = httpx.post(endpoint, files={"file": (name, body)}, headers=headers, timeout=timeout)
+            response = httpx.post(
+                endpoint, files={"file": (name, body)}, params=mode, headers=headers, timeout=timeout
+            )
         else:
-            payload = {"strokes": body, "width": CANVAS, "height": CANVAS, "stroke_width": STROKE_WIDTH}
+            payload = {
+                "strokes": body,
+                "width": width,
+                "height": CANVAS,
+                "stroke_width": STROKE_WIDTH,
+                **mode,
+            }
             response = httpx.post(endpoint, json=payload, headers=headers, timeout=timeout)
     except httpx.TimeoutException as exc:
         raise PredictFailed(f"{endpoint} did not answer within {timeout:g} s") from exc
@@ -178,6 +234,23 @@ def format_text(name: str, result: dict[str, Any], label: int | None) -> str:
     return "\n".join(lines)
 
 
+def format_number(name: str, result: dict[str, Any], labels: str | None) -> str:
+    """Human-readable number-mode answer: the number, then each character's reading."""
+    suffix = "" if labels is None else f" (recorded digits {labels})"
+    digits = result.get("digits") or []
+    if result.get("status") != "ok" or not digits:
+        return f"{name}: blank canvas, no number{suffix}"
+    lines = [f"{name}: {result.get('number') or 'not a number'}{suffix}"]
+    for k, d in enumerate(digits, start=1):
+        where = "" if d.get("strokes") is None else f"  strokes {d['strokes']}"
+        x0, y0, x1, y1 = d["bbox"]
+        reading = (
+            f"{d['digit']}  {100 * d['confidence']:6.2f} %" if d.get("status") == "ok" else "not a digit"
+        )
+        lines.append(f"  {k}. {reading}  box ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}){where}")
+    return "\n".join(lines)
+
+
 def add_command(sub: Any) -> None:
     """Register ``predict``."""
     p = sub.add_parser(
@@ -187,7 +260,12 @@ def add_command(sub: Any) -> None:
         epilog="Exit codes: 0 printed a prediction, 1 error (one line on stderr), 2 usage.",
     )
     p.add_argument("file", type=Path, help="image (PNG/JPEG/WebP/GIF/BMP) or .jsonl ink recording")
-    p.add_argument("--index", type=int, default=0, help="which ink of a .jsonl file, 0-based (default 0)")
+    p.add_argument(
+        "--index",
+        default="0",
+        help="which ink of a .jsonl file, 0-based (default 0); with --number, several: 3,17,42",
+    )
+    p.add_argument("--number", action="store_true", help="read it as a number (number mode)")
     p.add_argument("--url", default=None, help="server to ask (http://host:port); default: in-process")
     p.add_argument("--token", default=None, help="Bearer token for --url")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --url (default 10)")
@@ -198,24 +276,37 @@ def add_command(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     path: Path = args.file
     try:
-        if args.index < 0:
-            raise PredictFailed("--index must be >= 0")
-        label: int | None = None
+        indices = _indices(args.index, args.number)
+        label: int | str | None = None
         body: bytes | Strokes
-        if is_ink_file(path):
-            body, label = ink_strokes(path, args.index)
+        width = CANVAS
+        if is_ink_file(path) and args.number:
+            body, label, width = number_strokes(path, indices)
+        elif is_ink_file(path):
+            body, label = ink_strokes(path, indices[0])
         else:
             try:
                 body = path.read_bytes()
             except OSError as exc:
                 raise PredictFailed(f"cannot read {path}: {exc.strerror or exc}") from exc
         if args.url:
-            result = predict_remote(args.url, body, path.name, args.token, args.timeout)
+            result = predict_remote(
+                args.url, body, path.name, args.token, args.timeout, number=args.number, width=width
+            )
         else:
-            result = predict_local(body)
+            result = predict_local(body, args.number, width)
     except PredictFailed as exc:
         print(f"mnist-live predict: error: {exc}", file=sys.stderr)
         return 1
+    if args.number:
+        labels = label if isinstance(label, str) else None
+        if not args.json:
+            print(format_number(path.name, result, labels))
+            return 0
+        keys = ("status", "number", "digits")
+        extra = {} if labels is None else {"index": indices, "labels": labels}
+        print(json.dumps({"file": str(path), "mode": "number", **{k: result.get(k) for k in keys}, **extra}))
+        return 0
     if args.json:
         out: dict[str, Any] = {
             "file": str(path),
@@ -226,9 +317,24 @@ def _run(args: argparse.Namespace) -> int:
             "probabilities": result.get("probabilities"),
         }
         if label is not None:
-            out["index"] = args.index
+            out["index"] = indices[0]
             out["label"] = label
         print(json.dumps(out))
     else:
-        print(format_text(path.name, result, label))
+        print(format_text(path.name, result, label if isinstance(label, int) else None))
     return 0
+
+
+def _indices(text: str, number: bool) -> list[int]:
+    """``--index``: one index, or with ``--number`` a comma-separated list; each >= 0."""
+    try:
+        indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise PredictFailed(
+            "--index must be an integer (with --number: integers separated by commas)"
+        ) from None
+    if len(indices) > 1 and not number:
+        raise PredictFailed("several --index values need --number")
+    if min(indices) < 0:
+        raise PredictFailed("--index must be >= 0")
+    return indices

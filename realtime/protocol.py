@@ -33,8 +33,10 @@ from realtime.messages import (
 from shared import errors
 from shared.inference import Predictor
 from shared.limits import Limits
+from shared.number import is_number, read_number
 from shared.preprocess import Frame, preprocess
 from shared.schemas import Prediction
+from shared.segment import segment
 
 Parsed = PredictMessage | PingMessage | errors.ClientError
 """A parsed frame, or the client error that parsing it raised."""
@@ -241,7 +243,8 @@ class Session:
 def infer(predictor: Predictor | None, frame: Frame, limits: Limits) -> Prediction | errors.MnistLiveError:
     """Run one job for :meth:`Session.complete`: preprocess and classify, returning errors, not raising.
 
-    Called off the event loop by the local server and inline by the Lambda handler.
+    Called off the event loop by the local server and inline by the Lambda handler. A number-mode
+    frame (:func:`shared.number.is_number`) is read as a number (:func:`shared.number.read_number`).
 
     Args:
         predictor: The loaded model, or ``None`` when loading failed (answers ``model_unavailable``).
@@ -254,9 +257,16 @@ def infer(predictor: Predictor | None, frame: Frame, limits: Limits) -> Predicti
         never sent to the client).
     """
     try:
+        number = is_number(frame)
         if predictor is None:
-            preprocess(frame, limits)  # a malformed frame is still the client's mistake (4xx), not a 503
+            # a malformed frame is still the client's mistake (4xx), not a 503
+            if number:
+                segment(frame, limits)
+            else:
+                preprocess(frame, limits)
             return errors.ModelError("The model is not loaded.")
+        if number:
+            return read_number(predictor, frame, limits)
         return predictor.predict([frame], limits)[0]
     except errors.MnistLiveError as exc:
         return exc

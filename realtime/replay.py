@@ -129,16 +129,19 @@ class InkPlan:
     """An ink laid on the canvas with its timeline and the frames to send.
 
     Attributes:
-        index: Position in the recording. label: The digit written.
+        index: Position in the recording. label: The digit written (a number: its digits, a string).
         strokes: Canvas px, y down. times_ms: Per-point times after the first pen-down, ms, per stroke.
         frames: What to send, in order; the last one is at the final pen-up.
+        width: Canvas width, px (280 px high). mode: ``"digit"``, or ``"number"`` (number mode).
     """
 
     index: int
-    label: int
+    label: int | str
     strokes: Strokes
     times_ms: list[list[float]]
     frames: list[PlannedFrame]
+    width: float = CANVAS
+    mode: str = "digit"
 
     @property
     def total_points(self) -> int:
@@ -278,9 +281,11 @@ class InkResult:
     """What one user saw while drawing one ink.
 
     Attributes:
-        index: Position in the recording. label: The digit written. writer: Writer pseudonym.
+        index: Position in the recording. label: The digit written (a number's digits, in number
+            mode). writer: Writer pseudonym.
         points: Points in the ink. duration_ms: Drawing time, ms (after ``speed``).
-        digit: The final displayed digit (None: no answer or no_digit). correct: ``digit == label``.
+        digit: The final displayed digit, or number in number mode (None: no answer or no_digit).
+        correct: ``digit == label``.
         ttc_fraction: Time-to-correct as a share of the ink's points (see the module docstring).
         ttc_ms: Time-to-correct after the first pen-down, ms.
         final_latency_ms: Final frame's send to its reply, ms.
@@ -289,11 +294,11 @@ class InkResult:
     """
 
     index: int
-    label: int
+    label: int | str
     writer: str
     points: int
     duration_ms: float
-    digit: int | None = None
+    digit: int | str | None = None
     correct: bool = False
     ttc_fraction: float | None = None
     ttc_ms: float | None = None
@@ -308,7 +313,7 @@ class _Shown:
     """A displayed answer: its seq, digit, snapshot fraction and arrival time after pen-down (ms)."""
 
     seq: int
-    digit: int | None
+    digit: int | str | None
     fraction: float
     at_ms: float
 
@@ -319,12 +324,12 @@ class _InkRun:
     def __init__(self, plan: InkPlan, ink: Ink, start: float) -> None:
         self.plan = plan
         self.start = start
-        self.result = InkResult(plan.index, ink.label, ink.writer, plan.total_points, plan.duration_ms)
+        self.result = InkResult(plan.index, plan.label, ink.writer, plan.total_points, plan.duration_ms)
         self.shown: list[_Shown] = []
         self.final_seq: int | None = None
         self.done = asyncio.Event()
 
-    def answer(self, seq: int, digit: int | None, fraction: float, now: float) -> None:
+    def answer(self, seq: int, digit: int | str | None, fraction: float, now: float) -> None:
         """Record a prediction; show it if it is newer than what is shown."""
         self.result.frames_answered += 1
         if not self.shown or seq > self.shown[-1].seq:
@@ -413,10 +418,12 @@ def _with_token(url: str, token: str | None) -> str:
 def _message(plan: InkPlan, frame: PlannedFrame, seq: int | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "strokes": plan.snapshot(frame.points),
-        "width": CANVAS,
+        "width": plan.width,
         "height": CANVAS,
         "stroke_width": STROKE_WIDTH,
     }
+    if plan.mode != "digit":
+        body["mode"] = plan.mode
     if seq is not None:
         body = {"action": "predict", "seq": seq, **body}
     return body
@@ -555,7 +562,7 @@ class _WebSocketUser:
         self.rec.last_answer_at = now
         if run.shown and seq < run.shown[-1].seq:
             self.rec.out_of_order += 1
-        run.answer(seq, msg.get("digit"), fraction, now)
+        run.answer(seq, _reading(msg), fraction, now)
         if seq == run.final_seq:
             run.result.final_latency_ms = round((now - sent_at) * 1000.0, 3)
         self._settle(run, seq)
@@ -641,9 +648,14 @@ class _HttpUser:
             self.rec.round_trips_ms.append(rtt)
             self.rec.answered += 1
             self.rec.last_answer_at = now
-            run.answer(seq, body.get("digit"), frame.points / plan.total_points, now)
+            run.answer(seq, _reading(body), frame.points / plan.total_points, now)
             if final:
                 run.result.final_latency_ms = round(rtt, 3)
+
+
+def _reading(reply: dict[str, Any]) -> Any:
+    """The answer a reply displays: its ``number`` in number mode, else its ``digit``."""
+    return reply.get("number") if reply.get("mode") == "number" else reply.get("digit")
 
 
 def _json_or_none(response: Any) -> Any:
@@ -737,7 +749,8 @@ def summarize(
     p50_all = (all_f[(n - 1) // 2] + all_f[n // 2]) / 2 if n else None
     by_digit: dict[str, list[bool]] = {}
     for r in results:
-        by_digit.setdefault(str(r.label), []).append(r.correct)
+        key = str(r.label) if isinstance(r.label, int) else f"{len(r.label)} digits"
+        by_digit.setdefault(key, []).append(r.correct)
     opts = asdict(options)
     opts["token"] = "***" if options.token else None
     opts["points_per_second"] = dict(options.points_per_second)
@@ -784,6 +797,8 @@ async def replay(
     inks: Sequence[Ink],
     options: ReplayOptions | None = None,
     on_ink: Callable[[InkResult], None] | None = None,
+    *,
+    numbers: int = 0,
 ) -> ReplayReport:
     """Replay inks against a server with ``options.concurrency`` virtual users.
 
@@ -792,6 +807,8 @@ async def replay(
         inks: The recordings; each is drawn once, by the next free user.
         options: Pace, concurrency, placement (defaults: 16 users, 30 fps, recorded pace).
         on_ink: Called after each ink (progress).
+        numbers: When above 0, draw this many numbers composed from ``inks`` instead, in number mode
+            (:func:`realtime.replay_numbers.plan_numbers`).
 
     Returns:
         The aggregated report.
@@ -804,8 +821,12 @@ async def replay(
     if options.concurrency < 1 or options.fps <= 0 or options.speed <= 0:
         raise ValueError("concurrency must be >= 1, fps and speed > 0")
     rec = _Recorder(on_ink)
-    plans = ((ink, plan_ink(ink, i, options)) for i, ink in enumerate(inks))
-    users = min(options.concurrency, max(len(inks), 1))
+    plans: Iterator[tuple[Ink, InkPlan]] = ((ink, plan_ink(ink, i, options)) for i, ink in enumerate(inks))
+    if numbers > 0:
+        from realtime.replay_numbers import plan_numbers  # it builds on this module's plans
+
+        plans = iter(plan_numbers(inks, numbers, options))
+    users = min(options.concurrency, max(numbers or len(inks), 1))
     loop = asyncio.get_running_loop()
     start = loop.time()
     if transport == "websocket":
@@ -901,6 +922,9 @@ def add_command(sub: Any) -> None:
     p.add_argument("--fps", type=float, default=30.0, help="most snapshots per second while drawing (30)")
     p.add_argument("--speed", type=float, default=1.0, help="pen speed multiplier (default 1: recorded pace)")
     p.add_argument("--limit", type=int, default=None, help="replay only the first K inks")
+    p.add_argument(
+        "--numbers", type=int, default=0, help="draw N numbers composed from the inks, in number mode"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the canvas placement (default 0)")
     p.add_argument(
         "--json",
@@ -949,6 +973,8 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.concurrency < 1 or args.fps <= 0 or args.speed <= 0 or args.points_per_second <= 0:
         return _fail("--concurrency must be >= 1; --fps, --speed and --points-per-second > 0")
+    if args.numbers < 0:
+        return _fail("--numbers must be >= 0")
     try:
         inks = load_inks(args.file, args.limit)
     except (OSError, ValueError) as exc:
@@ -996,10 +1022,10 @@ def _run(args: argparse.Namespace) -> int:
         progress.update(task, advance=1, acc=acc)
 
     with progress:
-        task = progress.add_task("replay", total=len(inks), acc="")
+        task = progress.add_task("replay", total=args.numbers or len(inks), acc="")
         started = time.time()
         try:
-            report = asyncio.run(replay(args.url, inks, options, on_ink))
+            report = asyncio.run(replay(args.url, inks, options, on_ink, numbers=args.numbers))
         except KeyboardInterrupt:
             progress.stop()
             return _fail("interrupted", 130)

@@ -7,9 +7,12 @@
 //
 // Query parameters: ?ws=wss://host/ws (WebSocket URL), ?api=https://host/predict (HTTP endpoint),
 // ?token=... (sent as ?token= on the WebSocket and as a Bearer header over HTTP), ?fps=N (snapshots per
-// second while drawing, 1-60; default ~30; fewer cost less on AWS, see docs/cost.md).
+// second while drawing, 1-60; default ~30; fewer cost less on AWS, see docs/cost.md), ?mode=number (start
+// in number mode: a wide canvas read as a number, see number.js).
 
-const SIZE = 280; // logical canvas side, CSS px; what the server is told (width/height)
+import { NUMBER_WIDTH, clearNumber, showNumber } from "./number.js";
+
+const SIZE = 280; // logical canvas height (and width in digit mode), CSS px; what the server is told
 const STROKE_WIDTH = 16; // pen diameter in logical px
 const MIN_SEND_INTERVAL_MS = sendInterval(); // ~30 fps cap on snapshots while drawing (33 ms), or ?fps=
 const MIN_POINT_DIST = 0.75; // logical px: closer points add nothing at 28x28
@@ -76,6 +79,14 @@ const errorEl = $("error");
 const confidenceEl = document.getElementById("confidence");
 const announceEl = document.getElementById("announce");
 const wrapEl = canvas.parentElement;
+const undoBtn = $("undo");
+const modeBtn = $("mode");
+const layoutEl = document.querySelector(".layout");
+const numberEls = { number: $("number"), readings: $("readings"), boxes: $("boxes") };
+const numberResultEl = numberEls.number.parentElement;
+const helpEl = document.getElementById("pad-help");
+const DIGIT_HELP = helpEl.textContent;
+const NUMBER_HELP = "Write a number, digits side by side. It is read while you write; Undo removes the last stroke, Escape clears.";
 
 const bars = [];
 for (let d = 0; d < 10; d++) {
@@ -94,6 +105,8 @@ for (let d = 0; d < 10; d++) {
 
 /** Strokes in logical px, y down: [[[x, y], ...], ...]. */
 let strokes = [];
+let mode = new URLSearchParams(location.search).get("mode") === "number" ? "number" : "digit";
+let width = SIZE; // logical canvas width: SIZE in digit mode, NUMBER_WIDTH in number mode
 let activePointer = null; // pointerId of the pen that is down, or null
 let version = 0; // bumped whenever strokes change
 let sentVersion = 0; // version of the last snapshot sent (any transport)
@@ -122,6 +135,7 @@ window.mnistLive = Object.freeze({
   get lastSeq() { return seq; },
   get shownSeq() { return shownSeq; },
   get endpoints() { return { ws: config.ws, api: config.api }; },
+  get mode() { return mode; },
 });
 
 // -------------------------------------------------------------------------------------------- canvas
@@ -136,14 +150,15 @@ let palette = colors();
 
 function resizeBacking() {
   const rect = canvas.getBoundingClientRect();
-  const side = rect.width || SIZE;
+  const side = rect.width || width;
   const dpr = window.devicePixelRatio || 1;
   const px = Math.max(1, Math.round(side * dpr));
-  if (canvas.width !== px || canvas.height !== px) {
+  const pxHigh = Math.max(1, Math.round((px * SIZE) / width));
+  if (canvas.width !== px || canvas.height !== pxHigh) {
     canvas.width = px;
-    canvas.height = px;
+    canvas.height = pxHigh;
   }
-  scale = px / SIZE;
+  scale = px / width;
   redraw();
 }
 
@@ -188,8 +203,8 @@ function segment(a, b) {
 const round1 = (v) => Math.round(v * 10) / 10;
 
 function toLogical(e, rect) {
-  const k = SIZE / (rect.width || SIZE);
-  const x = Math.min(SIZE, Math.max(0, (e.clientX - rect.left) * k));
+  const k = width / (rect.width || width);
+  const x = Math.min(width, Math.max(0, (e.clientX - rect.left) * k));
   const y = Math.min(SIZE, Math.max(0, (e.clientY - rect.top) * k));
   return [round1(x), round1(y)];
 }
@@ -278,7 +293,8 @@ function schedule() {
 }
 
 function snapshot() {
-  return { strokes, width: SIZE, height: SIZE, stroke_width: STROKE_WIDTH };
+  const frame = { strokes, width, height: SIZE, stroke_width: STROKE_WIDTH };
+  return mode === "number" ? { ...frame, mode } : frame;
 }
 
 function wsOpen() {
@@ -364,7 +380,7 @@ async function probeHttp() {
   if (config.token) headers.Authorization = `Bearer ${config.token}`;
   let reached = false;
   try {
-    const body = JSON.stringify({ strokes: [], width: SIZE, height: SIZE, stroke_width: STROKE_WIDTH });
+    const body = JSON.stringify({ strokes: [], width, height: SIZE, stroke_width: STROKE_WIDTH });
     const res = await fetch(config.api, { method: "POST", headers, body, cache: "no-store" });
     reached = true;
     await res.arrayBuffer().catch(() => null);
@@ -399,7 +415,9 @@ function onPrediction(msg) {
   for (const k of sentAt.keys()) if (k <= n) sentAt.delete(k);
   showLatency(rtt, msg.latency_ms);
   hideError();
-  if (msg.status === "ok" && Array.isArray(msg.probabilities) && msg.probabilities.length === 10) {
+  if (msg.mode === "number") {
+    if (mode === "number") showNumber(msg, numberEls, { width, height: SIZE });
+  } else if (msg.status === "ok" && Array.isArray(msg.probabilities) && msg.probabilities.length === 10) {
     showPrediction(msg.digit, msg.probabilities, msg.confidence);
   } else {
     showNoDigit();
@@ -458,6 +476,11 @@ function showNoDigit(hint = "draw a digit") {
 }
 
 function announce() {
+  if (mode === "number") {
+    const n = numberEls.number.dataset.number;
+    announceEl.textContent = n === "" ? "No number recognised yet." : `Number: ${n}.`;
+    return;
+  }
   const d = digitEl.dataset.digit;
   announceEl.textContent = d === "" ? "No digit recognised yet." : `Prediction: ${d}, ${confidenceEl.textContent}.`;
 }
@@ -500,15 +523,45 @@ function clearAll() {
   wrapEl.classList.remove("inked");
   updateCanvasLabel();
   showNoDigit();
+  clearNumber(numberEls);
   hideError();
   announceEl.textContent = "Cleared.";
 }
 
+/** Remove the last stroke (not while one is being drawn) and ask again for what is left. */
+function undo() {
+  if (activePointer !== null || strokes.length === 0) return;
+  if (strokes.length === 1) return clearAll();
+  strokes = strokes.slice(0, -1);
+  version++;
+  redraw();
+  updateCanvasLabel();
+  pump(true);
+}
+
+/** Switch between one digit on the square canvas and a number on the wide one; clears the drawing. */
+function setMode(next) {
+  mode = next;
+  width = mode === "number" ? NUMBER_WIDTH : SIZE;
+  layoutEl.classList.toggle("number-mode", mode === "number");
+  modeBtn.setAttribute("aria-pressed", String(mode === "number"));
+  numberResultEl.hidden = mode !== "number";
+  canvas.nextElementSibling.textContent = mode === "number" ? "Write a number here" : "Draw a digit 0–9 here";
+  helpEl.textContent = mode === "number" ? NUMBER_HELP : DIGIT_HELP;
+  clearAll();
+  resizeBacking();
+}
+
 clearBtn.addEventListener("click", clearAll);
+undoBtn.addEventListener("click", undo);
+modeBtn.addEventListener("click", () => setMode(mode === "number" ? "digit" : "number"));
 document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && !e.repeat) {
     e.preventDefault();
     clearAll();
+  } else if ((e.ctrlKey || e.metaKey) && e.key === "z") {
+    e.preventDefault();
+    undo();
   }
 });
 
@@ -563,6 +616,7 @@ window.addEventListener("offline", () => { if (!wsOpen()) setState("offline"); }
 // ------------------------------------------------------------------------------------------- start
 
 showNoDigit();
+if (mode === "number") setMode("number");
 resizeBacking();
 new ResizeObserver(resizeBacking).observe(canvas);
 matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => { palette = colors(); redraw(); });

@@ -4,6 +4,7 @@ schema), the image (Dockerfile, runtime requirements) and the WebSocket path's i
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib
 import json
 import re
@@ -19,6 +20,9 @@ from cfnlint.decode import decode_str
 
 from realtime.lambda_types import ROUTES, TWO_WAY_ROUTES
 from shared.inference import Predictor
+from shared.inks import render_png
+from shared.number import read_number
+from shared.preprocess import StrokesFrame
 from shared.settings import REPO_ROOT, Settings
 from tests.aws.conftest import load_event
 
@@ -276,3 +280,43 @@ def test_http_handler_enforces_the_bearer_token(predictor: Predictor) -> None:
         assert json.loads(refused["body"])["error"]["code"] == "unauthorized"
     assert right["statusCode"] == 200
     assert json.loads(right["body"])["status"] == "ok"
+
+
+NUMBER_STROKES = [[[40, 60], [40, 150], [120, 150]], [[100, 60], [100, 220]], [[240, 60], [240, 220]]]
+"""A two-stroke 4 (its open top, then its stem) and a 1."""
+
+
+def test_the_http_lambda_reads_numbers_from_json_and_images(predictor: Predictor) -> None:
+    """The Function URL handler (Mangum over the same app) in number mode: JSON ``mode``, and
+    ``?mode=number`` with an image body. After the tests above: the module is imported in a thread."""
+    from realtime.http_handler import build_handler
+
+    event = load_event("http_v2_predict")
+    body = json.dumps({"mode": "number", "strokes": NUMBER_STROKES, "width": 320, "height": 280})
+    as_json = {**event, "body": body, "headers": {**event["headers"], "content-length": str(len(body))}}
+    png = render_png(NUMBER_STROKES, 320, 280)
+    image_headers = {**event["headers"], "content-type": "image/png", "content-length": str(len(png))}
+    as_image = {
+        **event,
+        "rawQueryString": "mode=number",
+        "headers": image_headers,
+        "body": base64.b64encode(png).decode(),
+        "isBase64Encoded": True,
+    }
+
+    def call() -> list[dict[str, Any]]:
+        handler = build_handler(Settings(), predictor)
+        try:
+            return [handler(e, None) for e in (as_json, as_image)]
+        finally:
+            asyncio.get_event_loop().close()
+            asyncio.set_event_loop(None)
+
+    with ThreadPoolExecutor(1) as pool:
+        replies = pool.submit(call).result(timeout=60)
+    want = read_number(predictor, StrokesFrame(NUMBER_STROKES, 320, 280))
+    for reply, strokes in zip(replies, ([[0, 1], [2]], [None, None]), strict=True):
+        assert reply["statusCode"] == 200, reply
+        answer = json.loads(reply["body"])
+        assert answer["mode"] == "number" and answer["number"] == want.number
+        assert [d["strokes"] for d in answer["digits"]] == strokes

@@ -58,6 +58,7 @@ predict_like = st.fixed_dictionaries(
         "width": numbers,
         "height": numbers,
         "stroke_width": numbers,
+        "mode": st.sampled_from(["digit", "number", "Number", ""]) | json_scalars,
         "image": st.text(max_size=60)
         | st.sampled_from(["data:image/png;base64,", "data:text/plain;base64,aGk="]),
     },
@@ -93,7 +94,11 @@ def check_frame(msg: dict[str, Any]) -> None:
     if msg["type"] == "error":
         assert msg["error"]["code"] in CODES
         assert 0 < len(msg["error"]["message"]) <= 300
-    if msg["type"] == "prediction" and msg["status"] == "ok":
+    if msg["type"] == "prediction" and msg.get("mode") == "number":
+        assert (msg["status"] == "ok") == bool(msg["digits"])
+        for d in msg["digits"]:
+            assert abs(sum(d["probabilities"]) - 1) < 1e-6 and len(d["bbox"]) == 4
+    elif msg["type"] == "prediction" and msg["status"] == "ok":
         assert abs(sum(msg["probabilities"]) - 1) < 1e-6
 
 
