@@ -48,10 +48,12 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from model import augment, evaluate
+from model import augment, evaluate, rejection
 from model.data import draw_like_a_person, load_mnist, pen_split, resolve_data_dir
 from model.export import check_export, to_onnx_bytes, write
 from model.net import MIMO, WIDTHS, DigitCNN, DigitEnsemble, Distillation, build, count_parameters
+from model.nondigits import NOT_A_DIGIT, nondigit_split
+from model.rejection import nondigit_inks
 from shared.inference import Predictor
 from shared.inks import Ink
 from shared.preprocess import StrokesFrame, normalize, preprocess
@@ -128,6 +130,15 @@ class Config:
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
     """Stop each epoch after this many batches (0: all); for quick experiments."""
+    nondigit_per_batch: int = 32
+    """UNIPEN letters and symbols of the training writers per batch (look-alikes excluded), class 10."""
+    synthetic_per_batch: int = 8
+    """Synthesized marks per batch (:func:`model.nondigits.synthetic_mark`), class 10."""
+    reject_digit_rate: float = 0.002
+    """Share of calibration digits the not-a-digit threshold may turn away
+    (:func:`model.rejection.fit_threshold`)."""
+    reject: str = "class"
+    """``class``: an 11th class; ``oe``: outlier exposure (non-digits pushed to uniform over the digits)."""
 
     @property
     def network_widths(self) -> tuple[int, ...]:
@@ -151,15 +162,17 @@ class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     A pure function of ``(seed, e, b)``, so any worker count gives the same batches.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (the batch source's parts, in the order they are built)
         self,
         images: npt.NDArray[np.uint8],
         clean: npt.NDArray[np.float32],
         labels: npt.NDArray[np.int64],
         pen: Sequence[Ink],
         cfg: Config,
+        nondigits: Sequence[Ink] = (),
     ) -> None:
         self.images, self.clean, self.labels, self.pen, self.cfg = images, clean, labels, list(pen), cfg
+        self.nondigits = list(nondigits)
         full = len(images) // cfg.mnist_per_batch
         self.per_epoch = min(full, cfg.limit_batches) if cfg.limit_batches else full
 
@@ -188,6 +201,14 @@ class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             if drawn:
                 x = np.concatenate([x, np.stack(drawn)])
                 y = np.concatenate([y, np.asarray(pen_y, dtype=np.int64)])
+        if self.nondigits:
+            count = cfg.nondigit_per_batch
+            order = np.random.default_rng([cfg.seed, epoch, 3]).permutation(
+                np.resize(np.arange(len(self.nondigits)), self.per_epoch * count)
+            )[b * count : (b + 1) * count]
+            rows = rejection.nondigit_rows(self.nondigits, count, cfg.synthetic_per_batch, order, rng)
+            x = np.concatenate([x, rows])
+            y = np.concatenate([y, np.full(len(rows), NOT_A_DIGIT, dtype=np.int64)])
         return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
 
 
@@ -511,18 +532,28 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     perm = np.random.default_rng([cfg.seed, 10**6]).permutation(len(images))
     val_idx, train_idx = np.sort(perm[:MNIST_VAL]), np.sort(perm[MNIST_VAL:])
     clean = _normalize_all(images)
+    nondigits = nondigit_split(data_dir)  # checks sha256
 
     print(
         f"train: {len(train_idx)} MNIST + {len(split.train)} pen inks "
         f"({len({i.writer for i in split.train})} writers); calibration: {MNIST_VAL} MNIST + "
         f"{len(split.val)} pen inks ({len({i.writer for i in split.val})} writers); "
-        f"held out: {len(split.heldout)} pen inks ({len({i.writer for i in split.heldout})} writers)",
+        f"held out: {len(split.heldout)} pen inks ({len({i.writer for i in split.heldout})} writers); "
+        f"non-digits: {len(nondigit_inks(nondigits.train))} train, "
+        f"{len(nondigit_inks(nondigits.calibration))} calibration (look-alikes excluded)",
         file=sys.stderr,
     )
     val_x, val_y = clean[val_idx][:, None], labels[val_idx]
     pen_val_x, pen_val_y = _pen_eval_batch(split.val, seed=cfg.seed + 1)
 
-    data = CanvasBatches(images[train_idx], clean[train_idx], labels[train_idx], split.train, cfg)
+    data = CanvasBatches(
+        images[train_idx],
+        clean[train_idx],
+        labels[train_idx],
+        split.train,
+        cfg,
+        nondigit_inks(nondigits.train),
+    )
     loader = DataLoader(
         data,
         batch_size=None,
@@ -533,7 +564,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         persistent_workers=False,
     )
     student_widths = cfg.student_network_widths if cfg.distill and not cfg.teacher else None
-    model = build(cfg.network_widths, cfg.members, student_widths, cfg.mimo)
+    model = build(cfg.network_widths, cfg.members, student_widths, cfg.mimo, outputs=NOT_A_DIGIT + 1)
     model = model.to(memory_format=torch.channels_last)  # ~30% faster convs on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     cycle_steps = data.per_epoch * cfg.epochs
@@ -558,6 +589,8 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
             targets: torch.Tensor = targets,
             teacher_logits: torch.Tensor | None = teacher_logits,
         ) -> torch.Tensor:
+            if cfg.reject == "oe":
+                return rejection.outlier_exposure_loss(model(x), targets, cfg.label_smoothing)
             return training_loss(
                 model,
                 x,
@@ -644,7 +677,17 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         cal_y = np.concatenate([labels[val_idx], pen_cal_y])
     else:  # MNIST-only build (the licence note in model/README.md): no UNIPEN ink sets the temperature
         cal_logits, cal_y = _logits(model, cal_x), labels[val_idx]
+    nd_cal_x, _ = evaluate.pen_batch(nondigit_inks(nondigits.calibration), cfg.seed + 3, eval_workers)
+    nd_cal_logits = _logits(model, nd_cal_x)
+    digit_cal_logits = cal_logits
+    if cfg.reject == "class":
+        cal_logits = np.concatenate([cal_logits, nd_cal_logits])
+        cal_y = np.concatenate([cal_y, np.full(len(nd_cal_logits), NOT_A_DIGIT)])
     temperature = fit_temperature(cal_logits, cal_y)
+    threshold, rejection_cal = rejection.calibrate(
+        digit_cal_logits / temperature, nd_cal_logits / temperature, cfg.reject_digit_rate, cfg.reject
+    )
+    print(f"not-a-digit threshold {threshold:.4f}; calibration: {rejection_cal}", file=sys.stderr)
     ece_before = evaluate.expected_calibration_error(evaluate.softmax(cal_logits), cal_y)
     ece_after = evaluate.expected_calibration_error(evaluate.softmax(cal_logits / temperature), cal_y)
     print(
@@ -674,6 +717,8 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
             "(crop to ink bbox, longer side 20 px, centre of mass at the centre of 28x28)"
         ),
         "temperature": f"{temperature:.6f}",
+        "not_a_digit_threshold": f"{threshold:.6f}",
+        "not_a_digit_calibration": json.dumps(rejection_cal),
         "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
         "ece_calibration_before": f"{ece_before:.6f}",
         "ece_calibration_after": f"{ece_after:.6f}",
@@ -718,6 +763,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "load_average": os.getloadavg(),
         "temperature": temperature,
         "ece_calibration": {"before": ece_before, "after": ece_after, "n": len(cal_y)},
+        "not_a_digit_calibration": rejection_cal,
         "parity_max_abs_diff": parity,
         "members_validation": members_val,
         "bytes": len(data_bytes),
@@ -863,6 +909,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--mimo-repeat needs a share in [0, 1]")
     if args.sam < 0:
         ap.error("--sam needs a radius >= 0")
+    if (args.members > 1 or args.mimo or args.distill or args.teacher) and (
+        args.nondigit_per_batch or args.synthetic_per_batch
+    ):
+        ap.error(
+            "--members, --mimo, --distill and --teacher build ten-class networks: "
+            "add --nondigit-per-batch 0 --synthetic-per-batch 0 (the file then fails the 11-logit contract)"
+        )
+    if args.reject not in {"class", "oe"} or not 0 <= args.reject_digit_rate < 1:
+        ap.error("--reject is class or oe; --reject-digit-rate a share in [0, 1)")
     cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
     report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
     t = report["test"]

@@ -1,0 +1,190 @@
+"""Training side of the not-a-digit answer: non-digit training rows, the threshold, the figures.
+
+The network has an 11th class, :data:`model.nondigits.NOT_A_DIGIT`, trained on real letters and symbols
+of the training writers (look-alikes excluded) and on synthesized marks, each drawn on a random canvas
+and rasterized by the serving path exactly like the pen digits (:func:`model.augment.augment_pen`).
+Serving turns a frame away when the 11th class's probability reaches a threshold
+(:func:`shared.inference.not_a_digit_score`); :func:`fit_threshold` sets it on the calibration split so
+that a chosen share of calibration digits at most is turned away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model import augment
+from model.nondigits import NOT_A_DIGIT, NonDigit, synthetic_mark
+from shared.inference import not_a_digit_scores
+from shared.inks import Ink
+
+
+def nondigit_rows(
+    inks: Sequence[Ink],
+    real: int,
+    synthetic: int,
+    order: npt.NDArray[np.int64],
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float32]:
+    """Draw the non-digit rows of one training batch.
+
+    Args:
+        inks: The training non-digits (look-alikes already removed).
+        real: How many of ``inks`` to draw (``order`` holds their indices).
+        synthetic: How many synthesized marks to add (:func:`model.nondigits.synthetic_mark`).
+        order: ``(real,)`` indices into ``inks``.
+        rng: The batch's generator.
+
+    Returns:
+        ``(K, 28, 28)`` float32 rows (blank drawings dropped, so ``K <= real + synthetic``).
+    """
+    rows = []
+    chosen = [inks[i] for i in order[:real]]
+    chosen += [synthetic_mark(rng) for _ in range(synthetic)]
+    for ink in chosen:
+        drawn = augment.augment_pen(ink, rng)
+        if drawn is not None:
+            rows.append(drawn)
+    return np.stack(rows) if rows else np.zeros((0, 28, 28), np.float32)
+
+
+def fit_threshold(digit_scores: npt.NDArray[np.floating[Any]], digit_rate: float) -> float:
+    """The lowest threshold that turns away at most ``digit_rate`` of the calibration digits.
+
+    A frame is turned away when its score is at or above the threshold, so the threshold sits just above
+    the ``k + 1``-th highest digit score, ``k = floor(digit_rate * N)``.
+
+    Args:
+        digit_scores: ``(N,)`` not-a-digit scores of calibration digits, in [0, 1].
+        digit_rate: Largest share of them to turn away, in [0, 1).
+
+    Returns:
+        The threshold, in (0, 1].
+    """
+    ranked = np.sort(np.asarray(digit_scores, dtype=np.float64))[::-1]
+    k = int(np.floor(digit_rate * len(ranked)))
+    return float(min(1.0, np.nextafter(ranked[k], np.inf)))
+
+
+def method_scores(logits: npt.NDArray[np.floating[Any]], method: str) -> npt.NDArray[np.float64]:
+    """Not-a-digit scores in [0, 1] of served logits under a training method.
+
+    Args:
+        logits: ``(N, 11)`` logits (already divided by the temperature).
+        method: ``class`` (the 11th class's softmax probability, what serving uses) or ``oe`` (outlier
+            exposure: one minus the largest softmax probability over the ten digits).
+
+    Returns:
+        ``(N,)`` float64 scores.
+    """
+    if method == "class":
+        return not_a_digit_scores(logits)
+    z = np.asarray(logits[:, :NOT_A_DIGIT], dtype=np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    out: npt.NDArray[np.float64] = 1.0 - p.max(axis=1) / p.sum(axis=1)
+    return out
+
+
+def calibrate(
+    digit_logits: npt.NDArray[np.float32],
+    nondigit_logits: npt.NDArray[np.float32],
+    digit_rate: float,
+    method: str = "class",
+) -> tuple[float, dict[str, float]]:
+    """Set the threshold on calibration digits and report what it does on calibration non-digits.
+
+    Args:
+        digit_logits: ``(N, 11)`` served logits of calibration digits (MNIST validation canvases and the
+            training writers' held-back pen inks).
+        nondigit_logits: ``(M, 11)`` served logits of the calibration writers' non-digits (no look-alikes).
+        digit_rate: Largest share of calibration digits to turn away.
+        method: As in :func:`method_scores`.
+
+    Returns:
+        The threshold and ``{"digits_turned_away", "nondigits_turned_away", "n_digits", "n_nondigits"}``
+        (shares and counts).
+    """
+    digits, others = method_scores(digit_logits, method), method_scores(nondigit_logits, method)
+    threshold = fit_threshold(digits, digit_rate)
+    return threshold, {
+        "digits_turned_away": float((digits >= threshold).mean()),
+        "nondigits_turned_away": float((others >= threshold).mean()),
+        "n_digits": len(digits),
+        "n_nondigits": len(others),
+    }
+
+
+def outlier_exposure_loss(z: Any, y: Any, label_smoothing: float, weight: float = 0.5) -> Any:
+    """Outlier exposure (Hendrycks et al. 2019): digits' cross-entropy plus non-digits pushed to uniform.
+
+    Args:
+        z: ``(N, 11)`` torch logits; only the ten digit logits are used.
+        y: ``(N,)`` labels, :data:`NOT_A_DIGIT` for non-digits.
+        label_smoothing: Of the digits' cross-entropy.
+        weight: Of the non-digits' term (0.5 in the paper).
+
+    Returns:
+        The scalar torch loss.
+    """
+    import torch.nn.functional as F  # noqa: N812 (training only; serving never imports torch)
+
+    digits = z[:, :NOT_A_DIGIT]
+    is_digit = y < NOT_A_DIGIT
+    loss = F.cross_entropy(digits[is_digit], y[is_digit], label_smoothing=label_smoothing)
+    if bool((~is_digit).any()):
+        loss = loss - weight * digits[~is_digit].log_softmax(dim=1).mean()
+    return loss
+
+
+def rejection_figures(
+    logits: npt.NDArray[np.float32],
+    threshold: float,
+    chars: Sequence[str],
+    look_alike: npt.NDArray[np.bool_],
+    blank: npt.NDArray[np.bool_] | None = None,
+) -> dict[str, Any]:
+    """Share of non-digits turned away, overall (look-alikes apart) and per character.
+
+    Args:
+        logits: ``(N, 11)`` served logits of the non-digit inks.
+        threshold: The model's not-a-digit threshold.
+        chars: ``(N,)`` the characters.
+        look_alike: ``(N,)`` which are look-alikes.
+        blank: ``(N,)`` frames answered ``no_digit`` (counted as not turned away); ``None``: none.
+
+    Returns:
+        ``{"n", "turned_away", "rate", "look_alikes": {"n", "turned_away", "rate"}, "per_char": {c: {...}},
+        "answered": {digit or "not_a_digit": count}}`` (``answered`` over the non-look-alikes).
+    """
+    blank = np.zeros(len(logits), bool) if blank is None else blank
+    turned = (not_a_digit_scores(logits) >= threshold) & ~blank
+    digit = logits[:, :NOT_A_DIGIT].argmax(axis=1)
+    answered = np.where(turned, -1, np.where(blank, -2, digit))
+    per_char: dict[str, dict[str, Any]] = {}
+    for c in sorted(set(chars)):
+        sel = np.array([x == c for x in chars])
+        per_char[c] = {
+            "n": int(sel.sum()),
+            "rate": float(turned[sel].mean()),
+            "look_alike": bool(look_alike[sel][0]),
+        }
+
+    def part(sel: npt.NDArray[np.bool_]) -> dict[str, Any]:
+        n = int(sel.sum())
+        return {
+            "n": n,
+            "turned_away": int(turned[sel].sum()),
+            "rate": float(turned[sel].mean()) if n else 0.0,
+        }
+
+    names = {-2: "no_digit", -1: "not_a_digit"}
+    counts = {names.get(a, str(a)): int(((answered == a) & ~look_alike).sum()) for a in range(-2, 10)}
+    return {**part(~look_alike), "look_alikes": part(look_alike), "per_char": per_char, "answered": counts}
+
+
+def nondigit_inks(nondigits: Sequence[NonDigit], look_alikes: bool = False) -> list[Ink]:
+    """The inks of ``nondigits``, without the look-alikes unless asked."""
+    return [n.ink for n in nondigits if look_alikes or not n.look_alike]
