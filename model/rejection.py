@@ -69,30 +69,8 @@ def fit_threshold(digit_scores: npt.NDArray[np.floating[Any]], digit_rate: float
     return float(min(1.0, np.nextafter(ranked[k], np.inf)))
 
 
-def method_scores(logits: npt.NDArray[np.floating[Any]], method: str) -> npt.NDArray[np.float64]:
-    """Not-a-digit scores in [0, 1] of served logits under a training method.
-
-    Args:
-        logits: ``(N, 11)`` logits (already divided by the temperature).
-        method: ``class`` (the 11th class's softmax probability, what serving uses) or ``oe`` (outlier
-            exposure: one minus the largest softmax probability over the ten digits).
-
-    Returns:
-        ``(N,)`` float64 scores.
-    """
-    if method == "class":
-        return not_a_digit_scores(logits)
-    z = np.asarray(logits[:, :NOT_A_DIGIT], dtype=np.float64)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    out: npt.NDArray[np.float64] = 1.0 - p.max(axis=1) / p.sum(axis=1)
-    return out
-
-
 def calibrate(
-    digit_logits: npt.NDArray[np.float32],
-    nondigit_logits: npt.NDArray[np.float32],
-    digit_rate: float,
-    method: str = "class",
+    digit_logits: npt.NDArray[np.float32], nondigit_logits: npt.NDArray[np.float32], digit_rate: float
 ) -> tuple[float, dict[str, float]]:
     """Set the threshold on calibration digits and report what it does on calibration non-digits.
 
@@ -101,13 +79,12 @@ def calibrate(
             training writers' held-back pen inks).
         nondigit_logits: ``(M, 11)`` served logits of the calibration writers' non-digits (no look-alikes).
         digit_rate: Largest share of calibration digits to turn away.
-        method: As in :func:`method_scores`.
 
     Returns:
         The threshold and ``{"digits_turned_away", "nondigits_turned_away", "n_digits", "n_nondigits"}``
         (shares and counts).
     """
-    digits, others = method_scores(digit_logits, method), method_scores(nondigit_logits, method)
+    digits, others = not_a_digit_scores(digit_logits), not_a_digit_scores(nondigit_logits)
     threshold = fit_threshold(digits, digit_rate)
     return threshold, {
         "digits_turned_away": float((digits >= threshold).mean()),
@@ -115,28 +92,6 @@ def calibrate(
         "n_digits": len(digits),
         "n_nondigits": len(others),
     }
-
-
-def outlier_exposure_loss(z: Any, y: Any, label_smoothing: float, weight: float = 0.5) -> Any:
-    """Outlier exposure (Hendrycks et al. 2019): digits' cross-entropy plus non-digits pushed to uniform.
-
-    Args:
-        z: ``(N, 11)`` torch logits; only the ten digit logits are used.
-        y: ``(N,)`` labels, :data:`NOT_A_DIGIT` for non-digits.
-        label_smoothing: Of the digits' cross-entropy.
-        weight: Of the non-digits' term (0.5 in the paper).
-
-    Returns:
-        The scalar torch loss.
-    """
-    import torch.nn.functional as F  # noqa: N812 (training only; serving never imports torch)
-
-    digits = z[:, :NOT_A_DIGIT]
-    is_digit = y < NOT_A_DIGIT
-    loss = F.cross_entropy(digits[is_digit], y[is_digit], label_smoothing=label_smoothing)
-    if bool((~is_digit).any()):
-        loss = loss - weight * digits[~is_digit].log_softmax(dim=1).mean()
-    return loss
 
 
 def rejection_figures(

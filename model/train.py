@@ -130,15 +130,13 @@ class Config:
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
     """Stop each epoch after this many batches (0: all); for quick experiments."""
-    nondigit_per_batch: int = 32
+    nondigit_per_batch: int = 48
     """UNIPEN letters and symbols of the training writers per batch (look-alikes excluded), class 10."""
     synthetic_per_batch: int = 8
     """Synthesized marks per batch (:func:`model.nondigits.synthetic_mark`), class 10."""
     reject_digit_rate: float = 0.002
     """Share of calibration digits the not-a-digit threshold may turn away
     (:func:`model.rejection.fit_threshold`)."""
-    reject: str = "class"
-    """``class``: an 11th class; ``oe``: outlier exposure (non-digits pushed to uniform over the digits)."""
 
     @property
     def network_widths(self) -> tuple[int, ...]:
@@ -589,8 +587,6 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
             targets: torch.Tensor = targets,
             teacher_logits: torch.Tensor | None = teacher_logits,
         ) -> torch.Tensor:
-            if cfg.reject == "oe":
-                return rejection.outlier_exposure_loss(model(x), targets, cfg.label_smoothing)
             return training_loss(
                 model,
                 x,
@@ -680,12 +676,11 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     nd_cal_x, _ = evaluate.pen_batch(nondigit_inks(nondigits.calibration), cfg.seed + 3, eval_workers)
     nd_cal_logits = _logits(model, nd_cal_x)
     digit_cal_logits = cal_logits
-    if cfg.reject == "class":
-        cal_logits = np.concatenate([cal_logits, nd_cal_logits])
-        cal_y = np.concatenate([cal_y, np.full(len(nd_cal_logits), NOT_A_DIGIT)])
+    cal_logits = np.concatenate([cal_logits, nd_cal_logits])
+    cal_y = np.concatenate([cal_y, np.full(len(nd_cal_logits), NOT_A_DIGIT)])
     temperature = fit_temperature(cal_logits, cal_y)
     threshold, rejection_cal = rejection.calibrate(
-        digit_cal_logits / temperature, nd_cal_logits / temperature, cfg.reject_digit_rate, cfg.reject
+        digit_cal_logits / temperature, nd_cal_logits / temperature, cfg.reject_digit_rate
     )
     print(f"not-a-digit threshold {threshold:.4f}; calibration: {rejection_cal}", file=sys.stderr)
     ece_before = evaluate.expected_calibration_error(evaluate.softmax(cal_logits), cal_y)
@@ -916,8 +911,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--members, --mimo, --distill and --teacher build ten-class networks: "
             "add --nondigit-per-batch 0 --synthetic-per-batch 0 (the file then fails the 11-logit contract)"
         )
-    if args.reject not in {"class", "oe"} or not 0 <= args.reject_digit_rate < 1:
-        ap.error("--reject is class or oe; --reject-digit-rate a share in [0, 1)")
+    if not 0 <= args.reject_digit_rate < 1:
+        ap.error("--reject-digit-rate needs a share in [0, 1)")
     cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
     report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
     t = report["test"]
