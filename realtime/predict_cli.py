@@ -82,7 +82,7 @@ def predict_local(body: bytes | Strokes) -> dict[str, Any]:
         body: Encoded image bytes, or strokes on the 280 x 280 canvas (px, y down).
 
     Returns:
-        ``{"status", "digit", "probabilities", "confidence"}``.
+        ``{"status", "digit", "probabilities", "confidence", "not_a_digit_score"}``.
 
     Raises:
         PredictFailed: the model cannot be loaded or the input is rejected.
@@ -167,9 +167,13 @@ def format_text(name: str, result: dict[str, Any], label: int | None) -> str:
     """Human-readable answer: a header line, then the top-3 digits with probabilities and bars."""
     lines = []
     suffix = "" if label is None else f" (recorded label {label})"
-    if result.get("status") != "ok" or not result.get("probabilities"):
+    if not result.get("probabilities"):
         return f"{name}: blank canvas, no digit{suffix}"
-    lines.append(f"{name}: {result['digit']}{suffix}")
+    if result.get("status") == "not_a_digit":
+        score = float(result.get("not_a_digit_score") or 0.0)
+        lines.append(f"{name}: not a digit ({score * 100:.1f} % sure){suffix}; closest digits:")
+    else:
+        lines.append(f"{name}: {result['digit']}{suffix}")
     for rank, item in enumerate(top3(result["probabilities"]), start=1):
         p = float(item["probability"])
         bar = "█" * round(p * 30)
@@ -222,6 +226,7 @@ def _run(args: argparse.Namespace) -> int:
             "status": result.get("status"),
             "digit": result.get("digit"),
             "confidence": result.get("confidence"),
+            "not_a_digit_score": result.get("not_a_digit_score"),
             "top_k": top3(result.get("probabilities")),
             "probabilities": result.get("probabilities"),
         }

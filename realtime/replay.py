@@ -280,7 +280,9 @@ class InkResult:
     Attributes:
         index: Position in the recording. label: The digit written. writer: Writer pseudonym.
         points: Points in the ink. duration_ms: Drawing time, ms (after ``speed``).
-        digit: The final displayed digit (None: no answer or no_digit). correct: ``digit == label``.
+        digit: The final displayed digit (None: no answer, no_digit or not_a_digit).
+        correct: ``digit == label``.
+        status: The final displayed answer's status (``ok``, ``not_a_digit``, ``no_digit``; None: no answer).
         ttc_fraction: Time-to-correct as a share of the ink's points (see the module docstring).
         ttc_ms: Time-to-correct after the first pen-down, ms.
         final_latency_ms: Final frame's send to its reply, ms.
@@ -294,6 +296,7 @@ class InkResult:
     points: int
     duration_ms: float
     digit: int | None = None
+    status: str | None = None
     correct: bool = False
     ttc_fraction: float | None = None
     ttc_ms: float | None = None
@@ -311,6 +314,7 @@ class _Shown:
     digit: int | None
     fraction: float
     at_ms: float
+    status: str | None = None
 
 
 class _InkRun:
@@ -324,18 +328,19 @@ class _InkRun:
         self.final_seq: int | None = None
         self.done = asyncio.Event()
 
-    def answer(self, seq: int, digit: int | None, fraction: float, now: float) -> None:
-        """Record a prediction; show it if it is newer than what is shown."""
+    def answer(self, seq: int, reply: dict[str, Any], fraction: float, now: float) -> None:
+        """Record a prediction reply; show it if it is newer than what is shown."""
         self.result.frames_answered += 1
         if not self.shown or seq > self.shown[-1].seq:
-            self.shown.append(_Shown(seq, digit, fraction, (now - self.start) * 1000.0))
+            at_ms = (now - self.start) * 1000.0
+            self.shown.append(_Shown(seq, reply.get("digit"), fraction, at_ms, reply.get("status")))
 
     def finish(self) -> None:
         """Compute the final digit and time-to-correct from the displayed answers."""
         r = self.result
         if not self.shown:
             return
-        r.digit = self.shown[-1].digit
+        r.digit, r.status = self.shown[-1].digit, self.shown[-1].status
         r.correct = r.digit == r.label
         if not r.correct:
             return
@@ -555,7 +560,7 @@ class _WebSocketUser:
         self.rec.last_answer_at = now
         if run.shown and seq < run.shown[-1].seq:
             self.rec.out_of_order += 1
-        run.answer(seq, msg.get("digit"), fraction, now)
+        run.answer(seq, msg, fraction, now)
         if seq == run.final_seq:
             run.result.final_latency_ms = round((now - sent_at) * 1000.0, 3)
         self._settle(run, seq)
@@ -641,7 +646,7 @@ class _HttpUser:
             self.rec.round_trips_ms.append(rtt)
             self.rec.answered += 1
             self.rec.last_answer_at = now
-            run.answer(seq, body.get("digit"), frame.points / plan.total_points, now)
+            run.answer(seq, body, frame.points / plan.total_points, now)
             if final:
                 run.result.final_latency_ms = round(rtt, 3)
 
@@ -686,7 +691,8 @@ class ReplayReport:
         frames: sent, answered, coalesced (sent - answered), out_of_order (replies below one shown).
         errors: Count by code (server codes, plus ``connect_failed``, ``connection_closed``, ``timeout``).
         throughput: ``frames_answered_per_s``, ``inks_per_s``.
-        per_digit: Accuracy per label. results: Per-ink results, in recording order.
+        per_digit: Accuracy per label. final_status: Inks by their final answer's status (``ok``,
+            ``not_a_digit``, ``no_digit``; ``none``: never answered). results: Per-ink results, in order.
         connect_error: The last connection failure, for a one-line message.
     """
 
@@ -708,6 +714,7 @@ class ReplayReport:
     errors: dict[str, int]
     throughput: dict[str, float]
     per_digit: dict[str, float]
+    final_status: dict[str, int]
     results: list[InkResult]
     connect_error: str | None = None
 
@@ -774,6 +781,7 @@ def summarize(
             "inks_per_s": round(n / seconds, 3),
         },
         per_digit={d: round(sum(v) / len(v), 4) for d, v in sorted(by_digit.items())},
+        final_status=dict(sorted(Counter(r.status or "none" for r in results).items())),
         results=results,
         connect_error=rec.connect_error,
     )
@@ -848,6 +856,7 @@ def render_summary(report: ReplayReport) -> Any:
         "accuracy",
         f"{report.accuracy * 100:.1f} % ({report.correct}/{report.inks} right at pen-up)",
     )
+    table.add_row("final answers", " · ".join(f"{k} {v}" for k, v in report.final_status.items()) or "none")
     f, ms = report.ttc_fraction, report.ttc_ms
     pct = {k: None if v is None else v * 100 for k, v in f.items()}
     table.add_row(
