@@ -30,7 +30,7 @@ from rich.progress import track
 
 from model.data import PEN_200, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split, resolve_data_dir
 from model.nondigits import NonDigit, nondigit_split
-from model.rejection import rejection_figures
+from model.rejection import rejection_figures, rejection_png
 from shared.inference import NUM_CLASSES, Predictor, not_a_digit_scores, softmax
 from shared.inks import Ink, load_inks, render_png
 from shared.preprocess import ImageFrame, StrokesFrame, preprocess
@@ -325,13 +325,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     confusion_png(report["results"], args.confusion)
-    print(f"{'set':<22} {'n':>6} {'top-1':>8} {'ECE':>7} {'ECE(T=1)':>9} {'blank':>6}")
+    figure = args.confusion.with_name(args.confusion.stem + "_nondigits.png")
+    rejection_png(report["nondigits"], figure)
+    print(f"{'set':<22} {'n':>6} {'top-1':>8} {'ECE':>7} {'ECE(T=1)':>9} {'blank':>6} {'not a digit':>12}")
     for name, r in report["results"].items():
         raw = "" if r["ece_uncalibrated"] is None else f"{r['ece_uncalibrated']:.4f}"
         print(
-            f"{name:<22} {r['n']:>6} {100 * r['accuracy']:>7.2f}% {r['ece']:>7.4f} {raw:>9} {r['blank']:>6}"
+            f"{name:<22} {r['n']:>6} {100 * r['accuracy']:>7.2f}% {r['ece']:>7.4f} {raw:>9} {r['blank']:>6} "
+            f"{r['not_a_digit']:>5} ({100 * r['not_a_digit'] / r['n']:.2f}%)"
         )
-    print(f"report: {args.out}  confusion: {args.confusion}")
+    for name, f in report["nondigits"].items():
+        worst = sorted((v["rate"], c) for c, v in f["per_char"].items() if not v["look_alike"])[:8]
+        print(
+            f"{name}: {100 * f['rate']:.2f}% of {f['n']} turned away (look-alikes apart: "
+            f"{100 * f['look_alikes']['rate']:.2f}% of {f['look_alikes']['n']}); least turned away: "
+            + ", ".join(f"{c} {100 * r:.0f}%" for r, c in worst)
+        )
+    print(f"report: {args.out}  confusion: {args.confusion}  non-digits: {figure}")
     return 0
 
 

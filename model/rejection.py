@@ -11,10 +11,12 @@ that a chosen share of calibration digits at most is turned away.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image, ImageDraw
 
 from model import augment
 from model.nondigits import NOT_A_DIGIT, NonDigit, synthetic_mark
@@ -143,3 +145,40 @@ def rejection_figures(
 def nondigit_inks(nondigits: Sequence[NonDigit], look_alikes: bool = False) -> list[Ink]:
     """The inks of ``nondigits``, without the look-alikes unless asked."""
     return [n.ink for n in nondigits if look_alikes or not n.look_alike]
+
+
+def rejection_png(results: dict[str, dict[str, Any]], path: Path) -> None:
+    """Draw, for each result, the share of each character turned away (look-alikes in grey, apart).
+
+    Args:
+        results: Name to :func:`rejection_figures` output.
+        path: PNG to write.
+    """
+    row, label_w, bar_w, pad = 14, 40, 220, 10
+    panels = []
+    for name, res in results.items():
+        chars = sorted(res["per_char"].items(), key=lambda kv: (kv[1]["look_alike"], kv[1]["rate"], kv[0]))
+        panels.append((name, res, chars))
+    height = max(len(chars) for _, _, chars in panels) * row + 3 * row + pad
+    width = (label_w + bar_w + 60) * len(panels)
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    for k, (name, res, chars) in enumerate(panels):
+        ox = k * (label_w + bar_w + 60) + pad
+        draw.text((ox, 2), f"{name}: {100 * res['rate']:.1f}% of {res['n']} turned away", fill="black")
+        look = res["look_alikes"]
+        draw.text((ox, row + 2), f"look-alikes (grey): {100 * look['rate']:.1f}% of {look['n']}", fill="grey")
+        for i, (char, f) in enumerate(chars):
+            y = (i + 3) * row
+            colour = (
+                (170, 170, 170)
+                if f["look_alike"]
+                else (int(220 * (1 - f["rate"])), 120, int(200 * f["rate"]))
+            )
+            draw.text((ox, y), repr(char)[1:-1][:4], fill="black")
+            draw.rectangle(
+                (ox + label_w, y + 2, ox + label_w + int(bar_w * f["rate"]), y + row - 3), fill=colour
+            )
+            draw.text((ox + label_w + bar_w + 4, y), f"{100 * f['rate']:.0f}% ({f['n']})", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
