@@ -25,8 +25,10 @@ whatever the interleaving of users.
 
 Definitions (per ink):
 
-- *Displayed answer*: as on the page, a reply is shown only if its ``seq`` is above every reply shown
-  before (out-of-order replies from a stateless backend are ignored).
+- *Displayed answer*: as on the page, a reply is shown only if its ``seq`` is above every reply received
+  before (out-of-order replies from a stateless backend are ignored), and a ``not_a_digit`` reply to a frame
+  sent while the pen is down is shown only if ``not_a_digit`` is already shown (a digit's first strokes
+  often read as no digit; the page holds what it shows until the pen lifts).
 - *Time-to-correct*: the first displayed answer from which every displayed answer up to the end of the
   ink is the right digit. ``ttc_fraction`` is the share of the ink's points in that answer's snapshot;
   ``ttc_ms`` is the time from the first pen-down to that answer's arrival, ms. None if the final answer
@@ -325,15 +327,27 @@ class _InkRun:
         self.start = start
         self.result = InkResult(plan.index, ink.label, ink.writer, plan.total_points, plan.duration_ms)
         self.shown: list[_Shown] = []
+        self.last_seq = 0  # the newest reply received (shown or held)
+        self.pen_up_seqs: set[int] = set()  # frames sent at a pen-up
         self.final_seq: int | None = None
         self.done = asyncio.Event()
 
-    def answer(self, seq: int, reply: dict[str, Any], fraction: float, now: float) -> None:
-        """Record a prediction reply; show it if it is newer than what is shown."""
+    def answer(
+        self, seq: int, digit: int | None, fraction: float, now: float, status: str | None = None
+    ) -> None:
+        """Record a prediction (its digit and status); show it, as the page would, if it is the newest.
+
+        As on the page (``site/app.js``), a ``not_a_digit`` reply to a frame sent while the pen is down is
+        held (what is shown stays) unless ``not_a_digit`` is already shown.
+        """
         self.result.frames_answered += 1
-        if not self.shown or seq > self.shown[-1].seq:
-            at_ms = (now - self.start) * 1000.0
-            self.shown.append(_Shown(seq, reply.get("digit"), fraction, at_ms, reply.get("status")))
+        if seq <= self.last_seq:
+            return
+        self.last_seq = seq
+        showing = self.shown[-1].status if self.shown else None
+        if status == "not_a_digit" and seq not in self.pen_up_seqs and showing != "not_a_digit":
+            return
+        self.shown.append(_Shown(seq, digit, fraction, (now - self.start) * 1000.0, status))
 
     def finish(self) -> None:
         """Compute the final digit and time-to-correct from the displayed answers."""
@@ -485,6 +499,8 @@ class _WebSocketUser:
                 self.seq += 1
                 text = json.dumps(_message(plan, frame, self.seq), separators=(",", ":"))
                 self.sent[self.seq] = (self.loop.time(), frame.points / plan.total_points, run)
+                if frame.pen_up:
+                    run.pen_up_seqs.add(self.seq)
                 await ws.send(text)
                 run.result.frames_sent += 1
                 self.rec.sent += 1
@@ -558,9 +574,9 @@ class _WebSocketUser:
         self.rec.round_trips_ms.append((now - sent_at) * 1000.0)
         self.rec.answered += 1
         self.rec.last_answer_at = now
-        if run.shown and seq < run.shown[-1].seq:
+        if seq < run.last_seq:
             self.rec.out_of_order += 1
-        run.answer(seq, msg, fraction, now)
+        run.answer(seq, msg.get("digit"), fraction, now, msg.get("status"))
         if seq == run.final_seq:
             run.result.final_latency_ms = round((now - sent_at) * 1000.0, 3)
         self._settle(run, seq)
@@ -623,6 +639,8 @@ class _HttpUser:
             sent_at = self.loop.time()
             run.result.frames_sent += 1
             self.rec.sent += 1
+            if frame.pen_up:
+                run.pen_up_seqs.add(seq)
             try:
                 response = await self.client.post(
                     self.url, json=_message(plan, frame, None), timeout=self.options.timeout_s
@@ -646,7 +664,7 @@ class _HttpUser:
             self.rec.round_trips_ms.append(rtt)
             self.rec.answered += 1
             self.rec.last_answer_at = now
-            run.answer(seq, body, frame.points / plan.total_points, now)
+            run.answer(seq, body.get("digit"), frame.points / plan.total_points, now, body.get("status"))
             if final:
                 run.result.final_latency_ms = round(rtt, 3)
 
