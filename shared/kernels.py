@@ -292,6 +292,43 @@ def _resample_loops(
     return out
 
 
+def _outline_loops(box: npt.NDArray[np.float32], level: float) -> tuple[float, int]:
+    """Ink mass and outline length of a resized box: what a stroke-width estimate needs.
+
+    Args:
+        box: ``(h, w)`` float32 ink >= 0, h, w >= 1.
+        level: The outline is that of the pixels at or above ``float32(level * peak)``.
+
+    Returns:
+        ``(mass, edges)``: the sum of ``box`` (float64) and the number of 4-neighbour pixel edges
+        between outlined pixels and the rest, the outside of the box counting as the rest
+        (``edges == 0`` when the box holds no ink).
+    """
+    height, width = box.shape
+    peak = np.float32(0.0)
+    mass = 0.0
+    for r in range(height):
+        for c in range(width):
+            v = box[r, c]
+            mass += v
+            peak = max(peak, v)
+    if peak <= 0:
+        return mass, 0
+    threshold = np.float32(level * np.float64(peak))
+    edges = 0
+    for r in range(height):
+        for c in range(width):
+            inside = box[r, c] >= threshold
+            up = r > 0 and box[r - 1, c] >= threshold
+            left = c > 0 and box[r, c - 1] >= threshold
+            edges += (inside != up) + (inside != left)
+            if r == height - 1:
+                edges += inside
+            if c == width - 1:
+                edges += inside
+    return mass, edges
+
+
 def _luma_loops(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     """Grey levels of RGB(A) pixels as Pillow's ``convert("L")`` computes them, bit for bit.
 
@@ -462,6 +499,18 @@ def pillow_resize(
     return np.asarray(image, dtype=np.float32)
 
 
+def numpy_outline(box: npt.NDArray[np.float32], level: float) -> tuple[float, int]:
+    """:func:`outline` with numpy: the same ``(mass, edges)`` for the same ``(box, level)``."""
+    peak = float(box.max())
+    mass = float(box.sum(dtype=np.float64))
+    if peak <= 0:
+        return mass, 0
+    mask = np.zeros((box.shape[0] + 2, box.shape[1] + 2), dtype=np.bool_)
+    mask[1:-1, 1:-1] = box >= np.float32(level * peak)
+    edges = np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
+    return mass, int(edges)
+
+
 def numpy_luma(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     """:func:`luma` with numpy: ``(H, W, C>=3)`` uint8 to ``(H, W)`` uint8, the same integer formula."""
     rgb = pixels[..., :3].astype(np.int32)
@@ -481,6 +530,7 @@ if njit is None:
     ink_extent: Kernel = numpy_ink_extent
     resample: Kernel = numpy_resample
     luma: Kernel = numpy_luma
+    outline: Kernel = numpy_outline
     _coefficients: Kernel = _coefficients_loops
 else:
     BACKEND = "numba"
@@ -511,4 +561,8 @@ else:
     )
     luma = _compile(
         [f"uint8[:, ::1](Array(uint8, 3, 'C', readonly={ro}))" for ro in (False, True)], _luma_loops
+    )
+    outline = _compile(
+        [f"Tuple((float64, int64))(Array(float32, 2, 'C', readonly={ro}), float64)" for ro in (False, True)],
+        _outline_loops,
     )

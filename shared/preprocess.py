@@ -16,15 +16,25 @@ Blank rule (``None`` means ``no_digit``; the model is not asked):
   :data:`NOISE_FLOOR` (0.15, above JPEG ringing and sensor noise); the frame is blank when the
   strongest contrast is below :data:`MIN_PEAK_CONTRAST` (0.3, "faint noise"), fewer than
   :data:`MIN_INK_PIXELS` (5) pixels are ink, or the ink's bounding box is at most
-  :data:`MAX_SPECK_PX` (3) px on its longer side ("a 1-3 px speck");
-* strokes: no points, every point outside the canvas, or the points' bounding box is at most
-  :data:`MAX_SPECK_PX` (3) canvas px on its longer side (a tap or a speck).
+  :data:`MAX_SPECK_PX` (3) px on its longer side ("a 1-3 px speck") or at most :data:`TAP_FRACTION`
+  (2 x 16 / 280, two widths of the page's pen) of the image's shorter side ("a tap": 32 px on the
+  page's 280 px canvas);
+* strokes: no points, every point outside the canvas, the points' bounding box is at most
+  :data:`MAX_SPECK_PX` (3) canvas px on its longer side, or the ink's bounding box (the points grown by
+  half the pen, clipped to the canvas) is at most :data:`TAP_FRACTION` of the canvas's shorter side: a
+  tap with the page's pen is blank as strokes and as its PNG.
+
+Thin-pen rule (the model sees MNIST's stroke width and contrast whatever the pen and canvas size):
+strokes thinner than :data:`MIN_STROKE_PX` (2 px, MNIST's 25th percentile) in the 20 px box are drawn
+at that width. Strokes frames widen the pen (:func:`rasterize_strokes`); images estimate the stroke
+width of the resized box and stretch its contrast, or redraw a sub-pixel stroke from its trace
+(:func:`_thicken`). Wider strokes are left as drawn.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
@@ -49,10 +59,28 @@ MIN_INK_PIXELS = 5
 """A frame with fewer ink pixels than this is a speck."""
 MAX_SPECK_PX = 3.0
 """Ink whose bounding box is at most this many px (canvas px) on its longer side is a speck or tap."""
-MIN_VISIBLE_PX = 1e-3
-"""Ink narrower than this (canvas px) on the canvas is invisible: blank (also keeps float32 finite)."""
+MIN_STROKE_PX = 2.0
+"""Thinnest stroke the model is shown, px in the 28x28 field (its 20 px box): MNIST's 25th percentile.
+
+Measured over the 60,000 MNIST training images as ink mass (sum of levels / 255) over skeleton length
+(scikit-image ``skeletonize`` of levels >= 128, 8-connected steps): 1st percentile 1.26 px, 5th 1.50,
+10th 1.66, 25th 1.97, median 2.38, 95th 3.96, 99th 5.07 (a capsule of width ``p`` drawn by
+:func:`rasterize_strokes` measures ``p + 0.05`` this way). MNIST's peak level is full (>= 254/255 in
+every image); 2 px is also the thinnest round pen whose coverage ``clip(r + 0.5 - d, 0, 1)`` reaches 1.0
+at a pixel centre wherever the line lies (``d <= 0.5`` needs ``r >= 1``)."""
+REDRAW_BELOW_PX = 1.0
+"""Image strokes estimated thinner than this (px of the box) are redrawn (:func:`_redraw`): a line under
+one pixel wide is averaged into faint pixels whose contrast alone cannot be made a stroke."""
 DEFAULT_STROKE_FRACTION = 16 / 280
 """Default stroke width as a fraction of the canvas's longer side: 16 px on the page's 280 px canvas."""
+TAP_FRACTION = 2 * DEFAULT_STROKE_FRACTION
+"""Ink whose bounding box's longer side is at most this fraction of the canvas's shorter side is a tap:
+two widths of the page's pen (:data:`DEFAULT_STROKE_FRACTION`; 32 px on its 280 px canvas). A digit is
+at least about four of its stroke widths across (MNIST's 20 px box over its widest strokes, 5.1 px at the 99th
+percentile of :data:`MIN_STROKE_PX`'s measurement); the evaluation draws digits from 90 px up on the
+280 px canvas (32 % of it, ``model.data.PEN_BOX_RANGE``), training from 30 % of the canvas."""
+MIN_VISIBLE_PX = 1e-3
+"""Ink narrower than this (canvas px) on the canvas is invisible: blank (also keeps float32 finite)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +159,7 @@ def normalize(ink: npt.NDArray[Any]) -> FloatImage | None:
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
-    return _normalize_crop(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    return _normalize_crop(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], ink.shape)
 
 
 def _normalize_image(data: bytes | str, limits: Limits) -> FloatImage | None:
@@ -164,13 +192,16 @@ def _normalize_levels(levels: npt.NDArray[np.uint8], lut: FloatImage) -> FloatIm
     # lut falls then rises with the level (_ink_levels), so the peak ink is at the extreme ink levels;
     # pixels in the crop that are not ink have less contrast than any ink pixel.
     peak = float(max(lut[lowest], lut[highest]))
-    if _blank(peak, (r1 - r0, c1 - c0)) or count < MIN_INK_PIXELS:
+    if _blank(peak, (r1 - r0, c1 - c0), levels.shape) or count < MIN_INK_PIXELS:
         return None
     table = lut * np.float32(1 / peak)  # the same float32 operations _normalize_crop does per pixel
     table *= lut >= NOISE_FLOOR
+    crop = levels[r0:r1, c0:c1]
     width, height, bilinear = _box_size(r1 - r0, c1 - c0)
-    box = kernels.resample(levels[r0:r1, c0:c1], table, height, width, bilinear)
-    return _center(box)
+    box = kernels.resample(crop, table, height, width, bilinear)
+    return _center(
+        _thicken(box, lambda h, w: kernels.resample(crop, table, h, w, max(h, w) >= max(crop.shape)))
+    )
 
 
 @lru_cache(maxsize=512)
@@ -191,30 +222,152 @@ def _ink_levels(lut: bytes) -> tuple[int, int]:
     return low, high  # v - background is monotonic in float32 too, so nothing between is ink
 
 
-def _normalize_crop(crop: FloatImage) -> FloatImage | None:
-    """The tail of :func:`normalize`: ``crop`` is the ink map cut to the bounding box of its ink pixels."""
+def _normalize_crop(crop: FloatImage, canvas: tuple[int, ...]) -> FloatImage | None:
+    """The tail of :func:`normalize`: ``crop`` is the ink map cut to the bounding box of its ink pixels.
+
+    ``canvas`` is the ``(H, W)`` shape of the whole ink map, for the tap rule.
+    """
     peak = float(crop.max())
     mask = crop >= NOISE_FLOOR
-    if _blank(peak, crop.shape) or np.count_nonzero(mask) < MIN_INK_PIXELS:
+    if _blank(peak, crop.shape, canvas) or np.count_nonzero(mask) < MIN_INK_PIXELS:
         return None
     crop = crop * np.float32(1 / peak)  # ink >= 0, so zeroing by multiplying with the mask is exact
     crop *= mask
     return _fit_box(crop)
 
 
-def _blank(peak: float, shape: tuple[int, ...]) -> bool:
-    """The image blank rule before counting pixels: faint noise, or a speck (module docstring)."""
-    return peak < MIN_PEAK_CONTRAST or max(shape) <= MAX_SPECK_PX
+def _blank(peak: float, shape: tuple[int, ...], canvas: tuple[int, ...]) -> bool:
+    """The image blank rule before counting pixels: faint noise, a speck or a tap (module docstring).
+
+    Args:
+        peak: The strongest contrast, 0..1.
+        shape: ``(h, w)`` of the ink's bounding box, px.
+        canvas: ``(H, W)`` of the image, px.
+    """
+    longer = max(shape)
+    return peak < MIN_PEAK_CONTRAST or longer <= MAX_SPECK_PX or longer <= TAP_FRACTION * min(canvas)
 
 
 def _fit_box(crop: FloatImage) -> FloatImage:
     """Scale ``crop`` (ink in [0, 1], cropped to its ink) so its longer side is 20 px, centre by mass.
 
     Shrinking averages with Pillow's BOX filter (area averaging keeps thin strokes' mass), growing
-    (crops under 20 px) uses BILINEAR; the aspect ratio is kept, each side at least 1 px.
+    (crops under 20 px) uses BILINEAR; the aspect ratio is kept, each side at least 1 px. Strokes
+    thinner than :data:`MIN_STROKE_PX` in the box are redrawn at that width (:func:`_redraw`).
     """
     width, height, bilinear = _box_size(*crop.shape)
-    return _center(kernels.pillow_resize(crop, height, width, bilinear))
+    box = kernels.pillow_resize(crop, height, width, bilinear)
+    return _center(
+        _thicken(box, lambda h, w: kernels.pillow_resize(crop, h, w, max(h, w) >= max(crop.shape)))
+    )
+
+
+Resize: TypeAlias = Callable[[int, int], FloatImage]
+"""``resize(height, width)``: the crop resized as :func:`_box_size` does (BILINEAR growing, else BOX)."""
+
+
+def _thicken(box: FloatImage, resize: Resize) -> FloatImage:
+    """Give a resized box MNIST's stroke width and contrast when its strokes are thinner (thin pens).
+
+    The stroke width is estimated (:func:`_stroke_width`). At :data:`MIN_STROKE_PX` or more the box is
+    returned as it is (MNIST's own images mostly are). From :data:`REDRAW_BELOW_PX` up to it, contrast is
+    stretched by ``max(MIN_STROKE_PX / width, 1 / peak)``, clipped at 1 later (:func:`_center`): the
+    stroke's mass per length reaches MNIST-like and its peak full. Below, the stroke is sub-pixel and is
+    redrawn at :data:`MIN_STROKE_PX` from its trace on a twice finer grid (:func:`_redraw`).
+
+    Args:
+        box: ``(h, w)`` float32 ink in [0, 1], the crop resized into the 20 px box (longer side 20).
+        resize: Resizes the same crop to another size (for the finer grid).
+
+    Returns:
+        ``(h, w)`` float32, ink >= 0 (values above 1 are clipped by :func:`_center`).
+    """
+    stroke = _stroke_width(box)
+    if stroke >= MIN_STROKE_PX:
+        return box
+    height, width = box.shape
+    if stroke >= REDRAW_BELOW_PX:
+        gain: FloatImage = box * np.float32(max(MIN_STROKE_PX / stroke, 1 / float(box.max())))
+        return gain
+    fine = resize(2 * height, 2 * width)
+    return _redraw(fine, height, width)
+
+
+OUTLINE_LEVEL = 0.25
+"""The outline of a box's strokes, for :func:`_stroke_width`, is at this fraction of its peak: low enough
+that a thin stroke's outline is whole where it straddles two pixels (half its level) and its crossings
+double the peak (a quarter); at half the peak, thin-pen PNGs read 3x too wide at the 90th percentile."""
+
+
+def _stroke_width(box: FloatImage) -> float:
+    """Estimate the stroke width of a resized box, px: ``2 * mass / perimeter``.
+
+    A stroke of width ``w`` and length ``L`` has mass ``w * L`` and perimeter about ``2 * L``. The
+    perimeter is that of the pixels at or above :data:`OUTLINE_LEVEL` of the box's peak, counted as
+    4-neighbour edges times ``pi / 4`` (the mean ratio of Euclidean to 4-neighbour length over
+    directions). On 3,000 MNIST training images it correlates at 0.87 with mass over skeleton length
+    (:data:`MIN_STROKE_PX`), reading 1.78 px at that measure's 1.71 (10th percentile) and 2.46 at 2.40
+    (median); on thin pen PNGs it reads 0.06 for a 0.05 px stroke and 0.86 for 0.78.
+
+    Args:
+        box: ``(h, w)`` float32 ink in [0, 1].
+
+    Returns:
+        The width, px of the box; ``inf`` for a box without ink.
+    """
+    mass, edges = kernels.outline(box, OUTLINE_LEVEL)
+    return math.inf if edges == 0 else float(mass) * 8 / (math.pi * edges)
+
+
+RIDGE_LEVEL = 0.2
+"""Pixels of the twice-finer box at or above this fraction of its peak are a thin stroke's trace: low
+enough to keep a line's pixels where it straddles two (half its level) beside a crossing (twice it).
+On 100 thin-pen PNGs (1-6 px pens, 280-1000 px canvases) the redrawn strokes measure 2.15-2.5 px
+(:data:`MIN_STROKE_PX`'s measure) and the shipped model reads 99-100 % of them; at 0.5, 79-84 %
+where a 1-2 px pen's faint straddling pixels drop out."""
+REDRAW_RADIUS = 0.5 * MIN_STROKE_PX
+"""Pen radius of the redrawn thin strokes, px of the box: half of :data:`MIN_STROKE_PX`. Dots at most
+0.35 px from a pixel centre (the twice-finer grid's) give that pixel coverage ``1.15``, so the peak is
+full; the trace's own width (up to 0.5 px) makes the strokes up to that much wider than the minimum."""
+
+
+def _redraw(fine: FloatImage, height: int, width: int) -> FloatImage:
+    """Redraw a thin stroke at :data:`MIN_STROKE_PX`: a round pen dot on every pixel of its trace.
+
+    The trace (pixels of ``fine`` at or above :data:`RIDGE_LEVEL` of its peak) is scaled by
+    ``(20 - MIN_STROKE_PX) / 20`` so that, with the pen, the ink's longer side is 20 px again, as
+    :func:`rasterize_strokes` fits a thin pen.
+
+    Args:
+        fine: ``(2 * height, 2 * width)`` float32, the crop resized to twice the box.
+        height: Rows of the box, px.
+        width: Columns of the box, px.
+
+    Returns:
+        ``(h, w)`` float32 coverage in [0, 1] (:func:`shared.kernels.capsule_coverage`), each side
+        ``round(side * k + MIN_STROKE_PX)`` for ``k = (20 - MIN_STROKE_PX) / 20``: 20 on the longer.
+    """
+    rows, cols = np.nonzero(fine >= np.float32(RIDGE_LEVEL * float(fine.max())))
+    points = np.empty((rows.size, 2), dtype=np.float64)
+    points[:, 0] = cols
+    points[:, 1] = rows
+    points += 0.5
+    lengths = np.ones(rows.size, dtype=np.int64)
+    k = (MNIST_BOX - MIN_STROKE_PX) / MNIST_BOX
+    # fine px -> box px: (x + MIN_STROKE_PX / k) * (k / 2) = x * k / 2 + MIN_STROKE_PX / 2
+    origin = -MIN_STROKE_PX / k
+    out: FloatImage = kernels.capsule_coverage(
+        points,
+        lengths,
+        origin,
+        origin,
+        k / 2,
+        k / 2,
+        REDRAW_RADIUS,
+        round(height * k + MIN_STROKE_PX),
+        round(width * k + MIN_STROKE_PX),
+    )
+    return out
 
 
 def _box_size(height: int, width: int) -> tuple[int, int, bool]:
@@ -363,7 +516,8 @@ def rasterize_strokes(
     image, and the strokes are drawn there as anti-aliased round-capped, round-joined lines (coverage
     ``clip(r - d + 0.5, 0, 1)`` for distance ``d`` to the polyline and pen radius ``r``, in output px),
     so the stroke width scales with the normalization as it would on the canvas. Single points are dots.
-    The box is then centred by mass in 28x28.
+    A pen that would be thinner than :data:`MIN_STROKE_PX` in the box is widened to that (the box grows
+    by the difference, unclipped, so it holds the wider ink). The box is then centred by mass in 28x28.
 
     Args:
         strokes: ``[[[x, y], ...], ...]`` in canvas px, y down (see :class:`StrokesFrame`).
@@ -389,13 +543,22 @@ def rasterize_strokes(
     if not lengths:
         return None
     (lx, ly), (hx, hy) = points.min(axis=0).tolist(), points.max(axis=0).tolist()
-    if max(hx - lx, hy - ly) <= MAX_SPECK_PX:
+    extent = max(hx - lx, hy - ly)
+    if extent <= MAX_SPECK_PX:
         return None
     radius = pen / 2
     x0, y0 = max(lx - radius, 0.0), max(ly - radius, 0.0)
     x1, y1 = min(hx + radius, w), min(hy + radius, h)
     if min(x1 - x0, y1 - y0) < MIN_VISIBLE_PX:
         return None  # every point is off the canvas, or only an invisible sliver of pen is on it
+    if max(x1 - x0, y1 - y0) <= TAP_FRACTION * min(w, h):
+        return None  # a tap: as small on the canvas as its PNG would be (_blank)
+    # Thin pens: a pen of MIN_STROKE_PX in the 20 px box covers extent * m / (20 - m) canvas px.
+    floor = extent * MIN_STROKE_PX / (MNIST_BOX - MIN_STROKE_PX)
+    if pen < floor:  # the wider pen grows the box the canvas clipped, so the box holds all its ink
+        grow = (floor - pen) / 2
+        x0, y0, x1, y1 = x0 - grow, y0 - grow, x1 + grow, y1 + grow
+        radius = floor / 2
     scale = MNIST_BOX / max(x1 - x0, y1 - y0)
     out_w, out_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
     # Output px per canvas px on each axis (x scaled like PIL's resize of the cropped box).

@@ -1,13 +1,14 @@
 """Write ``tests/data/golden_preprocess.npz``: inputs and the tensors the trained model was fitted on.
 
-A model is trained against :func:`shared.preprocess.preprocess` as of commit e416e1e; these goldens pin
-its numerical output (``tests/shared/test_golden.py`` allows 1e-5) so speed refactors cannot drift it.
-Regenerate only on purpose, with a retrained model: ``.venv/bin/python tests/data/make_golden.py``.
+A model is trained against :func:`shared.preprocess.preprocess`; these goldens pin its numerical output
+(``tests/shared/test_golden.py`` allows 1e-5) so speed refactors cannot drift it. Regenerate only on
+purpose, when the preprocessing rules change: ``.venv/bin/python tests/data/make_golden.py``.
 
-Contents (~25 KB): 12 pen inks from ``unipen1a_dev_200.jsonl`` placed on a 280x280 canvas (seed 0) as
+Contents (~50 KB): 12 pen inks from ``unipen1a_dev_200.jsonl`` placed on a 280x280 canvas (seed 0) as
 strokes (``points`` concatenated, ``lengths`` per stroke, ``frame_of_stroke``, ``pens``); 6 of them as
-PNG bytes in different colour schemes (``png_<k>``); the expected ``(N, 28, 28)`` float32 outputs; and
-12 MNIST test-set indices with their ``normalize`` outputs (the images stay in ../shared/data).
+PNG bytes in different colour schemes and 2 drawn twice as large with thin pens (``png_<k>``); the
+expected ``(N, 28, 28)`` float32 outputs; and 12 MNIST test-set indices with their ``normalize``
+outputs (the images stay in ../shared/data).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ SCHEMES = [
     ((230, 230, 230, 255), (30, 30, 40, 255)),
     ((20, 20, 200, 255), (250, 250, 240, 255)),
 ]
+THIN_PENS = [(6, 2.0), (7, 14.0)]
+"""(placement, pen px) drawn twice as large on a 560 px canvas: strokes 0.15 px wide in the box
+(redrawn) and 1.3 px wide (contrast stretched)."""
 MNIST_INDICES = [0, 1, 2, 3, 4, 7, 11, 18, 61, 247, 1000, 9999]
 
 
@@ -62,6 +66,14 @@ def main() -> None:
     png_expected = []
     for k, (fg, bg) in enumerate(SCHEMES):
         png = render_png(placed[k], 280, 280, float(pens[k]), ink=fg, background=bg)
+        out[f"png_{k}"] = np.frombuffer(png, dtype=np.uint8)
+        t = preprocess(ImageFrame(png))
+        assert t is not None
+        png_expected.append(t.reshape(28, 28))
+    for k, (placement, pen) in enumerate(THIN_PENS, start=len(SCHEMES)):  # the thin-pen paths
+        side = 2 * 280
+        strokes = [[[2 * x, 2 * y] for x, y in stroke] for stroke in placed[placement]]
+        png = render_png(strokes, side, side, pen)
         out[f"png_{k}"] = np.frombuffer(png, dtype=np.uint8)
         t = preprocess(ImageFrame(png))
         assert t is not None

@@ -104,11 +104,12 @@ def test_blank_frames_never_reach_the_model(predictor: Predictor, monkeypatch: p
 
 
 def test_smallest_non_blank_inputs_are_digits() -> None:
-    """The thresholds are tight: a 5 px stroke or a 5x5 speck is already ink (not blank)."""
+    """The tap limit is tight: ink just longer than 2 page-pen widths (32 px on 280) is not blank."""
     img = canvas(255)
-    ImageDraw.Draw(img).rectangle((130, 140, 134, 144), fill=0)
+    ImageDraw.Draw(img).line((100, 140, 133, 140), fill=0, width=3)  # 34 px long
     assert preprocess(ImageFrame(encode(img))) is not None
-    assert preprocess(StrokesFrame([[[140, 140], [145, 140]]], 280, 280)) is not None
+    # 17 px of points plus a 16 px pen: 33 px of ink
+    assert preprocess(StrokesFrame([[[140, 140], [157, 140]]], 280, 280)) is not None
 
 
 def test_single_point_strokes_are_dots() -> None:

@@ -1,10 +1,10 @@
 """The trained model's contract: preprocessing output is pinned to the code it was trained against.
 
 ``tests/data/golden_preprocess.npz`` was written by ``tests/data/make_golden.py`` with
-``shared/preprocess.py`` at commit e416e1e (the normalization the current model is trained on). Any
-refactor must reproduce it to 1e-5 (max absolute difference); a deliberate change regenerates it
-together with a retrained model. Each test runs with both kernel forms (:mod:`shared.kernels`): the
-compiled one and the numpy one the Lambda image uses.
+``shared/preprocess.py`` as it is (the normalization a model is trained on, thin-pen and tap rules
+included). Any refactor must reproduce it to 1e-5 (max absolute difference); a deliberate change
+regenerates it, and the model is then retrained on the new normalization. Each test runs with both
+kernel forms (:mod:`shared.kernels`): the compiled one and the numpy one the Lambda image uses.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ATOL = 1e-5
 def kernel_form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with the installed kernels, then with the numpy forms in their place."""
     if request.param == "numpy":
-        for name in ("capsule_coverage", "center_by_mass", "ink_extent", "resample"):
+        for name in ("capsule_coverage", "center_by_mass", "ink_extent", "resample", "outline"):
             monkeypatch.setattr(kernels, name, getattr(kernels, f"numpy_{name}"))
     return str(request.param)
 
