@@ -59,8 +59,9 @@ from shared.inks import Ink
 from shared.preprocess import StrokesFrame, normalize, preprocess
 from shared.settings import REPO_ROOT, Settings
 
-VERSION = "1.1.0"
-"""Model version: 1.1.0 adds per-stroke jitter and weight averaging (1.0.0: commit 1b3d115)."""
+VERSION = "2.0.0"
+"""Model version: 2.0.0 adds the not-a-digit class (11 logits) and trains through the thin-pen and tap
+preprocessing; 1.1.0 (10 logits) added per-stroke jitter and weight averaging (1.0.0: commit 1b3d115)."""
 MNIST_VAL = 5000
 """MNIST training images held out for validation and calibration."""
 SWA_BN_BATCHES = 100
