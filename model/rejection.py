@@ -10,7 +10,7 @@ that a chosen share of calibration digits at most is turned away.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,28 +72,36 @@ def fit_threshold(digit_scores: npt.NDArray[np.floating[Any]], digit_rate: float
 
 
 def calibrate(
-    digit_logits: npt.NDArray[np.float32], nondigit_logits: npt.NDArray[np.float32], digit_rate: float
+    digit_logits: Mapping[str, npt.NDArray[np.float32]],
+    nondigit_logits: npt.NDArray[np.float32],
+    digit_rate: float,
 ) -> tuple[float, dict[str, float]]:
-    """Set the threshold on calibration digits and report what it does on calibration non-digits.
+    """Set the threshold on each source of calibration digits; report what it does on calibration non-digits.
+
+    The threshold is the highest of :func:`fit_threshold` over the sources, so at most ``digit_rate`` of
+    every source's digits is turned away (pooling would let the many easy MNIST digits hide the pen
+    digits of unseen writers, which the network turns away far more often).
 
     Args:
-        digit_logits: ``(N, 11)`` served logits of calibration digits (MNIST validation canvases and the
-            training writers' held-back pen inks).
+        digit_logits: Source name to ``(N, 11)`` served logits of its calibration digits (MNIST validation
+            canvases; the calibration writers' pen inks, never trained on).
         nondigit_logits: ``(M, 11)`` served logits of the calibration writers' non-digits (no look-alikes).
-        digit_rate: Largest share of calibration digits to turn away.
+        digit_rate: Largest share of each source's digits to turn away.
 
     Returns:
-        The threshold and ``{"digits_turned_away", "nondigits_turned_away", "n_digits", "n_nondigits"}``
-        (shares and counts).
+        The threshold and, as shares and counts, ``{"<source>_turned_away", "n_<source>",
+        "nondigits_turned_away", "n_nondigits"}``.
     """
-    digits, others = not_a_digit_scores(digit_logits), not_a_digit_scores(nondigit_logits)
-    threshold = fit_threshold(digits, digit_rate)
-    return threshold, {
-        "digits_turned_away": float((digits >= threshold).mean()),
-        "nondigits_turned_away": float((others >= threshold).mean()),
-        "n_digits": len(digits),
-        "n_nondigits": len(others),
-    }
+    scores = {name: not_a_digit_scores(z) for name, z in digit_logits.items()}
+    others = not_a_digit_scores(nondigit_logits)
+    threshold = max(fit_threshold(s, digit_rate) for s in scores.values())
+    figures: dict[str, float] = {}
+    for name, s in scores.items():
+        figures[f"{name}_turned_away"] = float((s >= threshold).mean())
+        figures[f"n_{name}"] = len(s)
+    figures["nondigits_turned_away"] = float((others >= threshold).mean())
+    figures["n_nondigits"] = len(others)
+    return threshold, figures
 
 
 def rejection_figures(

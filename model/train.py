@@ -135,9 +135,9 @@ class Config:
     """UNIPEN letters and symbols of the training writers per batch (look-alikes excluded), class 10."""
     synthetic_per_batch: int = 8
     """Synthesized marks per batch (:func:`model.nondigits.synthetic_mark`), class 10."""
-    reject_digit_rate: float = 0.002
-    """Share of calibration digits the not-a-digit threshold may turn away
-    (:func:`model.rejection.fit_threshold`)."""
+    reject_digit_rate: float = 0.003
+    """Share of each source's calibration digits (MNIST validation, calibration writers' pen inks) the
+    not-a-digit threshold may turn away (:func:`model.rejection.calibrate`)."""
 
     @property
     def network_widths(self) -> tuple[int, ...]:
@@ -668,20 +668,20 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
 
     # Calibration on the validation split: MNIST through the canvas PNG path, held-back pen inks.
     cal_x, _ = evaluate.mnist_canvas_batch(images[val_idx], eval_workers)
+    digit_cal = {"mnist": _logits(model, cal_x)}
     if cfg.pen_per_batch:
         pen_cal_x, pen_cal_y = _pen_eval_batch(split.val, seed=cfg.seed + 2, draws=CALIBRATION_PEN_DRAWS)
-        cal_logits = np.concatenate([_logits(model, cal_x), _logits(model, pen_cal_x)])
+        digit_cal["pen"] = _logits(model, pen_cal_x)
         cal_y = np.concatenate([labels[val_idx], pen_cal_y])
     else:  # MNIST-only build (the licence note in model/README.md): no UNIPEN ink sets the temperature
-        cal_logits, cal_y = _logits(model, cal_x), labels[val_idx]
+        cal_y = labels[val_idx]
     nd_cal_x, _ = evaluate.pen_batch(nondigit_inks(nondigits.calibration), cfg.seed + 3, eval_workers)
     nd_cal_logits = _logits(model, nd_cal_x)
-    digit_cal_logits = cal_logits
-    cal_logits = np.concatenate([cal_logits, nd_cal_logits])
+    cal_logits = np.concatenate([*digit_cal.values(), nd_cal_logits])
     cal_y = np.concatenate([cal_y, np.full(len(nd_cal_logits), NOT_A_DIGIT)])
     temperature = fit_temperature(cal_logits, cal_y)
     threshold, rejection_cal = rejection.calibrate(
-        digit_cal_logits / temperature, nd_cal_logits / temperature, cfg.reject_digit_rate
+        {k: v / temperature for k, v in digit_cal.items()}, nd_cal_logits / temperature, cfg.reject_digit_rate
     )
     print(f"not-a-digit threshold {threshold:.4f}; calibration: {rejection_cal}", file=sys.stderr)
     ece_before = evaluate.expected_calibration_error(evaluate.softmax(cal_logits), cal_y)
@@ -699,8 +699,14 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
                 f"MNIST train (sha256-checked IDX, {len(train_idx)} images; "
                 f"{MNIST_VAL} held out for calibration) + UNIPEN 1a pen inks of "
                 f"{len({i.writer for i in split.train})} writers ({len(split.train)} inks; "
-                f"{len(split.val)} more of theirs held out for calibration); "
-                "held out of training: the 120 writers of unipen1a_dev_200.jsonl"
+                f"{len(split.val)} inks of {len({i.writer for i in split.val})} more writers held out for "
+                "calibration); "
+                "held out of training: the 120 writers of unipen1a_dev_200.jsonl; not-a-digit class: "
+                f"UNIPEN 1b/1c/1d letters and symbols of {len({n.ink.writer for n in nondigits.train})} "
+                f"writers ({len(nondigit_inks(nondigits.train))} inks, look-alikes excluded; "
+                f"{len(nondigit_inks(nondigits.calibration))} inks of "
+                f"{len({n.ink.writer for n in nondigits.calibration})} more writers for calibration) "
+                "+ synthesized marks (model.nondigits)"
             )
             if cfg.pen_per_batch
             else (
