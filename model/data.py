@@ -7,8 +7,9 @@ Writer split of ``pen/unipen1a_dev.jsonl.gz`` (178 writers, 10,542 inks):
 
 * held out (evaluation only, never trained on): every writer in ``unipen1a_dev_200.jsonl``
   (120 writers, 7,761 inks), so the CI test on the 200 file measures unseen writers;
-* the other 58 writers (2,781 inks) are the training writers: a seeded :data:`PEN_VAL_FRACTION` of
-  their inks is never trained on and calibrates the temperature; the rest are trained on.
+* the other 58 writers (2,781 inks): a seeded :data:`PEN_VAL_WRITER_FRACTION` of them are calibration
+  writers, never trained on (their inks set the temperature and the not-a-digit threshold, so the
+  threshold sees how digits of writers the network never saw score); the rest are trained on.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ PEN_BOX_RANGE = (90.0, 230.0)
 """Longer side of a digit drawn on the 280 px canvas, px (evaluation)."""
 PEN_WIDTH_RANGE = (12.0, 24.0)
 """Pen diameter on the 280 px canvas, px (evaluation)."""
-PEN_VAL_FRACTION = 0.1
-"""Share of the training writers' inks kept out of training for temperature calibration."""
+PEN_VAL_WRITER_FRACTION = 0.2
+"""Share of the non-held-out writers kept out of training for calibration (temperature, threshold)."""
 
 
 class ChecksumError(RuntimeError):
@@ -128,7 +129,7 @@ class PenSplit:
 
     Attributes:
         train: Inks trained on.
-        val: Other inks of the same writers, never trained on (calibration).
+        val: Inks of the calibration writers, never trained on (no writer in common with ``train``).
         heldout: Inks of the writers of ``unipen1a_dev_200.jsonl``, for evaluation only (no writer
             in common with ``train`` or ``val``).
     """
@@ -143,7 +144,7 @@ def pen_split(data_dir: Path, seed: int = 0, verify: bool = True) -> PenSplit:
 
     Args:
         data_dir: The shared data folder.
-        seed: Chooses the calibration inks.
+        seed: Chooses the calibration writers.
         verify: Check the two pen files' sha256 first.
 
     Returns:
@@ -153,11 +154,12 @@ def pen_split(data_dir: Path, seed: int = 0, verify: bool = True) -> PenSplit:
         verify_checksums(data_dir, [PEN_ALL, PEN_200])
     heldout_writers = {ink.writer for ink in load_inks(data_dir / PEN_200)}
     inks = load_inks(data_dir / PEN_ALL)
-    train_side = [ink for ink in inks if ink.writer not in heldout_writers]
-    to_val = np.random.default_rng([seed, 58]).random(len(train_side)) < PEN_VAL_FRACTION
+    writers = sorted({ink.writer for ink in inks} - heldout_writers)
+    chosen = np.random.default_rng([seed, 58]).random(len(writers)) < PEN_VAL_WRITER_FRACTION
+    val_writers = {w for w, c in zip(writers, chosen, strict=True) if c}
     return PenSplit(
-        train=[ink for ink, v in zip(train_side, to_val, strict=True) if not v],
-        val=[ink for ink, v in zip(train_side, to_val, strict=True) if v],
+        train=[ink for ink in inks if ink.writer not in heldout_writers and ink.writer not in val_writers],
+        val=[ink for ink in inks if ink.writer in val_writers],
         heldout=[ink for ink in inks if ink.writer in heldout_writers],
     )
 

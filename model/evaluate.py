@@ -29,7 +29,9 @@ from rich.console import Console
 from rich.progress import track
 
 from model.data import PEN_200, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split, resolve_data_dir
-from shared.inference import Predictor, softmax
+from model.nondigits import NonDigit, nondigit_split
+from model.rejection import rejection_figures, rejection_png
+from shared.inference import NUM_CLASSES, Predictor, not_a_digit_scores, softmax
 from shared.inks import Ink, load_inks, render_png
 from shared.preprocess import ImageFrame, StrokesFrame, preprocess
 from shared.settings import Settings
@@ -37,6 +39,8 @@ from shared.settings import Settings
 PEN_SEED = 2024
 """Seed of the pen placement in evaluation (per ink: ``default_rng([PEN_SEED, index])``)."""
 ECE_BINS = 15
+NONDIGIT_PNG_STRIDE = 4
+"""Every this-many-th held-out non-digit also goes through the PNG path (the strokes path takes them all)."""
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -107,6 +111,27 @@ def pen_batch(
     return _batch(_map(_pen_one, items, workers, "pen png" if as_png else "pen strokes"))
 
 
+def nondigit_figures(
+    predictor: Predictor, nondigits: Sequence[NonDigit], seed: int, workers: int, as_png: bool = False
+) -> dict[str, Any]:
+    """Non-digits drawn as a person would, through the strokes (or PNG) path: how many are turned away.
+
+    Args:
+        predictor: The model.
+        nondigits: The inks (look-alikes are reported apart).
+        seed: Placement seed (as :func:`pen_batch`).
+        workers: Processes to use.
+        as_png: Render each canvas to PNG and send that instead.
+
+    Returns:
+        :func:`model.rejection.rejection_figures` (blank frames count as not turned away).
+    """
+    x, blank = pen_batch([n.ink for n in nondigits], seed, workers, as_png)
+    look_alike = np.array([n.look_alike for n in nondigits])
+    chars = [n.char for n in nondigits]
+    return rejection_figures(predictor.logits(x), predictor.threshold, chars, look_alike, blank)
+
+
 # ----------------------------------------------------------------------------------------- metrics
 
 
@@ -139,33 +164,38 @@ def score(
     labels: npt.NDArray[np.integer],
     blank: npt.NDArray[np.bool_],
     temperature: float | None = None,
+    threshold: float = 1.0,
 ) -> dict[str, Any]:
-    """Accuracy (blank frames count as errors), ECE, NLL and the confusion matrix.
+    """Accuracy (blank and not-a-digit answers count as errors), ECE, NLL and the confusion matrix.
 
     Args:
-        logits: ``(N, 10)`` served (calibrated) logits.
+        logits: ``(N, 11)`` served (calibrated) logits.
         labels: ``(N,)`` true digits.
         blank: ``(N,)`` no-digit flags.
         temperature: The temperature baked into the model, if known: adds ``ece_uncalibrated``, the ECE
-            of ``softmax(logits * temperature)`` (the network before calibration).
+            of the digits' softmax of ``logits * temperature`` (the network before calibration).
+        threshold: The model's not-a-digit threshold (:func:`shared.inference.not_a_digit_scores`).
 
     Returns:
-        A JSON-ready dict.
+        A JSON-ready dict; ECE and NLL are of the ten digit probabilities (what the protocol sends).
     """
-    probs = softmax(logits)
-    pred = np.where(blank, -1, probs.argmax(axis=1))
-    confusion = np.zeros((10, 11), dtype=int)  # column 10: "no digit"
-    np.add.at(confusion, (labels, np.where(pred < 0, 10, pred)), 1)
+    digits = logits[:, :NUM_CLASSES]
+    probs = softmax(digits)
+    turned_away = ~blank & (not_a_digit_scores(logits) >= threshold)
+    pred = np.where(blank, -1, np.where(turned_away, -2, probs.argmax(axis=1)))
+    confusion = np.zeros((10, 12), dtype=int)  # column 10: "not a digit", 11: "no digit"
+    np.add.at(confusion, (labels, np.where(pred == -2, 10, np.where(pred == -1, 11, pred))), 1)
     nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()
     return {
         "n": len(labels),
         "correct": int((pred == labels).sum()),
         "accuracy": float((pred == labels).mean()),
         "blank": int(blank.sum()),
+        "not_a_digit": int(turned_away.sum()),
         "ece": expected_calibration_error(probs[~blank], labels[~blank]),
         "ece_uncalibrated": None
         if temperature is None
-        else expected_calibration_error(softmax(logits[~blank] * temperature), labels[~blank]),
+        else expected_calibration_error(softmax(digits[~blank] * temperature), labels[~blank]),
         "nll": float(nll),
         "confusion": confusion.tolist(),
         "per_digit_accuracy": [float(confusion[d, d] / max(confusion[d].sum(), 1)) for d in range(10)],
@@ -173,26 +203,27 @@ def score(
 
 
 def confusion_png(results: dict[str, dict[str, Any]], path: Path) -> None:
-    """Draw each result's confusion matrix (rows: true digit, columns: predicted, last: no digit).
+    """Draw each result's confusion matrix (rows: true digit, columns: predicted, then not a digit, no digit).
 
     Args:
         results: Name to :func:`score` output.
         path: PNG to write.
     """
     cell, pad, title = 34, 40, 24
-    panel_w, panel_h = pad + 11 * cell + 10, title + pad + 10 * cell + 10
+    cols = 12
+    panel_w, panel_h = pad + cols * cell + 10, title + pad + 10 * cell + 10
     img = Image.new("RGB", (panel_w * len(results), panel_h), "white")
     draw = ImageDraw.Draw(img)
     for k, (name, res) in enumerate(results.items()):
         ox = k * panel_w
         m = np.asarray(res["confusion"], dtype=float)
         draw.text((ox + 4, 4), f"{name}: {100 * res['accuracy']:.2f}% of {res['n']}", fill="black")
-        for j in range(11):
-            draw.text((ox + pad + j * cell + 12, title + 12), "-" if j == 10 else str(j), fill="black")
+        for j in range(cols):
+            draw.text((ox + pad + j * cell + 12, title + 12), {10: "X", 11: "-"}.get(j, str(j)), fill="black")
         for i in range(10):
             draw.text((ox + 12, title + pad + i * cell + 12), str(i), fill="black")
             row = max(m[i].sum(), 1)
-            for j in range(11):
+            for j in range(cols):
                 share = m[i, j] / row
                 shade = share if i == j else min(1.0, 20 * share)  # errors are small: amplify
                 colour = (
@@ -235,7 +266,7 @@ def evaluate(
     t = time.perf_counter()
     images, labels = load_mnist(data_dir, "test")
     x, blank = mnist_canvas_batch(images, workers)
-    results["mnist_test_canvas"] = score(predictor.logits(x), labels, blank, temperature)
+    results["mnist_test_canvas"] = score(predictor.logits(x), labels, blank, temperature, predictor.threshold)
     timings["mnist_test_canvas"] = time.perf_counter() - t
 
     split = pen_split(data_dir)
@@ -247,7 +278,17 @@ def evaluate(
         t = time.perf_counter()
         x, blank = pen_batch(inks, seed, workers, as_png)
         y = np.array([ink.label for ink in inks])
-        results[name] = score(predictor.logits(x), y, blank, temperature)
+        results[name] = score(predictor.logits(x), y, blank, temperature, predictor.threshold)
+        timings[name] = time.perf_counter() - t
+
+    nondigits: dict[str, dict[str, Any]] = {}
+    heldout = nondigit_split(data_dir).heldout
+    for name, (chosen, as_png) in {
+        "nondigits_heldout_strokes": (heldout, False),
+        "nondigits_heldout_png": (heldout[::NONDIGIT_PNG_STRIDE], True),
+    }.items():
+        t = time.perf_counter()
+        nondigits[name] = nondigit_figures(predictor, chosen, seed, workers, as_png)
         timings[name] = time.perf_counter() - t
     return {
         "model": str(model_path),
@@ -261,6 +302,7 @@ def evaluate(
             "heldout": len({i.writer for i in split.heldout}),
         },
         "results": results,
+        "nondigits": nondigits,
         "seconds": timings,
     }
 
@@ -283,13 +325,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     confusion_png(report["results"], args.confusion)
-    print(f"{'set':<22} {'n':>6} {'top-1':>8} {'ECE':>7} {'ECE(T=1)':>9} {'blank':>6}")
+    figure = args.confusion.with_name(args.confusion.stem + "_nondigits.png")
+    rejection_png(report["nondigits"], figure)
+    print(f"{'set':<22} {'n':>6} {'top-1':>8} {'ECE':>7} {'ECE(T=1)':>9} {'blank':>6} {'not a digit':>12}")
     for name, r in report["results"].items():
         raw = "" if r["ece_uncalibrated"] is None else f"{r['ece_uncalibrated']:.4f}"
         print(
-            f"{name:<22} {r['n']:>6} {100 * r['accuracy']:>7.2f}% {r['ece']:>7.4f} {raw:>9} {r['blank']:>6}"
+            f"{name:<22} {r['n']:>6} {100 * r['accuracy']:>7.2f}% {r['ece']:>7.4f} {raw:>9} {r['blank']:>6} "
+            f"{r['not_a_digit']:>5} ({100 * r['not_a_digit'] / r['n']:.2f}%)"
         )
-    print(f"report: {args.out}  confusion: {args.confusion}")
+    for name, f in report["nondigits"].items():
+        worst = sorted((v["rate"], c) for c, v in f["per_char"].items() if not v["look_alike"])[:8]
+        print(
+            f"{name}: {100 * f['rate']:.2f}% of {f['n']} turned away (look-alikes apart: "
+            f"{100 * f['look_alikes']['rate']:.2f}% of {f['look_alikes']['n']}); least turned away: "
+            + ", ".join(f"{c} {100 * r:.0f}%" for r, c in worst)
+        )
+    print(f"report: {args.out}  confusion: {args.confusion}  non-digits: {figure}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Export the trained network to ONNX under the serving contract, and check the file.
 
 Contract (read by :class:`shared.inference.Predictor`): one input ``input`` of shape ``(N, 1, 28, 28)``
-float32 (dynamic ``N``), one output ``logits`` of shape ``(N, 10)``, already divided by the calibration
-temperature. ``metadata_props`` hold the keys in :data:`model.contract.REQUIRED_METADATA`.
+float32 (dynamic ``N``), one output ``logits`` of shape ``(N, 11)`` (digits 0-9, then "not a digit"),
+already divided by the calibration temperature. ``metadata_props`` hold the keys in
+:data:`model.contract.REQUIRED_METADATA`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from model.contract import INPUT_NAME, MAX_BYTES, OPSET, OUTPUT_NAME, REQUIRED_METADATA
+from model.contract import INPUT_NAME, MAX_BYTES, OPSET, OUTPUT_NAME, OUTPUTS, REQUIRED_METADATA
 from model.net import DigitCNN, DigitEnsemble, export_form
 
 TOLERANCE = 1e-4
@@ -97,7 +98,7 @@ def check_export(
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
     if inp.name != INPUT_NAME or inp.type != "tensor(float)" or list(inp.shape)[1:] != [1, 28, 28]:
         raise ExportError(f"input is {inp.name} {inp.type} {inp.shape}")
-    if out.name != OUTPUT_NAME or len(out.shape) != 2 or out.shape[1] != 10:
+    if out.name != OUTPUT_NAME or len(out.shape) != 2 or out.shape[1] != OUTPUTS:
         raise ExportError(f"output is {out.name} {out.shape}")
     if isinstance(inp.shape[0], int) or isinstance(out.shape[0], int):
         raise ExportError("batch dimension is not dynamic")

@@ -194,6 +194,7 @@ def build(
     members: int = 1,
     student_widths: tuple[int, ...] | None = None,
     mimo: int = 0,
+    outputs: int = 10,
 ) -> DigitCNN | DigitEnsemble | Distillation | MIMO:
     """The network to train.
 
@@ -209,7 +210,7 @@ def build(
         return MIMO(mimo, widths)
     if student_widths is not None:
         return Distillation(members, widths, student_widths)
-    return DigitCNN(widths) if members == 1 else DigitEnsemble(members, widths)
+    return DigitCNN(widths, outputs=outputs) if members == 1 else DigitEnsemble(members, widths)
 
 
 def export_form(model: DigitCNN | DigitEnsemble, temperature: float) -> nn.Module:

@@ -48,17 +48,20 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from model import augment, evaluate
+from model import augment, evaluate, rejection
 from model.data import draw_like_a_person, load_mnist, pen_split, resolve_data_dir
 from model.export import check_export, to_onnx_bytes, write
 from model.net import MIMO, WIDTHS, DigitCNN, DigitEnsemble, Distillation, build, count_parameters
+from model.nondigits import NOT_A_DIGIT, nondigit_split
+from model.rejection import nondigit_inks
 from shared.inference import Predictor
 from shared.inks import Ink
 from shared.preprocess import StrokesFrame, normalize, preprocess
 from shared.settings import REPO_ROOT, Settings
 
-VERSION = "1.1.0"
-"""Model version: 1.1.0 adds per-stroke jitter and weight averaging (1.0.0: commit 1b3d115)."""
+VERSION = "2.0.0"
+"""Model version: 2.0.0 adds the not-a-digit class (11 logits) and trains through the thin-pen and tap
+preprocessing; 1.1.0 (10 logits) added per-stroke jitter and weight averaging (1.0.0: commit 1b3d115)."""
 MNIST_VAL = 5000
 """MNIST training images held out for validation and calibration."""
 SWA_BN_BATCHES = 100
@@ -128,6 +131,13 @@ class Config:
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
     """Stop each epoch after this many batches (0: all); for quick experiments."""
+    nondigit_per_batch: int = 48
+    """UNIPEN letters and symbols of the training writers per batch (look-alikes excluded), class 10."""
+    synthetic_per_batch: int = 8
+    """Synthesized marks per batch (:func:`model.nondigits.synthetic_mark`), class 10."""
+    reject_digit_rate: float = 0.003
+    """Share of each source's calibration digits (MNIST validation, calibration writers' pen inks) the
+    not-a-digit threshold may turn away (:func:`model.rejection.calibrate`)."""
 
     @property
     def network_widths(self) -> tuple[int, ...]:
@@ -151,15 +161,17 @@ class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     A pure function of ``(seed, e, b)``, so any worker count gives the same batches.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (the batch source's parts, in the order they are built)
         self,
         images: npt.NDArray[np.uint8],
         clean: npt.NDArray[np.float32],
         labels: npt.NDArray[np.int64],
         pen: Sequence[Ink],
         cfg: Config,
+        nondigits: Sequence[Ink] = (),
     ) -> None:
         self.images, self.clean, self.labels, self.pen, self.cfg = images, clean, labels, list(pen), cfg
+        self.nondigits = list(nondigits)
         full = len(images) // cfg.mnist_per_batch
         self.per_epoch = min(full, cfg.limit_batches) if cfg.limit_batches else full
 
@@ -188,6 +200,14 @@ class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             if drawn:
                 x = np.concatenate([x, np.stack(drawn)])
                 y = np.concatenate([y, np.asarray(pen_y, dtype=np.int64)])
+        if self.nondigits:
+            count = cfg.nondigit_per_batch
+            order = np.random.default_rng([cfg.seed, epoch, 3]).permutation(
+                np.resize(np.arange(len(self.nondigits)), self.per_epoch * count)
+            )[b * count : (b + 1) * count]
+            rows = rejection.nondigit_rows(self.nondigits, count, cfg.synthetic_per_batch, order, rng)
+            x = np.concatenate([x, rows])
+            y = np.concatenate([y, np.full(len(rows), NOT_A_DIGIT, dtype=np.int64)])
         return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
 
 
@@ -511,18 +531,28 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     perm = np.random.default_rng([cfg.seed, 10**6]).permutation(len(images))
     val_idx, train_idx = np.sort(perm[:MNIST_VAL]), np.sort(perm[MNIST_VAL:])
     clean = _normalize_all(images)
+    nondigits = nondigit_split(data_dir)  # checks sha256
 
     print(
         f"train: {len(train_idx)} MNIST + {len(split.train)} pen inks "
         f"({len({i.writer for i in split.train})} writers); calibration: {MNIST_VAL} MNIST + "
         f"{len(split.val)} pen inks ({len({i.writer for i in split.val})} writers); "
-        f"held out: {len(split.heldout)} pen inks ({len({i.writer for i in split.heldout})} writers)",
+        f"held out: {len(split.heldout)} pen inks ({len({i.writer for i in split.heldout})} writers); "
+        f"non-digits: {len(nondigit_inks(nondigits.train))} train, "
+        f"{len(nondigit_inks(nondigits.calibration))} calibration (look-alikes excluded)",
         file=sys.stderr,
     )
     val_x, val_y = clean[val_idx][:, None], labels[val_idx]
     pen_val_x, pen_val_y = _pen_eval_batch(split.val, seed=cfg.seed + 1)
 
-    data = CanvasBatches(images[train_idx], clean[train_idx], labels[train_idx], split.train, cfg)
+    data = CanvasBatches(
+        images[train_idx],
+        clean[train_idx],
+        labels[train_idx],
+        split.train,
+        cfg,
+        nondigit_inks(nondigits.train),
+    )
     loader = DataLoader(
         data,
         batch_size=None,
@@ -533,7 +563,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         persistent_workers=False,
     )
     student_widths = cfg.student_network_widths if cfg.distill and not cfg.teacher else None
-    model = build(cfg.network_widths, cfg.members, student_widths, cfg.mimo)
+    model = build(cfg.network_widths, cfg.members, student_widths, cfg.mimo, outputs=NOT_A_DIGIT + 1)
     model = model.to(memory_format=torch.channels_last)  # ~30% faster convs on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     cycle_steps = data.per_epoch * cfg.epochs
@@ -638,13 +668,22 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
 
     # Calibration on the validation split: MNIST through the canvas PNG path, held-back pen inks.
     cal_x, _ = evaluate.mnist_canvas_batch(images[val_idx], eval_workers)
+    digit_cal = {"mnist": _logits(model, cal_x)}
     if cfg.pen_per_batch:
         pen_cal_x, pen_cal_y = _pen_eval_batch(split.val, seed=cfg.seed + 2, draws=CALIBRATION_PEN_DRAWS)
-        cal_logits = np.concatenate([_logits(model, cal_x), _logits(model, pen_cal_x)])
+        digit_cal["pen"] = _logits(model, pen_cal_x)
         cal_y = np.concatenate([labels[val_idx], pen_cal_y])
     else:  # MNIST-only build (the licence note in model/README.md): no UNIPEN ink sets the temperature
-        cal_logits, cal_y = _logits(model, cal_x), labels[val_idx]
+        cal_y = labels[val_idx]
+    nd_cal_x, _ = evaluate.pen_batch(nondigit_inks(nondigits.calibration), cfg.seed + 3, eval_workers)
+    nd_cal_logits = _logits(model, nd_cal_x)
+    cal_logits = np.concatenate([*digit_cal.values(), nd_cal_logits])
+    cal_y = np.concatenate([cal_y, np.full(len(nd_cal_logits), NOT_A_DIGIT)])
     temperature = fit_temperature(cal_logits, cal_y)
+    threshold, rejection_cal = rejection.calibrate(
+        {k: v / temperature for k, v in digit_cal.items()}, nd_cal_logits / temperature, cfg.reject_digit_rate
+    )
+    print(f"not-a-digit threshold {threshold:.4f}; calibration: {rejection_cal}", file=sys.stderr)
     ece_before = evaluate.expected_calibration_error(evaluate.softmax(cal_logits), cal_y)
     ece_after = evaluate.expected_calibration_error(evaluate.softmax(cal_logits / temperature), cal_y)
     print(
@@ -660,8 +699,14 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
                 f"MNIST train (sha256-checked IDX, {len(train_idx)} images; "
                 f"{MNIST_VAL} held out for calibration) + UNIPEN 1a pen inks of "
                 f"{len({i.writer for i in split.train})} writers ({len(split.train)} inks; "
-                f"{len(split.val)} more of theirs held out for calibration); "
-                "held out of training: the 120 writers of unipen1a_dev_200.jsonl"
+                f"{len(split.val)} inks of {len({i.writer for i in split.val})} more writers held out for "
+                "calibration); "
+                "held out of training: the 120 writers of unipen1a_dev_200.jsonl; not-a-digit class: "
+                f"UNIPEN 1b/1c/1d letters and symbols of {len({n.ink.writer for n in nondigits.train})} "
+                f"writers ({len(nondigit_inks(nondigits.train))} inks, look-alikes excluded; "
+                f"{len(nondigit_inks(nondigits.calibration))} inks of "
+                f"{len({n.ink.writer for n in nondigits.calibration})} more writers for calibration) "
+                "+ synthesized marks (model.nondigits)"
             )
             if cfg.pen_per_batch
             else (
@@ -674,6 +719,8 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
             "(crop to ink bbox, longer side 20 px, centre of mass at the centre of 28x28)"
         ),
         "temperature": f"{temperature:.6f}",
+        "not_a_digit_threshold": f"{threshold:.6f}",
+        "not_a_digit_calibration": json.dumps(rejection_cal),
         "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
         "ece_calibration_before": f"{ece_before:.6f}",
         "ece_calibration_after": f"{ece_after:.6f}",
@@ -718,6 +765,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
         "load_average": os.getloadavg(),
         "temperature": temperature,
         "ece_calibration": {"before": ece_before, "after": ece_after, "n": len(cal_y)},
+        "not_a_digit_calibration": rejection_cal,
         "parity_max_abs_diff": parity,
         "members_validation": members_val,
         "bytes": len(data_bytes),
@@ -863,6 +911,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--mimo-repeat needs a share in [0, 1]")
     if args.sam < 0:
         ap.error("--sam needs a radius >= 0")
+    if (args.members > 1 or args.mimo or args.distill or args.teacher) and (
+        args.nondigit_per_batch or args.synthetic_per_batch
+    ):
+        ap.error(
+            "--members, --mimo, --distill and --teacher build ten-class networks: "
+            "add --nondigit-per-batch 0 --synthetic-per-batch 0 (the file then fails the 11-logit contract)"
+        )
+    if not 0 <= args.reject_digit_rate < 1:
+        ap.error("--reject-digit-rate needs a share in [0, 1)")
     cfg = Config(**{k: getattr(args, k) for k in d.__dict__})
     report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
     t = report["test"]

@@ -71,10 +71,11 @@ class TopK(BaseModel):
 class PredictResponse(BaseModel):
     """``POST /predict`` answer: the core :class:`~shared.schemas.Prediction` plus top-3 and latency."""
 
-    status: str
+    status: Literal["ok", "no_digit", "not_a_digit"]
     digit: int | None
     probabilities: list[float] | None
     confidence: float | None
+    not_a_digit_score: float | None
     top_k: list[TopK]
     latency_ms: float
 
@@ -474,6 +475,7 @@ async def _answer(runtime: Runtime, frame: Frame, start: float) -> bytes:
         digit=outcome.digit,
         probabilities=probs,
         confidence=outcome.confidence,
+        not_a_digit_score=outcome.not_a_digit_score,
         top_k=[TopK.model_construct(digit=d, probability=p) for d, p in top_k(probs)] if probs else [],
         latency_ms=logs.elapsed_ms(start),
     )

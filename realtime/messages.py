@@ -82,17 +82,19 @@ _CLIENT = TypeAdapter(ClientMessage)
 
 
 class PredictionMessage(BaseModel):
-    """``{"type": "prediction", "seq", "status", "digit", "probabilities", "confidence", "latency_ms"}``.
+    """One frame's answer (fields as in :class:`~shared.schemas.Prediction`).
 
-    ``latency_ms``: server time from the frame's arrival to this reply, milliseconds.
+    ``{"type": "prediction", "seq", "status", "digit", "probabilities", "confidence", "not_a_digit_score",
+    "latency_ms"}``; ``latency_ms``: server time from the frame's arrival to this reply, milliseconds.
     """
 
     type: Literal["prediction"] = "prediction"
     seq: int
-    status: Literal["ok", "no_digit"]
+    status: Literal["ok", "no_digit", "not_a_digit"]
     digit: int | None
     probabilities: list[float] | None
     confidence: float | None
+    not_a_digit_score: float | None
     latency_ms: float
 
     @classmethod
@@ -107,6 +109,7 @@ class PredictionMessage(BaseModel):
             digit=prediction.digit,
             probabilities=prediction.probabilities,
             confidence=prediction.confidence,
+            not_a_digit_score=prediction.not_a_digit_score,
             latency_ms=round(latency_ms, 3),
         )
 
@@ -133,6 +136,7 @@ class NumberPredictionMessage(PredictionMessage):
             digit=None,
             probabilities=None,
             confidence=None,
+            not_a_digit_score=None,
             latency_ms=round(latency_ms, 3),
             mode="number",
             number=reading.number,

@@ -114,8 +114,8 @@ def predict_local(body: bytes | Strokes, number: bool = False, width: int = CANV
         width: Canvas width of strokes, px.
 
     Returns:
-        ``{"status", "digit", "probabilities", "confidence"}`` (number mode: also ``number`` and
-        ``digits``).
+        ``{"status", "digit", "probabilities", "confidence", "not_a_digit_score"}`` (number mode: also
+        ``number`` and ``digits``).
 
     Raises:
         PredictFailed: the model cannot be loaded or the input is rejected.
@@ -223,9 +223,13 @@ def format_text(name: str, result: dict[str, Any], label: int | None) -> str:
     """Human-readable answer: a header line, then the top-3 digits with probabilities and bars."""
     lines = []
     suffix = "" if label is None else f" (recorded label {label})"
-    if result.get("status") != "ok" or not result.get("probabilities"):
+    if not result.get("probabilities"):
         return f"{name}: blank canvas, no digit{suffix}"
-    lines.append(f"{name}: {result['digit']}{suffix}")
+    if result.get("status") == "not_a_digit":
+        score = float(result.get("not_a_digit_score") or 0.0)
+        lines.append(f"{name}: not a digit ({score * 100:.1f} % sure){suffix}; closest digits:")
+    else:
+        lines.append(f"{name}: {result['digit']}{suffix}")
     for rank, item in enumerate(top3(result["probabilities"]), start=1):
         p = float(item["probability"])
         bar = "█" * round(p * 30)
@@ -313,6 +317,7 @@ def _run(args: argparse.Namespace) -> int:
             "status": result.get("status"),
             "digit": result.get("digit"),
             "confidence": result.get("confidence"),
+            "not_a_digit_score": result.get("not_a_digit_score"),
             "top_k": top3(result.get("probabilities")),
             "probabilities": result.get("probabilities"),
         }

@@ -25,8 +25,10 @@ whatever the interleaving of users.
 
 Definitions (per ink):
 
-- *Displayed answer*: as on the page, a reply is shown only if its ``seq`` is above every reply shown
-  before (out-of-order replies from a stateless backend are ignored).
+- *Displayed answer*: as on the page, a reply is shown only if its ``seq`` is above every reply received
+  before (out-of-order replies from a stateless backend are ignored), and a ``not_a_digit`` reply to a frame
+  sent while the pen is down is shown only if ``not_a_digit`` is already shown (a digit's first strokes
+  often read as no digit; the page holds what it shows until the pen lifts).
 - *Time-to-correct*: the first displayed answer from which every displayed answer up to the end of the
   ink is the right digit. ``ttc_fraction`` is the share of the ink's points in that answer's snapshot;
   ``ttc_ms`` is the time from the first pen-down to that answer's arrival, ms. None if the final answer
@@ -284,8 +286,10 @@ class InkResult:
         index: Position in the recording. label: The digit written (a number's digits, in number
             mode). writer: Writer pseudonym.
         points: Points in the ink. duration_ms: Drawing time, ms (after ``speed``).
-        digit: The final displayed digit, or number in number mode (None: no answer or no_digit).
+        digit: The final displayed digit, or number in number mode (None: no answer, no_digit or
+            not_a_digit).
         correct: ``digit == label``.
+        status: The final displayed answer's status (``ok``, ``not_a_digit``, ``no_digit``; None: no answer).
         ttc_fraction: Time-to-correct as a share of the ink's points (see the module docstring).
         ttc_ms: Time-to-correct after the first pen-down, ms.
         final_latency_ms: Final frame's send to its reply, ms.
@@ -299,6 +303,7 @@ class InkResult:
     points: int
     duration_ms: float
     digit: int | str | None = None
+    status: str | None = None
     correct: bool = False
     ttc_fraction: float | None = None
     ttc_ms: float | None = None
@@ -316,6 +321,7 @@ class _Shown:
     digit: int | str | None
     fraction: float
     at_ms: float
+    status: str | None = None
 
 
 class _InkRun:
@@ -326,21 +332,34 @@ class _InkRun:
         self.start = start
         self.result = InkResult(plan.index, plan.label, ink.writer, plan.total_points, plan.duration_ms)
         self.shown: list[_Shown] = []
+        self.last_seq = 0  # the newest reply received (shown or held)
+        self.pen_up_seqs: set[int] = set()  # frames sent at a pen-up
         self.final_seq: int | None = None
         self.done = asyncio.Event()
 
-    def answer(self, seq: int, digit: int | str | None, fraction: float, now: float) -> None:
-        """Record a prediction; show it if it is newer than what is shown."""
+    def answer(
+        self, seq: int, digit: int | str | None, fraction: float, now: float, status: str | None = None
+    ) -> None:
+        """Record a prediction (its digit or number, and status); show it, as the page would, if newest.
+
+        As on the page (``site/app.js``), a ``not_a_digit`` reply to a frame sent while the pen is down is
+        held (what is shown stays) unless ``not_a_digit`` is already shown.
+        """
         self.result.frames_answered += 1
-        if not self.shown or seq > self.shown[-1].seq:
-            self.shown.append(_Shown(seq, digit, fraction, (now - self.start) * 1000.0))
+        if seq <= self.last_seq:
+            return
+        self.last_seq = seq
+        showing = self.shown[-1].status if self.shown else None
+        if status == "not_a_digit" and seq not in self.pen_up_seqs and showing != "not_a_digit":
+            return
+        self.shown.append(_Shown(seq, digit, fraction, (now - self.start) * 1000.0, status))
 
     def finish(self) -> None:
         """Compute the final digit and time-to-correct from the displayed answers."""
         r = self.result
         if not self.shown:
             return
-        r.digit = self.shown[-1].digit
+        r.digit, r.status = self.shown[-1].digit, self.shown[-1].status
         r.correct = r.digit == r.label
         if not r.correct:
             return
@@ -487,6 +506,8 @@ class _WebSocketUser:
                 self.seq += 1
                 text = json.dumps(_message(plan, frame, self.seq), separators=(",", ":"))
                 self.sent[self.seq] = (self.loop.time(), frame.points / plan.total_points, run)
+                if frame.pen_up:
+                    run.pen_up_seqs.add(self.seq)
                 await ws.send(text)
                 run.result.frames_sent += 1
                 self.rec.sent += 1
@@ -560,9 +581,9 @@ class _WebSocketUser:
         self.rec.round_trips_ms.append((now - sent_at) * 1000.0)
         self.rec.answered += 1
         self.rec.last_answer_at = now
-        if run.shown and seq < run.shown[-1].seq:
+        if seq < run.last_seq:
             self.rec.out_of_order += 1
-        run.answer(seq, _reading(msg), fraction, now)
+        run.answer(seq, _reading(msg), fraction, now, msg.get("status"))
         if seq == run.final_seq:
             run.result.final_latency_ms = round((now - sent_at) * 1000.0, 3)
         self._settle(run, seq)
@@ -625,6 +646,8 @@ class _HttpUser:
             sent_at = self.loop.time()
             run.result.frames_sent += 1
             self.rec.sent += 1
+            if frame.pen_up:
+                run.pen_up_seqs.add(seq)
             try:
                 response = await self.client.post(
                     self.url, json=_message(plan, frame, None), timeout=self.options.timeout_s
@@ -648,7 +671,7 @@ class _HttpUser:
             self.rec.round_trips_ms.append(rtt)
             self.rec.answered += 1
             self.rec.last_answer_at = now
-            run.answer(seq, _reading(body), frame.points / plan.total_points, now)
+            run.answer(seq, _reading(body), frame.points / plan.total_points, now, body.get("status"))
             if final:
                 run.result.final_latency_ms = round(rtt, 3)
 
@@ -698,7 +721,8 @@ class ReplayReport:
         frames: sent, answered, coalesced (sent - answered), out_of_order (replies below one shown).
         errors: Count by code (server codes, plus ``connect_failed``, ``connection_closed``, ``timeout``).
         throughput: ``frames_answered_per_s``, ``inks_per_s``.
-        per_digit: Accuracy per label. results: Per-ink results, in recording order.
+        per_digit: Accuracy per label. final_status: Inks by their final answer's status (``ok``,
+            ``not_a_digit``, ``no_digit``; ``none``: never answered). results: Per-ink results, in order.
         connect_error: The last connection failure, for a one-line message.
     """
 
@@ -720,6 +744,7 @@ class ReplayReport:
     errors: dict[str, int]
     throughput: dict[str, float]
     per_digit: dict[str, float]
+    final_status: dict[str, int]
     results: list[InkResult]
     connect_error: str | None = None
 
@@ -787,6 +812,7 @@ def summarize(
             "inks_per_s": round(n / seconds, 3),
         },
         per_digit={d: round(sum(v) / len(v), 4) for d, v in sorted(by_digit.items())},
+        final_status=dict(sorted(Counter(r.status or "none" for r in results).items())),
         results=results,
         connect_error=rec.connect_error,
     )
@@ -869,6 +895,7 @@ def render_summary(report: ReplayReport) -> Any:
         "accuracy",
         f"{report.accuracy * 100:.1f} % ({report.correct}/{report.inks} right at pen-up)",
     )
+    table.add_row("final answers", " · ".join(f"{k} {v}" for k, v in report.final_status.items()) or "none")
     f, ms = report.ttc_fraction, report.ttc_ms
     pct = {k: None if v is None else v * 100 for k, v in f.items()}
     table.add_row(

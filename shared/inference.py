@@ -18,6 +18,25 @@ from shared.schemas import ModelInfo, Prediction
 
 NUM_CLASSES = 10
 """MNIST's classes, digits 0-9."""
+NOT_A_DIGIT_CLASS = NUM_CLASSES
+"""Index of the model's "not a digit" logit, after the ten digits."""
+NUM_OUTPUTS = NUM_CLASSES + 1
+"""Logits per row: the ten digits, then "not a digit"."""
+THRESHOLD_KEY = "not_a_digit_threshold"
+"""``metadata_props`` key of the threshold in (0, 1]: a frame whose not-a-digit probability is at or above it
+is answered ``not_a_digit`` (set on the calibration split by ``model/rejection.py``)."""
+
+
+def not_a_digit_scores(logits: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
+    """The "not a digit" class's softmax probability of each row of served logits.
+
+    Args:
+        logits: ``(N, 11)`` logits (digits 0-9, then not-a-digit).
+
+    Returns:
+        ``(N,)`` float64 in [0, 1].
+    """
+    return softmax(logits)[:, NOT_A_DIGIT_CLASS]
 
 
 def softmax(logits: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
@@ -47,7 +66,8 @@ class Predictor:
     """An ONNX digit classifier loaded once and reused for every request.
 
     The model must take ``(N, 1, 28, 28)`` float32 NCHW in [0, 1] (white ink on black, MNIST-normalized
-    by :func:`shared.preprocess.preprocess`) and return ``(N, 10)`` logits.
+    by :func:`shared.preprocess.preprocess`), return ``(N, 11)`` logits (digits 0-9, then "not a digit")
+    and carry its not-a-digit threshold in ``metadata_props`` (:data:`THRESHOLD_KEY`).
 
     Args:
         model_path: Path to the ``.onnx`` file.
@@ -55,7 +75,8 @@ class Predictor:
             and avoids thread-affinity errors in Lambda sandboxes, onnxruntime#8313).
 
     Raises:
-        ModelError: the file is missing or unreadable, or its input/output contract differs.
+        ModelError: the file is missing or unreadable, its input/output contract differs, or it has no
+            valid not-a-digit threshold.
     """
 
     def __init__(self, model_path: str | Path, intra_op_num_threads: int = 1) -> None:
@@ -79,10 +100,16 @@ class Predictor:
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or inputs[0].type != "tensor(float)" or list(inputs[0].shape)[1:] != [1, 28, 28]:
             raise errors.ModelError("The model's input must be one (N, 1, 28, 28) float32 tensor.")
-        if len(outputs) != 1 or len(outputs[0].shape) != 2 or outputs[0].shape[1] != NUM_CLASSES:
-            raise errors.ModelError("The model's output must be one (N, 10) tensor of logits.")
+        if len(outputs) != 1 or len(outputs[0].shape) != 2 or outputs[0].shape[1] != NUM_OUTPUTS:
+            raise errors.ModelError("The model's output must be one (N, 11) tensor of logits.")
         self._input = inputs[0].name
         meta = self._session.get_modelmeta()
+        try:
+            self.threshold = float(meta.custom_metadata_map[THRESHOLD_KEY])
+        except (KeyError, ValueError) as exc:
+            raise errors.ModelError(f"The model's metadata has no valid {THRESHOLD_KEY}.") from exc
+        if not 0.0 < self.threshold <= 1.0:
+            raise errors.ModelError(f"The model's {THRESHOLD_KEY} must be in (0, 1].")
         self.info = ModelInfo(
             name=meta.graph_name or path.stem,
             version=meta.custom_metadata_map.get("version")
@@ -92,6 +119,7 @@ class Predictor:
             input_shape=list(inputs[0].shape),
             output_name=outputs[0].name,
             output_shape=list(outputs[0].shape),
+            not_a_digit_threshold=self.threshold,
             intra_op_num_threads=intra_op_num_threads,
             metadata=dict(meta.custom_metadata_map),
         )
@@ -103,7 +131,7 @@ class Predictor:
             batch: ``(N, 1, 28, 28)`` float32 NCHW in [0, 1], N >= 1.
 
         Returns:
-            ``(N, 10)`` float32 logits.
+            ``(N, 11)`` float32 logits (digits 0-9, then not-a-digit).
 
         Raises:
             ModelError: onnxruntime failed.
@@ -116,7 +144,7 @@ class Predictor:
         return logits
 
     def probabilities(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """``(N, 1, 28, 28)`` float32 batch to ``(N, 10)`` float64 probabilities (rows sum to 1)."""
+        """``(N, 1, 28, 28)`` float32 batch to ``(N, 11)`` float64 probabilities (rows sum to 1)."""
         return softmax(self.logits(batch))
 
     def warm_up(self) -> None:
@@ -131,7 +159,8 @@ class Predictor:
             limits: Input limits.
 
         Returns:
-            One :class:`~shared.schemas.Prediction` per frame, in order; blank frames are ``no_digit``.
+            One :class:`~shared.schemas.Prediction` per frame, in order; blank frames are ``no_digit``, frames
+            whose not-a-digit probability reaches :attr:`threshold` are ``not_a_digit``.
 
         Raises:
             ClientError: the first malformed frame (see :func:`shared.preprocess.preprocess`).
@@ -152,16 +181,35 @@ class Predictor:
             if t is None:
                 results.append(Prediction.no_digit())
                 continue
-            p = _softmax_row(next(rows))
-            digit = max(range(NUM_CLASSES), key=p.__getitem__)
-            results.append(
-                Prediction.model_construct(status="ok", digit=digit, probabilities=p, confidence=p[digit])
-            )
+            results.append(self._decide(next(rows)))
         return results
+
+    def _decide(self, logits: list[float]) -> Prediction:
+        """One row of 11 served logits to ``ok`` or ``not_a_digit``.
+
+        The ten digit probabilities are the softmax over the ten digit logits (the digits' probabilities
+        given that the drawing is a digit, summing to 1); the score is the 11-way softmax's last entry.
+        """
+        digits = logits[:NUM_CLASSES]
+        top = max(digits)
+        exps = [math.exp(v - top) for v in digits]
+        total = math.fsum(exps)
+        p = [e / total for e in exps]
+        # log-odds of "a digit" against "not a digit"; the logistic of its negation is the score
+        gap = top + math.log(total) - logits[NOT_A_DIGIT_CLASS]
+        score = 1.0 / (1.0 + math.exp(gap)) if gap <= 0 else math.exp(-gap) / (1.0 + math.exp(-gap))
+        if score >= self.threshold:
+            return Prediction.model_construct(
+                status="not_a_digit", digit=None, probabilities=p, confidence=None, not_a_digit_score=score
+            )
+        digit = max(range(NUM_CLASSES), key=p.__getitem__)
+        return Prediction.model_construct(
+            status="ok", digit=digit, probabilities=p, confidence=p[digit], not_a_digit_score=score
+        )
 
 
 def _softmax_row(logits: list[float]) -> list[float]:
-    """Stable softmax of one row of 10 logits in plain Python floats (double precision).
+    """Stable softmax of one short row of logits in plain Python floats (double precision).
 
     The hot path: for ten values this is ~10x cheaper than the numpy calls of :func:`softmax`, whose
     result it equals (tested).

@@ -56,6 +56,7 @@ class CharacterReading(BaseModel):
         digit: Arg-max class 0-9 (``None`` when the status is not ``ok``).
         confidence: ``probabilities[digit]``.
         probabilities: Ten softmax probabilities (classes 0-9) for its ink alone.
+        not_a_digit_score: The model's probability, in [0, 1], that its ink is not a digit.
         bbox: ``[x0, y0, x1, y1]``: its ink's box, canvas px (y down).
         strokes: Indices of its strokes in the frame's ``strokes`` (strokes frames); ``None`` for images.
     """
@@ -66,6 +67,7 @@ class CharacterReading(BaseModel):
     digit: int | None = Field(None, ge=0, le=9)
     confidence: float | None = None
     probabilities: list[float] | None = None
+    not_a_digit_score: float | None = None
     bbox: list[float] = Field(min_length=4, max_length=4)
     strokes: list[int] | None = None
 
@@ -113,6 +115,7 @@ def read_number(
             digit=p.digit,
             confidence=p.confidence,
             probabilities=p.probabilities,
+            not_a_digit_score=p.not_a_digit_score,
             bbox=[round(v, 2) for v in c.bbox],
             strokes=list(c.strokes) if isinstance(frame, StrokesFrame) else None,
         )
@@ -121,5 +124,11 @@ def read_number(
     ok = all(r.status == "ok" and r.digit is not None for r in readings)
     number = "".join(str(r.digit) for r in readings) if ok else None
     return NumberPrediction.model_construct(
-        status="ok", digit=None, probabilities=None, confidence=None, number=number, digits=readings
+        status="ok",
+        digit=None,
+        probabilities=None,
+        confidence=None,
+        not_a_digit_score=None,
+        number=number,
+        digits=readings,
     )

@@ -5,6 +5,11 @@
 // the canvas's logical 280x280 px space (y down), sent at most once per animation frame (~30 fps cap)
 // while drawing and always once more on pen-up. Replies older than the one shown are ignored.
 //
+// "Not a digit" (status not_a_digit) is shown only for the snapshot sent at pen-up, or kept while it is
+// already shown: a digit's first strokes often read as no digit (a bar, a hook), so while the pen is down a
+// not_a_digit reply never replaces what is on screen. Mid-stroke the display changes only to digits; the
+// reply to the pen-up snapshot settles it (docs/protocol.md).
+//
 // Query parameters: ?ws=wss://host/ws (WebSocket URL), ?api=https://host/predict (HTTP endpoint),
 // ?token=... (sent as ?token= on the WebSocket and as a Bearer header over HTTP), ?fps=N (snapshots per
 // second while drawing, 1-60; default ~30; fewer cost less on AWS, see docs/cost.md), ?mode=number (start
@@ -114,6 +119,7 @@ let seq = 0; // last seq sent; strictly increasing for the page's life
 let shownSeq = 0; // seq of the prediction on screen; replies at or below are stale
 let lastSendAt = -Infinity;
 const sentAt = new Map(); // seq -> performance.now() at send, for round-trip latency
+const penUpSeqs = new Set(); // seqs of snapshots sent with the pen up: their not_a_digit answer is shown
 
 let state = "connecting";
 let ws = null;
@@ -327,6 +333,8 @@ function nextSeq(now) {
   seq += 1;
   sentAt.set(seq, now);
   if (sentAt.size > 256) sentAt.delete(sentAt.keys().next().value);
+  if (activePointer === null) penUpSeqs.add(seq);
+  if (penUpSeqs.size > 256) penUpSeqs.delete(penUpSeqs.values().next().value);
   lastSendAt = now;
   sentVersion = version;
   return seq;
@@ -413,12 +421,18 @@ function onPrediction(msg) {
   const t0 = sentAt.get(n);
   const rtt = t0 === undefined ? null : performance.now() - t0;
   for (const k of sentAt.keys()) if (k <= n) sentAt.delete(k);
+  const atPenUp = penUpSeqs.has(n);
+  for (const k of penUpSeqs) if (k <= n) penUpSeqs.delete(k);
   showLatency(rtt, msg.latency_ms);
   hideError();
+  const probs = Array.isArray(msg.probabilities) && msg.probabilities.length === 10 ? msg.probabilities : null;
   if (msg.mode === "number") {
     if (mode === "number") showNumber(msg, numberEls, { width, height: SIZE });
-  } else if (msg.status === "ok" && Array.isArray(msg.probabilities) && msg.probabilities.length === 10) {
-    showPrediction(msg.digit, msg.probabilities, msg.confidence);
+  } else if (msg.status === "ok" && probs) {
+    showPrediction(msg.digit, probs, msg.confidence);
+  } else if (msg.status === "not_a_digit" && probs) {
+    if (atPenUp || digitEl.dataset.status === "not_a_digit") showNotADigit(probs, msg.not_a_digit_score);
+    // else: the pen is down on what may be a digit's first strokes; keep what is shown
   } else {
     showNoDigit();
   }
@@ -450,13 +464,29 @@ function showPrediction(digit, probs, confidence) {
   const conf = typeof confidence === "number" ? confidence : probs[d];
   digitEl.textContent = String(d);
   digitEl.dataset.digit = String(d);
-  digitEl.classList.remove("empty");
+  digitEl.dataset.status = "ok";
+  digitEl.classList.remove("empty", "not-digit");
   confidenceEl.textContent = `${fmtPct(conf)} sure`;
+  showBars(probs, d);
+}
+
+/** The drawing is not a digit: say so; the bars keep the digits' probabilities, none highlighted. */
+function showNotADigit(probs, score) {
+  digitEl.textContent = "Not a digit";
+  digitEl.dataset.digit = "";
+  digitEl.dataset.status = "not_a_digit";
+  digitEl.classList.remove("empty");
+  digitEl.classList.add("not-digit");
+  confidenceEl.textContent = typeof score === "number" ? `${fmtPct(score)} sure` : "";
+  showBars(probs, -1);
+}
+
+function showBars(probs, top) {
   for (let i = 0; i < 10; i++) {
     const p = Number(probs[i]) || 0;
     const b = bars[i];
     b.li.dataset.p = String(p);
-    b.li.classList.toggle("is-top", i === d);
+    b.li.classList.toggle("is-top", i === top);
     b.fill.style.transform = `scaleX(${Math.min(1, Math.max(0, p))})`;
     b.pct.textContent = fmtPct(p);
   }
@@ -465,6 +495,8 @@ function showPrediction(digit, probs, confidence) {
 function showNoDigit(hint = "draw a digit") {
   digitEl.textContent = "—";
   digitEl.dataset.digit = "";
+  digitEl.dataset.status = "";
+  digitEl.classList.remove("not-digit");
   digitEl.classList.add("empty");
   confidenceEl.textContent = hint;
   for (const b of bars) {
@@ -482,7 +514,10 @@ function announce() {
     return;
   }
   const d = digitEl.dataset.digit;
-  announceEl.textContent = d === "" ? "No digit recognised yet." : `Prediction: ${d}, ${confidenceEl.textContent}.`;
+  announceEl.textContent =
+    digitEl.dataset.status === "not_a_digit"
+      ? `Not a digit, ${confidenceEl.textContent}.`
+      : d === "" ? "No digit recognised yet." : `Prediction: ${d}, ${confidenceEl.textContent}.`;
 }
 
 function showLatency(rtt, serverMs) {
@@ -519,6 +554,7 @@ function clearAll() {
   sentVersion = version; // nothing to send for an empty canvas
   shownSeq = seq; // replies still in flight belong to the old drawing
   sentAt.clear();
+  penUpSeqs.clear();
   redraw();
   wrapEl.classList.remove("inked");
   updateCanvasLabel();

@@ -11,11 +11,13 @@ import pytest
 
 from realtime.logs import LOGGER_NAME
 from shared.inference import Predictor
-from shared.inks import Ink, load_inks
+from shared.inks import Ink, Strokes, load_inks
+from shared.preprocess import StrokesFrame
 from shared.settings import Settings
 from tests.gateway import LiveGateway, run_gateway
 from tests.logs import Records
 from tests.servers import LiveServer, run_server
+from tests.shapes import LETTER_H
 
 REQUIRE_DATA_ENV = "MNIST_LIVE_REQUIRE_DATA"
 """Set to 1 by ``.ci/run``: in CI a missing data folder is an error, never a skip."""
@@ -49,6 +51,18 @@ def predictor(settings: Settings) -> Predictor:
     p = Predictor(settings.model_path, settings.intra_op_num_threads)
     p.warm_up()
     return p
+
+
+@pytest.fixture(scope="session")
+def letter_h(predictor: Predictor) -> Strokes:
+    """The letter H (``tests/shapes.py``), checked to be answered ``not_a_digit`` by the shipped model.
+
+    The protocol tests then assert that every path carries that answer, not the model's quality.
+    """
+    answer = predictor.predict([StrokesFrame(LETTER_H, 280, 280, 16)])[0]
+    if answer.status != "not_a_digit":
+        pytest.fail(f"the shipped model answers {answer.status} {answer.digit} for the letter H")
+    return LETTER_H
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from realtime.aws_lambda import MAX_FRAME_BYTES, WebSocketHandler, encode
 from realtime.lambda_types import ROUTES, WebSocketEvent
 from realtime.messages import PongMessage, PredictionMessage
 from shared.inference import Predictor
+from shared.inks import Strokes
 from shared.preprocess import StrokesFrame
 from shared.settings import Settings
 from tests.aws.conftest import load_event, message_event, reply
@@ -142,6 +143,19 @@ def test_blank_frame_is_no_digit(make_handler: MakeHandler) -> None:
     handler = make_handler()
     frame = reply(handler(message_event(predict(1, []), "predict")))
     assert frame["status"] == "no_digit" and frame["digit"] is None
+
+
+def test_letter_frame_is_not_a_digit(
+    make_handler: MakeHandler, letter_h: Strokes, predictor: Predictor
+) -> None:
+    handler, sender = make_handler()
+    handler(message_event(predict(4, letter_h), "predict"))
+    (reply,) = frames(sender)
+    expected = predictor.predict([StrokesFrame(letter_h, 280, 280, 16)])[0]
+    assert reply["seq"] == 4 and reply["status"] == "not_a_digit"
+    assert reply["digit"] is None and reply["confidence"] is None
+    assert reply["probabilities"] == pytest.approx(expected.probabilities, abs=1e-12)
+    assert reply["not_a_digit_score"] == pytest.approx(expected.not_a_digit_score, abs=1e-12)
 
 
 def test_missing_model_gives_model_unavailable(tmp_path: Any, records: Records) -> None:

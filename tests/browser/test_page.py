@@ -212,6 +212,27 @@ def pick(digits: list[Digit], index: int) -> Digit:
     return digits[index % len(digits)]
 
 
+def open_relayed_page(
+    open_page: Callable[..., Opened],
+    server: LiveServer,
+    routes: list[WebSocketRoute],
+    to_page: Callable[[str | bytes], str | bytes] = lambda m: m,
+) -> Opened:
+    """Open the page with its WebSocket relayed through Playwright (appended to ``routes``); the server's
+    messages pass through ``to_page`` on their way."""
+
+    def relay(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+        ws.on_message(upstream.send)
+        upstream.on_message(lambda message: ws.send(to_page(message)))
+        routes.append(ws)
+
+    opened = open_page("about:blank")
+    opened.page.route_web_socket(re.compile(r"/ws$"), relay)
+    opened.page.goto(server.http_url + "/")
+    return opened
+
+
 # ------------------------------------------------------------------------------------------------ tests
 
 
@@ -458,24 +479,8 @@ def test_a_reply_older_than_the_one_shown_is_ignored(
     open_page: Callable[..., Opened], live_server: LiveServer, confident_digits: list[Digit]
 ) -> None:
     routes: list[WebSocketRoute] = []
-
-    def relay(ws: WebSocketRoute) -> None:
-        server = ws.connect_to_server()
-
-        def to_server(message: str | bytes) -> None:
-            server.send(message)
-
-        def to_page(message: str | bytes) -> None:
-            ws.send(message)
-
-        ws.on_message(to_server)
-        server.on_message(to_page)
-        routes.append(ws)
-
-    opened = open_page("about:blank")
+    opened = open_relayed_page(open_page, live_server, routes)
     page = opened.page
-    page.route_web_socket(re.compile(r"/ws$"), relay)
-    page.goto(live_server.http_url + "/")
     expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
 
     digit = pick(confident_digits, 2)
@@ -514,6 +519,73 @@ def test_a_reply_older_than_the_one_shown_is_ignored(
     assert str(stale) not in changes, changes
     assert changes == [str(fresh), str(fresher)]
     assert_prediction_shown(page, fresher)
+    assert opened.console.errors() == []
+
+
+def test_a_letter_is_not_a_digit_and_a_digit_drawn_after_it_is_shown(
+    open_page: Callable[..., Opened],
+    live_server: LiveServer,
+    confident_digits: list[Digit],
+    letter_h: Strokes,
+) -> None:
+    opened = open_page(live_server.http_url + "/")
+    page = opened.page
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+    draw_with_mouse(page, letter_h)
+    page.wait_for_function(SETTLED)
+    expect(page.locator(DIGIT)).to_have_text("Not a digit")
+    expect(page.locator(DIGIT)).to_have_attribute("data-status", "not_a_digit")
+    expect(page.locator(DIGIT)).to_have_attribute("data-digit", "")
+    rows = bars(page)
+    assert math.isclose(sum(p for _, p, _ in rows), 1.0, abs_tol=1e-6), "the digits' probabilities stay"
+    assert not any(top for _, _, top in rows), "no digit is highlighted"
+    expect(page.locator("#announce")).to_have_text(re.compile(r"^Not a digit, \d+(\.\d)?% sure\.$"))
+
+    page.get_by_test_id("clear").click()
+    assert_cleared(page)
+    digit = pick(confident_digits, 1)
+    draw_with_mouse(page, digit.strokes)
+    page.wait_for_function(SETTLED)
+    assert_prediction_shown(page, digit.label)
+    expect(page.locator(DIGIT)).to_have_attribute("data-status", "ok")
+    assert opened.console.errors() == []
+
+
+def test_not_a_digit_mid_stroke_keeps_the_digit_and_shows_at_pen_up(
+    open_page: Callable[..., Opened], live_server: LiveServer, confident_digits: list[Digit]
+) -> None:
+    # The relay turns the server's answers into not_a_digit once the digit is on screen, mid-stroke.
+    convert = {"on": False}
+
+    def rewrite(message: str | bytes) -> str | bytes:
+        msg = json.loads(message)
+        if convert["on"] and msg.get("type") == "prediction":
+            msg.update(status="not_a_digit", digit=None, confidence=None, not_a_digit_score=0.97)
+        return json.dumps(msg)
+
+    opened = open_relayed_page(open_page, live_server, [], rewrite)
+    page = opened.page
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "ws")
+    digit = pick(confident_digits, 0)
+    shown: list[str] = []
+
+    def still_down() -> None:
+        page.wait_for_function(HAS_DIGIT)
+        shown.append(shown_digit(page))
+        record_digit_changes(page)
+        convert["on"] = True
+        before = page.evaluate("window.mnistLive.lastSeq")
+        box = canvas_box(page)
+        for x, y in reversed(digit.strokes[0][-6:]):  # more ink, pen still down: new frames
+            page.mouse.move(*to_viewport(box, x, y))
+        page.wait_for_function(f"() => window.mnistLive.lastSeq > {before}")
+        page.wait_for_function(SETTLED)
+        assert page.evaluate("window.__digits") == [], "a mid-stroke not_a_digit replaced the digit"
+        expect(page.locator(DIGIT)).to_have_text(shown[0])
+
+    draw_with_mouse(page, digit.strokes[:1], while_down=still_down)
+    page.wait_for_function(SETTLED)
+    expect(page.locator(DIGIT)).to_have_text("Not a digit")  # the pen-up snapshot's answer is shown
     assert opened.console.errors() == []
 
 

@@ -59,8 +59,7 @@ def test_pen_split_holds_out_the_200_file_writers(data_dir: Path, pen_inks_200: 
     assert len(split.heldout) == 7761
     assert not (train & heldout)
     assert not (val & heldout)
-    assert len(train) == 58
-    assert val <= train  # calibration inks: other inks of the training writers
+    assert len(train | val) == 58
+    assert not (train & val)  # calibration writers: never trained on, so the threshold sees unseen writers
+    assert 0.1 < len(val) / 58 < 0.3
     assert len(split.train) + len(split.val) == 2781
-    assert 0.05 < len(split.val) / 2781 < 0.15
-    assert not {id(i) for i in split.train} & {id(i) for i in split.val}

@@ -44,7 +44,7 @@ def test_input_and_output_signature(proto: onnx.ModelProto) -> None:
     assert rest == [1, 28, 28]
     assert out.name == OUTPUT_NAME
     assert out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert _dims(out) == [n, 10]
+    assert _dims(out) == [n, 11]  # digits 0-9, then not-a-digit
 
 
 def test_metadata_records_provenance(proto: onnx.ModelProto) -> None:
@@ -52,6 +52,7 @@ def test_metadata_records_provenance(proto: onnx.ModelProto) -> None:
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     assert not missing
     assert float(meta["temperature"]) > 0
+    assert 0 < float(meta["not_a_digit_threshold"]) <= 1
     assert 0.995 <= float(meta["accuracy_mnist_test_canvas"]) <= 1
     assert 0.9 <= float(meta["accuracy_pen_heldout_writers"]) <= 1
     assert len(meta["git_commit"]) == 40
@@ -72,7 +73,7 @@ def test_recorded_held_out_pen_accuracy_meets_the_issue_gate(proto: onnx.ModelPr
 def test_dynamic_batch_gives_probabilities(predictor: Predictor, n: int) -> None:
     x = np.random.default_rng(n).random((n, 1, 28, 28), dtype=np.float32)
     probs = predictor.probabilities(x)
-    assert probs.shape == (n, 10)
+    assert probs.shape == (n, 11)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
     # The batch of one equals the first row of the batch: no cross-sample leakage (BatchNorm folded).
     np.testing.assert_allclose(predictor.logits(x[:1]), predictor.logits(x)[:1], atol=1e-5)

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from PIL import Image
 
 from realtime.batcher import Ticket
 from realtime.local import INLINE_MAX_POINTS, InlineBudget, PredictResponse, Runtime, runs_inline
 from shared.inference import Predictor
-from shared.inks import render_png
+from shared.inks import Strokes, render_png
 from shared.preprocess import ImageFrame, StrokesFrame
 from shared.settings import Settings
 from tests.servers import LiveServer, run_server
@@ -84,6 +85,36 @@ def test_blank_canvas_is_no_digit(client: httpx.Client) -> None:
     r = client.post("/predict", content=blank.getvalue(), headers={"content-type": "image/png"})
     assert r.status_code == 200
     assert r.json()["status"] == "no_digit" and r.json()["digit"] is None
+
+
+def test_letter_is_not_a_digit_in_both_forms(
+    client: httpx.Client, letter_h: Strokes, predictor: Predictor
+) -> None:
+    strokes = client.post("/predict", json={"strokes": letter_h, "width": 280, "height": 280})
+    png = client.post("/predict", content=render_png(letter_h), headers={"content-type": "image/png"})
+    for r in (strokes, png):
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["status"] == "not_a_digit"
+        assert body["digit"] is None and body["confidence"] is None
+        assert len(body["probabilities"]) == 10 and sum(body["probabilities"]) == pytest.approx(1.0)
+        assert predictor.threshold <= body["not_a_digit_score"] <= 1
+        assert len(body["top_k"]) == 3  # the closest digits, for clients that want them
+    expected = predictor.predict([StrokesFrame(letter_h, 280, 280, 16)])[0]
+    assert strokes.json()["not_a_digit_score"] == pytest.approx(expected.not_a_digit_score, abs=1e-12)
+
+
+def test_answers_match_the_openapi_schema(client: httpx.Client, letter_h: Strokes) -> None:
+    spec = client.get("/openapi.json").json()
+    schema = {**spec["components"]["schemas"]["PredictResponse"], "components": spec["components"]}
+    assert set(schema["properties"]["status"]["enum"]) == {"ok", "no_digit", "not_a_digit"}
+    validator = jsonschema.Draft202012Validator(schema)
+    statuses = set()
+    for drawing in (LINE, letter_h, []):
+        body = client.post("/predict", json={"strokes": drawing, "width": 280, "height": 280}).json()
+        validator.validate(body)
+        statuses.add(body["status"])
+    assert statuses == {"ok", "not_a_digit", "no_digit"}
 
 
 def truncated_png() -> bytes:
@@ -155,6 +186,7 @@ def test_routes(client: httpx.Client) -> None:
     assert client.get("/readyz").json() == {"status": "ready"}
     info = client.get("/model").json()
     assert info["input_shape"][1:] == [1, 28, 28] and len(info["sha256"]) == 64
+    assert info["output_shape"][1:] == [11] and 0 < info["not_a_digit_threshold"] <= 1
     assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]
     assert client.get("/docs").status_code == 200
     page = client.get("/")

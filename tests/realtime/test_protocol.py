@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
+import yaml
 
 from realtime.messages import ErrorMessage, PongMessage, PredictionMessage
 from realtime.protocol import Session, SessionConfig
 from shared import errors
+from shared.inference import Predictor
+from shared.inks import Strokes
+from shared.preprocess import StrokesFrame
 from shared.schemas import Prediction
+from shared.settings import REPO_ROOT
 
 STROKES = {"strokes": [[[10, 10], [10, 200]]], "width": 280, "height": 280}
 OK = Prediction(status="ok", digit=1, probabilities=[0.0, 1.0] + [0.0] * 8, confidence=1.0)
@@ -249,3 +255,13 @@ def test_origin_check_allows_local_same_and_absent(origin: str | None, host: str
     from realtime.access import check_origin
 
     check_origin(origin, host, [])
+
+
+def test_prediction_frames_match_the_asyncapi_schema(letter_h: Strokes, predictor: Predictor) -> None:
+    spec = yaml.safe_load((REPO_ROOT / "docs" / "asyncapi.yaml").read_text())
+    validator = jsonschema.Draft202012Validator(spec["components"]["messages"]["prediction"]["payload"])
+    frames = [StrokesFrame(s, 280, 280, 16) for s in ([[[140, 40], [140, 240]]], letter_h, [])]
+    answers = predictor.predict(frames)
+    assert [a.status for a in answers] == ["ok", "not_a_digit", "no_digit"]
+    for seq, answer in enumerate(answers):
+        validator.validate(json.loads(PredictionMessage.of(seq, answer, 1.0).model_dump_json()))

@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from shared.inference import Predictor
-from shared.inks import Ink, fit_to_canvas
+from shared.inks import Ink, Strokes, fit_to_canvas
 from shared.preprocess import StrokesFrame
 from shared.settings import Settings
 from tests.realtime.conftest import WsTarget
@@ -170,6 +170,26 @@ async def test_blank_frame_is_no_digit(ws_target: WsTarget) -> None:
         await send(ws, snapshot([], 1))
         msg = await recv(ws)
     assert msg == {**msg, "type": "prediction", "status": "no_digit", "digit": None, "probabilities": None}
+
+
+async def test_letter_is_not_a_digit_with_probabilities_and_score(
+    ws_target: WsTarget, letter_h: Strokes, predictor: Predictor
+) -> None:
+    async with connect(ws_target.ws_url) as ws:
+        await send(ws, snapshot(letter_h, 1))
+        msg = await recv(ws)
+    expected = predictor.predict([StrokesFrame(letter_h, 280, 280, 16)])[0]
+    assert msg == {
+        **msg,
+        "type": "prediction",
+        "seq": 1,
+        "status": "not_a_digit",
+        "digit": None,
+        "confidence": None,
+    }
+    assert msg["probabilities"] == pytest.approx(expected.probabilities, abs=1e-12)
+    assert msg["not_a_digit_score"] == pytest.approx(expected.not_a_digit_score, abs=1e-12)
+    assert msg["not_a_digit_score"] >= predictor.threshold
 
 
 async def test_message_over_hard_cap_closes_with_1009(ws_target: WsTarget) -> None:

@@ -214,3 +214,21 @@ def test_median_over_all_inks_counts_never_correct_as_not_reached(right: int, ex
     report = summarize("ws://x/ws", "websocket", ReplayOptions(), rec, 1.0)
     assert report.ttc_fraction_p50_all == expected
     assert report.round_trip_ms["p50"] is None and report.final_latency_ms["p99"] is None
+
+
+def test_not_a_digit_while_the_pen_is_down_is_held_as_on_the_page() -> None:
+    async def go() -> InkResult:
+        run = _InkRun(plan_ink(SEVEN, 0, ReplayOptions()), Ink(7, "w", SEVEN.strokes), 0.0)
+        run.pen_up_seqs.update({3, 6})
+        run.answer(1, None, 0.1, 0.1, "not_a_digit")  # mid-stroke, nothing shown: held
+        run.answer(2, 7, 0.2, 0.2, "ok")
+        run.answer(3, None, 0.3, 0.3, "not_a_digit")  # at pen-up: shown
+        run.answer(4, 7, 0.4, 0.4, "ok")
+        run.answer(5, None, 0.5, 0.5, "not_a_digit")  # mid-stroke after a digit: held, 7 stays
+        run.answer(6, 7, 0.6, 0.6, "ok")
+        run.finish()
+        assert [(s.seq, s.status) for s in run.shown] == [(2, "ok"), (3, "not_a_digit"), (4, "ok"), (6, "ok")]
+        return run.result
+
+    r = asyncio.run(go())
+    assert r.correct and r.status == "ok" and r.ttc_fraction == 0.4

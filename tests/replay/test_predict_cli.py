@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from realtime import cli
-from shared.inks import render_png
+from shared.inks import Strokes, render_png
 from shared.settings import REPO_ROOT
 from tests.servers import LiveServer
 
@@ -91,6 +92,23 @@ def test_json_over_http_equals_in_process(
         a, b = json.loads(local), json.loads(remote)
         assert a["digit"] == b["digit"] == 7
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-6)
+
+
+def test_letter_is_not_a_digit_in_text_and_json(
+    letter_h: Strokes, live_server: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = _write(tmp_path / "h.png", render_png(letter_h))
+    code, out, err = predict(capsys, str(png))
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert re.fullmatch(r"h\.png: not a digit \(\d+\.\d % sure\); closest digits:", lines[0]), lines[0]
+    assert len(lines) == 4 and [line.split()[0] for line in lines[1:]] == ["1.", "2.", "3."]
+    for argv in ([str(png), "--json"], [str(png), "--json", "--url", live_server.http_url]):
+        code, out, _ = predict(capsys, *argv)
+        body = json.loads(out)
+        assert code == 0 and body["status"] == "not_a_digit"
+        assert body["digit"] is None and body["confidence"] is None and 0 < body["not_a_digit_score"] <= 1
+        assert len(body["top_k"]) == 3
 
 
 def closed_port() -> int:

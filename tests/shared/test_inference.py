@@ -10,6 +10,7 @@ import pytest
 
 from shared import errors
 from shared.inference import Predictor, _softmax_row, softmax, top_k
+from shared.inks import Strokes
 from shared.preprocess import StrokesFrame
 
 
@@ -46,7 +47,7 @@ def test_predict_batches_and_keeps_blank_positions(predictor: Predictor) -> None
 def test_batch_equals_single(predictor: Predictor) -> None:
     x = np.random.default_rng(1).random((5, 1, 28, 28), dtype=np.float32)
     batch = predictor.logits(x)
-    assert batch.shape == (5, 10) and batch.dtype == np.float32
+    assert batch.shape == (5, 11) and batch.dtype == np.float32
     for i in range(5):
         np.testing.assert_allclose(predictor.logits(x[i : i + 1])[0], batch[i], rtol=1e-4, atol=1e-4)
 
@@ -59,6 +60,74 @@ def test_missing_model_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(errors.ModelError) as info:
         Predictor(bad)
     assert info.value.__cause__ is not None
+
+
+def constant_model(tmp_path: Path, logits: list[float], metadata: dict[str, str] | None = None) -> Path:
+    """An ONNX file of the serving contract whose served logits are ``logits`` for every input."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", len(logits)])
+    weights = numpy_helper.from_array(np.zeros((784, len(logits)), np.float32), "w")
+    bias = numpy_helper.from_array(np.asarray(logits, np.float32), "b")
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
+    ]
+    graph = helper.make_graph(nodes, "constant", [x], [y], [weights, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in (metadata if metadata is not None else {"not_a_digit_threshold": "0.5"}).items():
+        model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "constant.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(("rejected", "status"), [(-1.0, "ok"), (4.0, "not_a_digit")], ids=["digit", "not"])
+def test_not_a_digit_when_its_probability_reaches_the_threshold(
+    tmp_path: Path, rejected: float, status: str
+) -> None:
+    # Ten digit logits of 0 with digit 3 at 2; the 11th logit sets P(not a digit).
+    logits = [0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, rejected]
+    predictor = Predictor(constant_model(tmp_path, logits, {"not_a_digit_threshold": "0.4"}))
+    assert predictor.info.not_a_digit_threshold == 0.4
+    (answer,) = predictor.predict([StrokesFrame([[[140, 40], [140, 240]]], 280, 280, 16)])
+    p11 = softmax(np.array([logits]))[0]
+    assert answer.status == status
+    assert answer.not_a_digit_score == pytest.approx(p11[10], rel=1e-12)
+    # The ten probabilities are the digits' softmax: given a digit, how likely each is.
+    assert answer.probabilities == pytest.approx((p11[:10] / p11[:10].sum()).tolist(), rel=1e-12)
+    assert math.fsum(answer.probabilities or []) == pytest.approx(1.0)
+    if status == "ok":
+        assert answer.digit == 3 and answer.confidence == answer.probabilities[3]
+    else:
+        assert answer.digit is None and answer.confidence is None
+
+
+def test_extreme_logits_give_finite_scores(tmp_path: Path) -> None:
+    for rejected, status in ((900.0, "not_a_digit"), (-900.0, "ok")):
+        path = constant_model(tmp_path, [0.0] * 10 + [rejected])
+        (answer,) = Predictor(path).predict([StrokesFrame([[[140, 40], [140, 240]]], 280, 280, 16)])
+        assert answer.status == status and 0.0 <= (answer.not_a_digit_score or 0.0) <= 1.0
+
+
+@pytest.mark.parametrize("metadata", [{}, {"not_a_digit_threshold": "high"}, {"not_a_digit_threshold": "0"}])
+def test_a_model_without_a_valid_threshold_is_refused(tmp_path: Path, metadata: dict[str, str]) -> None:
+    with pytest.raises(errors.ModelError, match="not_a_digit_threshold"):
+        Predictor(constant_model(tmp_path, [0.0] * 11, metadata))
+
+
+def test_a_ten_logit_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(errors.ModelError, match=r"\(N, 11\)"):
+        Predictor(constant_model(tmp_path, [0.0] * 10))
+
+
+def test_letter_is_not_a_digit(predictor: Predictor, letter_h: Strokes) -> None:
+    (answer,) = predictor.predict([StrokesFrame(letter_h, 280, 280, 16)])
+    assert answer.status == "not_a_digit" and answer.digit is None
+    assert answer.not_a_digit_score is not None and answer.not_a_digit_score >= predictor.threshold
 
 
 def test_wrong_input_contract_is_refused(tmp_path: Path) -> None:

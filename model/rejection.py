@@ -1,0 +1,192 @@
+"""Training side of the not-a-digit answer: non-digit training rows, the threshold, the figures.
+
+The network has an 11th class, :data:`model.nondigits.NOT_A_DIGIT`, trained on real letters and symbols
+of the training writers (look-alikes excluded) and on synthesized marks, each drawn on a random canvas
+and rasterized by the serving path exactly like the pen digits (:func:`model.augment.augment_pen`).
+Serving turns a frame away when the 11th class's probability reaches a threshold
+(:func:`shared.inference.not_a_digit_score`); :func:`fit_threshold` sets it on the calibration split so
+that a chosen share of calibration digits at most is turned away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw
+
+from model import augment
+from model.nondigits import NOT_A_DIGIT, NonDigit, synthetic_mark
+from shared.inference import not_a_digit_scores
+from shared.inks import Ink
+
+
+def nondigit_rows(
+    inks: Sequence[Ink],
+    real: int,
+    synthetic: int,
+    order: npt.NDArray[np.int64],
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float32]:
+    """Draw the non-digit rows of one training batch.
+
+    Args:
+        inks: The training non-digits (look-alikes already removed).
+        real: How many of ``inks`` to draw (``order`` holds their indices).
+        synthetic: How many synthesized marks to add (:func:`model.nondigits.synthetic_mark`).
+        order: ``(real,)`` indices into ``inks``.
+        rng: The batch's generator.
+
+    Returns:
+        ``(K, 28, 28)`` float32 rows (blank drawings dropped, so ``K <= real + synthetic``).
+    """
+    rows = []
+    chosen = [inks[i] for i in order[:real]]
+    chosen += [synthetic_mark(rng) for _ in range(synthetic)]
+    for ink in chosen:
+        drawn = augment.augment_pen(ink, rng)
+        if drawn is not None:
+            rows.append(drawn)
+    return np.stack(rows) if rows else np.zeros((0, 28, 28), np.float32)
+
+
+def fit_threshold(digit_scores: npt.NDArray[np.floating[Any]], digit_rate: float) -> float:
+    """The lowest threshold that turns away at most ``digit_rate`` of the calibration digits.
+
+    A frame is turned away when its score is at or above the threshold, so the threshold sits just above
+    the ``k + 1``-th highest digit score, ``k = floor(digit_rate * N)``.
+
+    Args:
+        digit_scores: ``(N,)`` not-a-digit scores of calibration digits, in [0, 1].
+        digit_rate: Largest share of them to turn away, in [0, 1).
+
+    Returns:
+        The threshold, in (0, 1].
+    """
+    ranked = np.sort(np.asarray(digit_scores, dtype=np.float64))[::-1]
+    k = int(np.floor(digit_rate * len(ranked)))
+    return float(min(1.0, np.nextafter(ranked[k], np.inf)))
+
+
+def calibrate(
+    digit_logits: Mapping[str, npt.NDArray[np.float32]],
+    nondigit_logits: npt.NDArray[np.float32],
+    digit_rate: float,
+) -> tuple[float, dict[str, float]]:
+    """Set the threshold on each source of calibration digits; report what it does on calibration non-digits.
+
+    The threshold is the highest of :func:`fit_threshold` over the sources, so at most ``digit_rate`` of
+    every source's digits is turned away (pooling would let the many easy MNIST digits hide the pen
+    digits of unseen writers, which the network turns away far more often).
+
+    Args:
+        digit_logits: Source name to ``(N, 11)`` served logits of its calibration digits (MNIST validation
+            canvases; the calibration writers' pen inks, never trained on).
+        nondigit_logits: ``(M, 11)`` served logits of the calibration writers' non-digits (no look-alikes).
+        digit_rate: Largest share of each source's digits to turn away.
+
+    Returns:
+        The threshold and, as shares and counts, ``{"<source>_turned_away", "n_<source>",
+        "nondigits_turned_away", "n_nondigits"}``.
+    """
+    scores = {name: not_a_digit_scores(z) for name, z in digit_logits.items()}
+    others = not_a_digit_scores(nondigit_logits)
+    threshold = max(fit_threshold(s, digit_rate) for s in scores.values())
+    figures: dict[str, float] = {}
+    for name, s in scores.items():
+        figures[f"{name}_turned_away"] = float((s >= threshold).mean())
+        figures[f"n_{name}"] = len(s)
+    figures["nondigits_turned_away"] = float((others >= threshold).mean())
+    figures["n_nondigits"] = len(others)
+    return threshold, figures
+
+
+def rejection_figures(
+    logits: npt.NDArray[np.float32],
+    threshold: float,
+    chars: Sequence[str],
+    look_alike: npt.NDArray[np.bool_],
+    blank: npt.NDArray[np.bool_] | None = None,
+) -> dict[str, Any]:
+    """Share of non-digits turned away, overall (look-alikes apart) and per character.
+
+    Args:
+        logits: ``(N, 11)`` served logits of the non-digit inks.
+        threshold: The model's not-a-digit threshold.
+        chars: ``(N,)`` the characters.
+        look_alike: ``(N,)`` which are look-alikes.
+        blank: ``(N,)`` frames answered ``no_digit`` (counted as not turned away); ``None``: none.
+
+    Returns:
+        ``{"n", "turned_away", "rate", "look_alikes": {"n", "turned_away", "rate"}, "per_char": {c: {...}},
+        "answered": {digit or "not_a_digit": count}}`` (``answered`` over the non-look-alikes).
+    """
+    blank = np.zeros(len(logits), bool) if blank is None else blank
+    turned = (not_a_digit_scores(logits) >= threshold) & ~blank
+    digit = logits[:, :NOT_A_DIGIT].argmax(axis=1)
+    answered = np.where(turned, -1, np.where(blank, -2, digit))
+    per_char: dict[str, dict[str, Any]] = {}
+    for c in sorted(set(chars)):
+        sel = np.array([x == c for x in chars])
+        per_char[c] = {
+            "n": int(sel.sum()),
+            "rate": float(turned[sel].mean()),
+            "look_alike": bool(look_alike[sel][0]),
+        }
+
+    def part(sel: npt.NDArray[np.bool_]) -> dict[str, Any]:
+        n = int(sel.sum())
+        return {
+            "n": n,
+            "turned_away": int(turned[sel].sum()),
+            "rate": float(turned[sel].mean()) if n else 0.0,
+        }
+
+    names = {-2: "no_digit", -1: "not_a_digit"}
+    counts = {names.get(a, str(a)): int(((answered == a) & ~look_alike).sum()) for a in range(-2, 10)}
+    return {**part(~look_alike), "look_alikes": part(look_alike), "per_char": per_char, "answered": counts}
+
+
+def nondigit_inks(nondigits: Sequence[NonDigit], look_alikes: bool = False) -> list[Ink]:
+    """The inks of ``nondigits``, without the look-alikes unless asked."""
+    return [n.ink for n in nondigits if look_alikes or not n.look_alike]
+
+
+def rejection_png(results: dict[str, dict[str, Any]], path: Path) -> None:
+    """Draw, for each result, the share of each character turned away (look-alikes in grey, apart).
+
+    Args:
+        results: Name to :func:`rejection_figures` output.
+        path: PNG to write.
+    """
+    row, label_w, bar_w, pad = 14, 40, 220, 10
+    panels = []
+    for name, res in results.items():
+        chars = sorted(res["per_char"].items(), key=lambda kv: (kv[1]["look_alike"], kv[1]["rate"], kv[0]))
+        panels.append((name, res, chars))
+    height = max(len(chars) for _, _, chars in panels) * row + 3 * row + pad
+    width = (label_w + bar_w + 60) * len(panels)
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    for k, (name, res, chars) in enumerate(panels):
+        ox = k * (label_w + bar_w + 60) + pad
+        draw.text((ox, 2), f"{name}: {100 * res['rate']:.1f}% of {res['n']} turned away", fill="black")
+        look = res["look_alikes"]
+        draw.text((ox, row + 2), f"look-alikes (grey): {100 * look['rate']:.1f}% of {look['n']}", fill="grey")
+        for i, (char, f) in enumerate(chars):
+            y = (i + 3) * row
+            colour = (
+                (170, 170, 170)
+                if f["look_alike"]
+                else (int(220 * (1 - f["rate"])), 120, int(200 * f["rate"]))
+            )
+            draw.text((ox, y), repr(char)[1:-1][:4], fill="black")
+            draw.rectangle(
+                (ox + label_w, y + 2, ox + label_w + int(bar_w * f["rate"]), y + row - 3), fill=colour
+            )
+            draw.text((ox + label_w + bar_w + 4, y), f"{100 * f['rate']:.0f}% ({f['n']})", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
