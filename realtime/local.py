@@ -83,8 +83,8 @@ class PredictResponse(BaseModel):
 class NumberPredictResponse(PredictResponse):
     """``POST /predict`` answer in number mode.
 
-    ``digit``, ``probabilities`` and ``confidence`` null, ``top_k`` empty, plus ``"mode": "number"``,
-    ``number`` and ``digits`` (as the WebSocket reply).
+    ``digit``, ``probabilities``, ``confidence`` and ``not_a_digit_score`` null, ``top_k`` empty, plus
+    ``"mode": "number"``, ``number`` and ``digits`` (as the WebSocket reply).
     """
 
     mode: Literal["number"] = "number"
@@ -460,6 +460,7 @@ async def _answer(runtime: Runtime, frame: Frame, start: float) -> bytes:
                 digit=None,
                 probabilities=None,
                 confidence=None,
+                not_a_digit_score=None,
                 top_k=[],
                 latency_ms=logs.elapsed_ms(start),
                 mode="number",

@@ -148,14 +148,13 @@ def test_blank_frame_is_no_digit(make_handler: MakeHandler) -> None:
 def test_letter_frame_is_not_a_digit(
     make_handler: MakeHandler, letter_h: Strokes, predictor: Predictor
 ) -> None:
-    handler, sender = make_handler()
-    handler(message_event(predict(4, letter_h), "predict"))
-    (reply,) = frames(sender)
+    handler = make_handler()
+    frame = reply(handler(message_event(predict(4, letter_h), "predict")))
     expected = predictor.predict([StrokesFrame(letter_h, 280, 280, 16)])[0]
-    assert reply["seq"] == 4 and reply["status"] == "not_a_digit"
-    assert reply["digit"] is None and reply["confidence"] is None
-    assert reply["probabilities"] == pytest.approx(expected.probabilities, abs=1e-12)
-    assert reply["not_a_digit_score"] == pytest.approx(expected.not_a_digit_score, abs=1e-12)
+    assert frame["seq"] == 4 and frame["status"] == "not_a_digit"
+    assert frame["digit"] is None and frame["confidence"] is None
+    assert frame["probabilities"] == pytest.approx(expected.probabilities, abs=1e-12)
+    assert frame["not_a_digit_score"] == pytest.approx(expected.not_a_digit_score, abs=1e-12)
 
 
 def test_missing_model_gives_model_unavailable(tmp_path: Any, records: Records) -> None:
