@@ -265,6 +265,7 @@ def test_every_character_is_classified_in_one_model_call(predictor: Predictor) -
             return predictor.logits(batch)
 
     spy = Counting.__new__(Counting)
+    spy.__dict__.update(vars(predictor))  # the loaded session and contract, without loading again
     reading = read_number(spy, StrokesFrame(strokes, 460, 280, 16))
     assert calls == [5]
     assert reading.number == "11111"
