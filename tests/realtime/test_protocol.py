@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from realtime.messages import ErrorMessage, PongMessage, PredictionMessage
+from realtime.messages import ErrorMessage, PongMessage, PredictionMessage, encode
 from realtime.protocol import Session, SessionConfig
 from shared import errors
 from shared.inference import Predictor
@@ -36,7 +36,7 @@ def test_frame_becomes_pending_then_in_flight_then_answered() -> None:
     assert s.next_job() is None  # one in flight at a time
     (reply,) = s.complete(job, OK, 0.005)
     assert isinstance(reply, PredictionMessage)
-    assert reply.seq == 1 and reply.digit == 1 and reply.latency_ms == pytest.approx(5.0)
+    assert reply.seq == 1 and reply.prediction.digit == 1 and reply.latency_ms == pytest.approx(5.0)
 
 
 def test_latest_wins_while_in_flight() -> None:
@@ -264,4 +264,4 @@ def test_prediction_frames_match_the_asyncapi_schema(letter_h: Strokes, predicto
     answers = predictor.predict(frames)
     assert [a.status for a in answers] == ["ok", "not_a_digit", "no_digit"]
     for seq, answer in enumerate(answers):
-        validator.validate(json.loads(PredictionMessage.of(seq, answer, 1.0).model_dump_json()))
+        validator.validate(json.loads(encode(PredictionMessage.of(seq, answer, 1.0))))
