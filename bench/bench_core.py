@@ -14,7 +14,7 @@ over ``repeat`` passes x 200 frames of the CPU time (``time.process_time_ns``) o
 
 * ``preprocess``: :func:`shared.preprocess.preprocess` only;
 * ``+ inference``: ``preprocess`` then ``Predictor.logits`` (normalization + inference, issue 2 target);
-* ``predict()``: the full ``Predictor.predict`` (adds softmax and the pydantic result).
+* ``predict()``: the full ``Predictor.predict`` (adds softmax and the result dataclass).
 
 Rows run in blocks (``--interleave block``, default): each pass runs one row over all frames, then the
 next, reversing the row order on odd passes, so slow drifts of the machine's speed hit every row alike.

@@ -22,8 +22,8 @@ The handler never raises: an uncaught exception would give the client API Gatewa
 ``Internal server error``; a failure while answering a MESSAGE is logged and answered with an
 ``internal_error`` frame instead.
 
-Cold start: this module imports neither FastAPI, starlette, uvicorn nor boto3 (``tests/aws``). The
-predictor is loaded and warmed up once per container, during the init phase when running on Lambda
+Cold start: this module imports neither FastAPI, starlette, uvicorn, boto3 nor pydantic (``tests/aws``).
+The predictor is loaded and warmed up once per container, during the init phase when running on Lambda
 (see :func:`get_handler`).
 """
 
@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from realtime import access, logs
+from realtime import access, logs, messages
 from realtime.lambda_types import (
     CONNECT_ROUTE,
     DISCONNECT_ROUTE,
@@ -61,11 +61,11 @@ MAX_FRAME_BYTES = 32 * 1024
 
 def encode(message: ServerMessage) -> str:
     """A server message as one JSON frame, replaced by ``internal_error`` if it would reach 32 KB."""
-    text = message.model_dump_json()
+    text = messages.encode(message)
     if len(text.encode()) >= MAX_FRAME_BYTES:
         logs.get_logger().error("ws_frame_too_large", extra={"bytes": len(text.encode())})
         seq = getattr(message, "seq", None)
-        text = ErrorMessage.of(errors.ServerError(), seq).model_dump_json()
+        text = messages.encode(ErrorMessage.of(errors.ServerError(), seq))
     return text
 
 

@@ -18,9 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
-
-from shared.settings import Settings
+from shared.settings import InvalidSetting, Settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -31,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {"host": args.host, "port": args.port}
     try:  # the flags go through the settings' own validation, so --port 80000 fails as MNIST_LIVE_PORT does
         settings = Settings(**{name: value for name, value in flags.items() if value is not None})
-    except ValidationError as exc:
+    except InvalidSetting as exc:
         _print_invalid(exc, flags)
         return 2
     if not settings.model_path.is_file():  # the server would start but never be ready: refuse now
@@ -69,15 +67,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else workers.STARTUP_FAILURE
 
 
-def _print_invalid(exc: ValidationError, flags: dict[str, Any]) -> None:
-    """One line per invalid value of :class:`Settings`, named as the user gave it: flag or variable."""
-    for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else ""
-        if flags.get(field) is not None:
-            source = "--" + field.replace("_", "-")
-        else:
-            source = "setting MNIST_LIVE_" + "_".join(str(part) for part in error["loc"]).upper()
-        print(f"mnist-live: invalid {source}: {error['msg']}", file=sys.stderr)
+def _print_invalid(exc: InvalidSetting, flags: dict[str, Any]) -> None:
+    """One line for an invalid value of :class:`Settings`, named as the user gave it: flag or variable."""
+    if flags.get(exc.field) is not None:
+        source = "--" + exc.field.replace("_", "-")
+    else:
+        source = "setting MNIST_LIVE_" + exc.field.upper()
+    print(f"mnist-live: invalid {source}: {exc.reason}", file=sys.stderr)
 
 
 def _compile_notice() -> None:
@@ -163,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except ValidationError as exc:  # a bad MNIST_LIVE_* value: say which, without a traceback
+    except InvalidSetting as exc:  # a bad MNIST_LIVE_* value: say which, without a traceback
         _print_invalid(exc, {})
         return 2
     return code

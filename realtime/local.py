@@ -25,7 +25,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -33,11 +33,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from realtime import access, logs
 from realtime.batcher import InferenceBatcher, Outcome, Ticket
-from realtime.messages import PredictRequest, ServerMessage, parse_predict_request
+from realtime.messages import PredictRequest, ServerMessage, encode, encode_json, parse_predict_request
 from realtime.protocol import Session, SessionConfig, infer, parse
 from shared import errors
 from shared.inference import Predictor, top_k
-from shared.number import CharacterReading, NumberPrediction, as_number
+from shared.number import CharacterReading, as_number
 from shared.preprocess import Frame, ImageFrame, StrokesFrame
 from shared.schemas import ModelInfo
 from shared.settings import REPO_ROOT, Settings
@@ -389,7 +389,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": PredictRequest.model_json_schema()},
+                    "application/json": {"schema": TypeAdapter(PredictRequest).json_schema()},
                     "image/*": {"schema": {"type": "string", "format": "binary"}},
                     "multipart/form-data": {
                         "schema": {
@@ -453,34 +453,9 @@ async def _answer(runtime: Runtime, frame: Frame, start: float) -> bytes:
     outcome = await runtime.infer(frame)
     if isinstance(outcome, errors.MnistLiveError):
         raise outcome
-    if isinstance(outcome, NumberPrediction):
-        return (
-            NumberPredictResponse.model_construct(
-                status=outcome.status,
-                digit=None,
-                probabilities=None,
-                confidence=None,
-                not_a_digit_score=None,
-                top_k=[],
-                latency_ms=logs.elapsed_ms(start),
-                mode="number",
-                number=outcome.number,
-                digits=outcome.digits,
-            )
-            .model_dump_json()
-            .encode()
-        )
     probs = outcome.probabilities
-    answer = PredictResponse.model_construct(  # built from validated parts: serialize, don't revalidate
-        status=outcome.status,
-        digit=outcome.digit,
-        probabilities=probs,
-        confidence=outcome.confidence,
-        not_a_digit_score=outcome.not_a_digit_score,
-        top_k=[TopK.model_construct(digit=d, probability=p) for d, p in top_k(probs)] if probs else [],
-        latency_ms=logs.elapsed_ms(start),
-    )
-    return answer.model_dump_json().encode()
+    ranked = [{"digit": d, "probability": p} for d, p in top_k(probs)] if probs else []
+    return encode_json({**outcome.reply_fields(), "top_k": ranked, "latency_ms": logs.elapsed_ms(start)})
 
 
 def _media_type(content_type: str) -> str:
@@ -783,7 +758,7 @@ class WebSocketConnection:
             message = await self.outbox.get()
             try:
                 async with asyncio.timeout(timeout):
-                    await self.ws.send_text(message.model_dump_json())
+                    await self.ws.send_text(encode(message))
             except TimeoutError:
                 self._slow_consumer()
                 return

@@ -120,6 +120,8 @@ def predict_local(body: bytes | Strokes, number: bool = False, width: int = CANV
     Raises:
         PredictFailed: the model cannot be loaded or the input is rejected.
     """
+    import dataclasses
+
     from shared import errors
     from shared.inference import Predictor
     from shared.number import as_number, read_number
@@ -133,11 +135,11 @@ def predict_local(body: bytes | Strokes, number: bool = False, width: int = CANV
             ImageFrame(body) if isinstance(body, bytes) else StrokesFrame(body, width, CANVAS, STROKE_WIDTH)
         )
         if number:
-            return read_number(predictor, as_number(frame), settings.limits).model_dump()
+            return dataclasses.asdict(read_number(predictor, as_number(frame), settings.limits))
         prediction = predictor.predict([frame], settings.limits)[0]
     except errors.MnistLiveError as exc:
         raise PredictFailed(f"{exc.code}: {exc.message}") from exc
-    return prediction.model_dump()
+    return dataclasses.asdict(prediction)
 
 
 def predict_remote(

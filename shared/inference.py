@@ -199,11 +199,11 @@ class Predictor:
         gap = top + math.log(total) - logits[NOT_A_DIGIT_CLASS]
         score = 1.0 / (1.0 + math.exp(gap)) if gap <= 0 else math.exp(-gap) / (1.0 + math.exp(-gap))
         if score >= self.threshold:
-            return Prediction.model_construct(
+            return Prediction(
                 status="not_a_digit", digit=None, probabilities=p, confidence=None, not_a_digit_score=score
             )
         digit = max(range(NUM_CLASSES), key=p.__getitem__)
-        return Prediction.model_construct(
+        return Prediction(
             status="ok", digit=digit, probabilities=p, confidence=p[digit], not_a_digit_score=score
         )
 

@@ -9,10 +9,8 @@ told (``ok``, or ``not_a_digit`` from a model that can say so) a character is to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TypeAlias
-
-from pydantic import BaseModel, ConfigDict, Field
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
 
 from shared.inference import Predictor
 from shared.limits import DEFAULT_LIMITS, Limits
@@ -48,7 +46,8 @@ def is_number(frame: Frame) -> bool:
     return isinstance(frame, NumberStrokesFrame | NumberImageFrame)
 
 
-class CharacterReading(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CharacterReading:
     """One character of a number, as the model read it.
 
     Attributes:
@@ -61,22 +60,22 @@ class CharacterReading(BaseModel):
         strokes: Indices of its strokes in the frame's ``strokes`` (strokes frames); ``None`` for images.
     """
 
-    model_config = ConfigDict(frozen=True)
-
     status: str
-    digit: int | None = Field(None, ge=0, le=9)
+    digit: int | None = None
     confidence: float | None = None
     probabilities: list[float] | None = None
     not_a_digit_score: float | None = None
-    bbox: list[float] = Field(min_length=4, max_length=4)
+    bbox: list[float]
     strokes: list[int] | None = None
 
 
+@dataclass(frozen=True, slots=True)
 class NumberPrediction(Prediction):
     """The answer for a frame in number mode.
 
     ``status`` is ``ok`` when at least one character was found, ``no_digit`` for a blank canvas (or one
-    holding only marks); ``digit``, ``probabilities`` and ``confidence`` are ``None``.
+    holding only marks); ``digit``, ``probabilities``, ``confidence`` and ``not_a_digit_score`` are
+    ``None``.
 
     Attributes:
         number: The characters' digits left to right, e.g. ``"2024"``; ``None`` when there is no
@@ -85,7 +84,17 @@ class NumberPrediction(Prediction):
     """
 
     number: str | None = None
-    digits: list[CharacterReading] = Field(default_factory=list)
+    digits: list[CharacterReading] = field(default_factory=list)
+
+    def reply_fields(self) -> dict[str, Any]:
+        """The reply fields of a number's reading.
+
+        Returns:
+            The prediction's fields (all null but ``status``) plus ``"mode": "number"``, ``number`` and
+            ``digits`` (:class:`CharacterReading` objects, which the encoders write as JSON objects).
+        """
+        mode: Literal["number"] = "number"
+        return {**Prediction.reply_fields(self), "mode": mode, "number": self.number, "digits": self.digits}
 
 
 def read_number(
@@ -110,7 +119,7 @@ def read_number(
         return NumberPrediction(status="no_digit")
     predictions = predictor.classify([c.tensor for c in characters])
     readings = [
-        CharacterReading.model_construct(
+        CharacterReading(
             status=p.status,
             digit=p.digit,
             confidence=p.confidence,
@@ -123,7 +132,7 @@ def read_number(
     ]
     ok = all(r.status == "ok" and r.digit is not None for r in readings)
     number = "".join(str(r.digit) for r in readings) if ok else None
-    return NumberPrediction.model_construct(
+    return NumberPrediction(
         status="ok",
         digit=None,
         probabilities=None,

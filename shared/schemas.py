@@ -1,13 +1,21 @@
-"""Result schema shared by every entry point (pydantic v2)."""
+"""Result types shared by every entry point, and the one conversion of a result to reply fields.
+
+Frozen dataclasses, not pydantic models: they are built by the core from validated parts (never from
+client data), and the WebSocket Lambda handler's cold start must not import a schema library
+(``bench/README.md``, "Lambda cold start"). FastAPI documents them in OpenAPI as it does any dataclass.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+Status = Literal["ok", "no_digit", "not_a_digit"]
+"""A prediction's ``status`` (see :class:`Prediction`)."""
 
 
-class Prediction(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Prediction:
     """The answer for one frame.
 
     ``{"status": "ok", "digit": d, "probabilities": [10 floats], "confidence": p, "not_a_digit_score": s}``,
@@ -25,24 +33,38 @@ class Prediction(BaseModel):
             the answer is ``not_a_digit`` when it reaches the model's threshold.
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    status: Literal["ok", "no_digit", "not_a_digit"]
-    digit: int | None = Field(None, ge=0, le=9)
-    probabilities: list[float] | None = Field(None, min_length=10, max_length=10)
-    confidence: float | None = Field(None, ge=0.0, le=1.0)
-    not_a_digit_score: float | None = Field(None, ge=0.0, le=1.0)
+    status: Status
+    digit: int | None = None
+    probabilities: list[float] | None = None
+    confidence: float | None = None
+    not_a_digit_score: float | None = None
 
     @classmethod
     def no_digit(cls) -> Prediction:
         """The blank-frame answer."""
         return _NO_DIGIT
 
+    def reply_fields(self) -> dict[str, Any]:
+        """The fields every reply to this answer carries, WebSocket and HTTP alike, in wire order.
+
+        Returns:
+            ``{"status", "digit", "probabilities", "confidence", "not_a_digit_score"}`` (JSON-ready;
+            a number's reading adds its own fields, see :meth:`shared.number.NumberPrediction.reply_fields`).
+        """
+        return {
+            "status": self.status,
+            "digit": self.digit,
+            "probabilities": self.probabilities,
+            "confidence": self.confidence,
+            "not_a_digit_score": self.not_a_digit_score,
+        }
+
 
 _NO_DIGIT = Prediction(status="no_digit")
 
 
-class ModelInfo(BaseModel):
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
     """Metadata of the loaded model, served at ``GET /model``.
 
     Attributes:
@@ -51,10 +73,9 @@ class ModelInfo(BaseModel):
             the tensor contract (``[N, 1, 28, 28]`` float32 in, ``[N, 11]`` logits out, digits 0-9 then
             not-a-digit; ``N`` dynamic).
         not_a_digit_threshold: A frame whose not-a-digit probability reaches this is ``not_a_digit``.
+        intra_op_num_threads: onnxruntime's intra-op threads for this session.
         metadata: The model's ``metadata_props`` (training data, normalization contract, accuracy, ...).
     """
-
-    model_config = ConfigDict(frozen=True, protected_namespaces=())
 
     name: str
     version: str

@@ -3,23 +3,26 @@
 Every adapter (local server, Lambda handlers, CLI, tests) builds one :class:`Settings` at start-up and
 passes it down; nothing else reads the environment.
 
-A pydantic model that reads its environment variables itself, the way pydantic-settings'
-``BaseSettings`` does for these fields (prefix ``MNIST_LIVE_``, names case-insensitive, list fields as
-JSON, values given to the constructor first). Not pydantic-settings: importing it costs 120-210 ms of
-every Lambda cold start here (it imports asyncio, argparse and dotenv for sources this project does not
-use), a quarter of the WebSocket handler's (``bench/README.md``, "Lambda cold start").
+A frozen dataclass validated by msgspec (``msgspec.convert``, lax mode: ``"8000"`` reads as an int),
+filled from the environment the way pydantic-settings' ``BaseSettings`` does for these fields (prefix
+``MNIST_LIVE_``, names case-insensitive, list fields as JSON, values given to the constructor first).
+Neither pydantic nor pydantic-settings: on this machine importing pydantic and building a first model
+class costs about 145 ms of every WebSocket Lambda cold start, pydantic-settings 120-210 ms more; msgspec
+costs about 6 ms (``bench/README.md``, "Lambda cold start").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import typing
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+import msgspec
+from msgspec import Meta
 
 from shared.limits import Limits
 
@@ -36,84 +39,128 @@ DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 """The read-only data folder beside the checkout (MNIST IDX files, UNIPEN pen inks)."""
 
 
-class Settings(BaseModel):
+class InvalidSetting(ValueError):
+    """A setting's value (given or from the environment) is invalid.
+
+    Attributes:
+        field: The setting's name (``port``); its variable is ``MNIST_LIVE_`` + the name in upper case.
+        reason: One sentence, e.g. ``Expected `int` <= 65535``.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Secret:
+    """A string kept out of reprs and logs (shown as ``'**********'``), like pydantic's ``SecretStr``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        """The string itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, init=False)
+class Settings:
     """All configuration, validated at start-up. Environment prefix ``MNIST_LIVE_``.
 
     ``Settings(**values)``: each field from ``values``, else from ``MNIST_LIVE_<FIELD>`` (any case; list
     fields as JSON), else its default. Byte sizes are bytes, times are seconds, rates are per second.
+    Frozen: assigning a field raises ``dataclasses.FrozenInstanceError``.
 
     Raises:
-        pydantic.ValidationError: a value (given or from the environment) is invalid; ``loc`` names the
-            field.
+        InvalidSetting: a value (given or from the environment) is invalid; the first one found, named.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
     # Core: model and input limits.
-    model_path: Path = Field(DEFAULT_MODEL_PATH, description="ONNX model file, input (N,1,28,28) float32.")
-    intra_op_num_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads.")
-    inference_threads: int = Field(2, ge=1, le=64, description="Batching inference workers per process.")
-    inference_max_batch: int = Field(4, ge=1, le=256, description="Most frames per model call.")
-    max_encoded_bytes: int = Field(1 << 20, ge=1024, description="Largest decoded image, bytes.")
-    max_image_pixels: int = Field(4096 * 4096, ge=1024, description="Largest declared width x height.")
-    max_strokes: int = Field(64, ge=1, description="Most strokes in one frame.")
-    max_points: int = Field(4096, ge=1, description="Most points over all strokes of one frame.")
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="MNIST and pen data (tests, training only).")
+    model_path: Annotated[Path, Meta(description="ONNX model file, input (N,1,28,28) float32.")] = (
+        DEFAULT_MODEL_PATH
+    )
+    intra_op_num_threads: Annotated[int, Meta(ge=1, le=64, description="onnxruntime intra-op threads.")] = 1
+    inference_threads: Annotated[
+        int, Meta(ge=1, le=64, description="Batching inference workers per process.")
+    ] = 2
+    inference_max_batch: Annotated[int, Meta(ge=1, le=256, description="Most frames per model call.")] = 4
+    max_encoded_bytes: Annotated[int, Meta(ge=1024, description="Largest decoded image, bytes.")] = 1 << 20
+    max_image_pixels: Annotated[int, Meta(ge=1024, description="Largest declared width x height.")] = (
+        4096 * 4096
+    )
+    max_strokes: Annotated[int, Meta(ge=1, description="Most strokes in one frame.")] = 64
+    max_points: Annotated[int, Meta(ge=1, description="Most points over all strokes of one frame.")] = 4096
+    data_dir: Annotated[Path, Meta(description="MNIST and pen data (tests, training only).")] = (
+        DEFAULT_DATA_DIR
+    )
 
     # Local server.
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    http_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest POST /predict body.")
-    http_body_timeout_s: float = Field(10.0, gt=0, description="Longest wait for each body chunk (408).")
-    max_concurrency: int = Field(2000, ge=1, description="Open HTTP+WebSocket connections (503 above).")
-    ws_max_message_bytes: int = Field(128 * 1024, ge=1024, description="API Gateway's message limit.")
-    ws_hard_max_bytes: int = Field(1 << 20, ge=1024, description="Above this the server closes (1009).")
-    idle_timeout_s: float = Field(600.0, gt=0, description="Idle WebSocket close (1001), like API GW.")
-    rate_limit_fps: float = Field(120.0, gt=0, description="Frames per second per connection.")
-    max_connections: int = Field(1000, ge=1, description="Concurrent WebSockets; beyond: close 1013.")
-    send_queue_frames: int = Field(64, ge=1, description="Outgoing frames buffered per connection.")
-    slow_consumer_timeout_s: float = Field(10.0, gt=0, description="Blocked sender closes (1008).")
-    ws_per_message_deflate: bool = Field(
-        False, description="Offer permessage-deflate (RFC 7692); off: replies are ~400 B, CPU matters more."
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    http_max_body_bytes: Annotated[int, Meta(ge=1024, description="Largest POST /predict body.")] = 1 << 20
+    http_body_timeout_s: Annotated[
+        float, Meta(gt=0, description="Longest wait for each body chunk (408).")
+    ] = 10.0
+    max_concurrency: Annotated[
+        int, Meta(ge=1, description="Open HTTP+WebSocket connections (503 above).")
+    ] = 2000
+    ws_max_message_bytes: Annotated[int, Meta(ge=1024, description="API Gateway's message limit.")] = (
+        128 * 1024
     )
+    ws_hard_max_bytes: Annotated[int, Meta(ge=1024, description="Above this the server closes (1009).")] = (
+        1 << 20
+    )
+    idle_timeout_s: Annotated[float, Meta(gt=0, description="Idle WebSocket close (1001), like API GW.")] = (
+        600.0
+    )
+    rate_limit_fps: Annotated[float, Meta(gt=0, description="Frames per second per connection.")] = 120.0
+    max_connections: Annotated[int, Meta(ge=1, description="Concurrent WebSockets; beyond: close 1013.")] = (
+        1000
+    )
+    send_queue_frames: Annotated[int, Meta(ge=1, description="Outgoing frames buffered per connection.")] = 64
+    slow_consumer_timeout_s: Annotated[float, Meta(gt=0, description="Blocked sender closes (1008).")] = 10.0
+    ws_per_message_deflate: Annotated[
+        bool,
+        Meta(description="Offer permessage-deflate (RFC 7692); off: replies are ~400 B, CPU matters more."),
+    ] = False
 
     # Access control, enforced identically locally and on Lambda.
-    auth_token: SecretStr | None = Field(None, description="Bearer / ?token= required when set.")
-    allowed_origins: list[str] = Field(
-        default_factory=list,
-        description="Extra allowed Origins; same origin and localhost are always allowed.",
-    )
+    auth_token: Annotated[Secret | None, Meta(description="Bearer / ?token= required when set.")] = None
+    allowed_origins: Annotated[
+        list[str], Meta(description="Extra allowed Origins; same origin and localhost are always allowed.")
+    ] = field(default_factory=list)
 
     # Logging (every adapter).
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "INFO", description="Least severe level logged (the standard library's level names, any case)."
-    )
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        Meta(description="Least severe level logged (the standard library's level names, any case)."),
+    ] = "INFO"
 
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _level_name(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _environment(cls, values: Any) -> Any:
-        """Fill the fields not given from ``MNIST_LIVE_*`` environment variables."""
-        if not isinstance(values, dict):
-            return values
-        environ = {k.lower(): v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
-        found: dict[str, Any] = {}
-        for name, field in cls.model_fields.items():
-            raw = environ.get(f"{ENV_PREFIX}{name}".lower())
-            if raw is None:
-                continue
-            if typing.get_origin(field.annotation) in (list, dict):
-                try:
-                    found[name] = json.loads(raw)
-                except ValueError:
-                    found[name] = raw  # left to validation, which names the field
-            else:
-                found[name] = raw
-        return {**found, **values}
+    def __init__(self, **values: Any) -> None:
+        """Validate ``values`` over the environment over the defaults (see the class docstring)."""
+        merged = {**_environment(), **values}
+        if isinstance(merged.get("log_level"), str):
+            merged["log_level"] = merged["log_level"].upper()
+        try:
+            valid = msgspec.convert(merged, type(self), strict=False, dec_hook=_decode)
+        except msgspec.ValidationError as exc:
+            reason, _, where = str(exc).rpartition(" - at `$.")
+            name = where.rstrip("`").split("[", 1)[0].split(".", 1)[0]
+            raise InvalidSetting(name, reason or str(exc)) from None
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, getattr(valid, f.name))
 
     @cached_property
     def limits(self) -> Limits:
@@ -124,3 +171,30 @@ class Settings(BaseModel):
             max_strokes=self.max_strokes,
             max_points=self.max_points,
         )
+
+
+def _environment() -> dict[str, Any]:
+    """The settings given as ``MNIST_LIVE_*`` variables (list fields decoded from JSON when they parse)."""
+    environ = {k.lower(): v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+    found: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = environ.get(f"{ENV_PREFIX}{f.name}".lower())
+        if raw is None:
+            continue
+        if f.name == "allowed_origins":
+            try:
+                found[f.name] = json.loads(raw)
+            except ValueError:
+                found[f.name] = raw  # left to validation, which names the field
+        else:
+            found[f.name] = raw
+    return found
+
+
+def _decode(kind: type, value: Any) -> Any:
+    """The msgspec hook for the types it does not know: paths and secrets, from strings."""
+    if kind is Path and isinstance(value, str | os.PathLike):
+        return Path(value)
+    if kind is Secret and isinstance(value, str | Secret):
+        return value if isinstance(value, Secret) else Secret(value)
+    raise ValueError(f"Expected `{'str' if kind is Secret else 'path'}`, got `{type(value).__name__}`")

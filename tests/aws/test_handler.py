@@ -15,6 +15,7 @@ from realtime.messages import PongMessage, PredictionMessage
 from shared.inference import Predictor
 from shared.inks import Strokes
 from shared.preprocess import StrokesFrame
+from shared.schemas import Prediction
 from shared.settings import Settings
 from tests.aws.conftest import load_event, message_event, reply
 from tests.logs import Records
@@ -231,15 +232,8 @@ def test_more_than_one_reply_per_message_is_refused(
 
 
 def test_outgoing_frames_stay_under_32_kb() -> None:
-    huge = PredictionMessage.model_construct(
-        type="prediction",
-        seq=1,
-        status="ok",
-        digit=1,
-        probabilities=[0.1] * 10_000,
-        confidence=0.1,
-        latency_ms=1.0,
-    )
+    oversized = Prediction(status="ok", digit=1, probabilities=[0.1] * 10_000, confidence=0.1)
+    huge = PredictionMessage.of(1, oversized, 1.0)
     data = encode(huge)
     assert len(data) < MAX_FRAME_BYTES
     assert json.loads(data)["error"]["code"] == "internal_error"

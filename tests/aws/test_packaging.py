@@ -38,6 +38,8 @@ HEAVY = (
     "websockets",
     "boto3",
     "botocore",
+    "pydantic",
+    "pydantic_core",
     "pydantic_settings",
 )
 """Packages the WebSocket handler's import closure must not hold (cold start)."""
@@ -53,8 +55,8 @@ def template() -> dict[str, Any]:
     return dict(decoded)
 
 
-def test_websocket_entrypoint_imports_no_web_framework_or_boto3() -> None:
-    """Cold start: answering a MESSAGE imports no FastAPI, starlette, uvicorn, boto3 or botocore."""
+def test_websocket_entrypoint_imports_no_web_framework_boto3_or_pydantic() -> None:
+    """Cold start: answering a MESSAGE imports no FastAPI, starlette, uvicorn, boto3, botocore or pydantic."""
     event = json.dumps(load_event("ws_message_predict"))
     code = f"""
 import json, sys
@@ -71,7 +73,7 @@ print(json.dumps({{"status": result["statusCode"], "type": frame["type"], "heavy
 
 
 def test_the_import_check_sees_a_heavy_import() -> None:
-    """The check above can fail: the HTTP entry point's closure holds FastAPI and starlette."""
+    """The check above can fail: the HTTP entry point's closure holds FastAPI, starlette and pydantic."""
     code = f"""
 import json, sys
 import realtime.local
@@ -79,7 +81,7 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}
 """
     done = run(sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
-    assert {"fastapi", "starlette"} <= set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert {"fastapi", "starlette", "pydantic"} <= set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def test_cfn_lint_is_clean() -> None:
@@ -209,6 +211,7 @@ def test_image_has_runtime_dependencies_only() -> None:
         "onnxruntime",
         "pillow",
         "pyspng",
+        "msgspec",
         "pydantic",
         "mangum",
         "fastapi",

@@ -16,10 +16,19 @@ import pytest
 from PIL import Image
 
 from realtime.batcher import Ticket
-from realtime.local import INLINE_MAX_POINTS, InlineBudget, PredictResponse, Runtime, runs_inline
+from realtime.local import (
+    INLINE_MAX_POINTS,
+    InlineBudget,
+    NumberPredictResponse,
+    PredictResponse,
+    Runtime,
+    runs_inline,
+)
 from shared.inference import Predictor
 from shared.inks import Strokes, render_png
+from shared.number import CharacterReading, NumberPrediction
 from shared.preprocess import ImageFrame, StrokesFrame
+from shared.schemas import Prediction
 from shared.settings import Settings
 from tests.servers import LiveServer, run_server
 
@@ -230,6 +239,17 @@ def test_fast_path_and_route_answer_alike(client: httpx.Client, line_png: bytes)
     assert float(fast.pop("latency_ms")) > 0 and float(routed.pop("latency_ms")) > 0  # type: ignore[arg-type]
     assert fast == routed
     assert list(fast) == list(PredictResponse.model_fields)[:-1]  # same field order as the schema
+
+
+def test_openapi_response_models_describe_the_core_reply_fields() -> None:
+    """The pydantic models FastAPI documents ``POST /predict`` with name exactly the fields the core's
+    one reply conversion (``reply_fields``) gives, plus the HTTP answer's ``top_k`` and ``latency_ms``."""
+    http_only = {"top_k", "latency_ms"}
+    digit = Prediction(status="ok", digit=1, probabilities=[0.1] * 10, confidence=0.1, not_a_digit_score=0.0)
+    reading = CharacterReading(status="ok", digit=1, bbox=[0.0, 0.0, 1.0, 1.0])
+    number = NumberPrediction(status="ok", number="1", digits=[reading])
+    assert set(PredictResponse.model_fields) == set(digit.reply_fields()) | http_only
+    assert set(NumberPredictResponse.model_fields) == set(number.reply_fields()) | http_only
 
 
 @pytest.mark.parametrize("form", ["strokes", "image", "multipart"])

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from realtime.messages import ErrorMessage, PongMessage, PredictionMessage
+from realtime.messages import ErrorMessage, PongMessage, PredictionMessage, encode
 from realtime.protocol import Session, SessionConfig
 from shared import errors
 from shared.inference import Predictor
@@ -36,7 +36,7 @@ def test_frame_becomes_pending_then_in_flight_then_answered() -> None:
     assert s.next_job() is None  # one in flight at a time
     (reply,) = s.complete(job, OK, 0.005)
     assert isinstance(reply, PredictionMessage)
-    assert reply.seq == 1 and reply.digit == 1 and reply.latency_ms == pytest.approx(5.0)
+    assert reply.seq == 1 and reply.prediction.digit == 1 and reply.latency_ms == pytest.approx(5.0)
 
 
 def test_latest_wins_while_in_flight() -> None:
@@ -137,6 +137,65 @@ def test_malformed_messages_get_their_error_code(raw: str, code: str) -> None:
     assert reply.error.code == code and reply.seq is None
     assert len(reply.error.message) <= 300
     assert s.pending is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"\xff", "The message is not valid JSON."),
+        ("[" * 100_000, "The message is not valid JSON."),
+        ("3", "The message must be a JSON object."),
+        ('{"action": ["predict"]}', "'action' must be one of: predict, ping."),
+        ('{"action": "predict", "image": "x", "seq": true}', "The field 'seq' has the wrong type or value."),
+        ('{"action": "predict", "image": "x", "seq": 1.0}', "The field 'seq' has the wrong type or value."),
+        (
+            '{"action": "predict", "image": "x", "seq": 9007199254740992}',
+            "The field 'seq' has the wrong type or value.",
+        ),
+        (
+            '{"action": "predict", "image": "x", "mode": null}',
+            "The field 'mode' has the wrong type or value.",
+        ),
+        (
+            '{"action": "predict", "image": "x", "width": false}',
+            "The field 'width' has the wrong type or value.",
+        ),
+        (
+            '{"action": "predict", "strokes": 1, "width": "a"}',
+            "The field 'strokes' has the wrong type or value.",
+        ),
+        (
+            '{"action": "predict", "strokes": [], "width": 1}',
+            "'strokes' needs 'width' and 'height' (canvas px).",
+        ),
+        (
+            '{"action": "predict", "strokes": [], "image": "x", "width": 1, "height": 1}',
+            "Send exactly one of 'strokes' (with 'width' and 'height') or 'image'.",
+        ),
+    ],
+)
+def test_malformed_messages_get_their_exact_sentence(raw: str | bytes, message: str) -> None:
+    """The first wrong field, in the protocol's field order, is the one named; the sentence is fixed."""
+    (reply,) = Session(0.0).receive(raw, 0.0)
+    assert isinstance(reply, ErrorMessage) and reply.error.message == message
+
+
+@pytest.mark.parametrize(
+    ("raw", "seq"),
+    [
+        ('{"action": "predict", "seq": 9007199254740991, "image": "x"}', 2**53 - 1),
+        ('{"action": "predict", "image": "x", "width": NaN, "mode": "number", "extra": [1]}', 0),
+        (
+            '{"action": "predict", "seq": 3, "strokes": [], "width": 1e400, "height": 2, "mode": "digit"}',
+            3,
+        ),
+    ],
+)
+def test_lenient_json_is_accepted_as_a_frame(raw: str, seq: int) -> None:
+    """JSON's NaN, out-of-range numbers and unknown fields are read, not refused: the core judges them."""
+    s = Session(0.0)
+    assert s.receive(raw, 0.0) == []
+    assert s.pending is not None and s.pending.seq == seq
 
 
 def test_error_messages_do_not_echo_client_data() -> None:
@@ -264,4 +323,4 @@ def test_prediction_frames_match_the_asyncapi_schema(letter_h: Strokes, predicto
     answers = predictor.predict(frames)
     assert [a.status for a in answers] == ["ok", "not_a_digit", "no_digit"]
     for seq, answer in enumerate(answers):
-        validator.validate(json.loads(PredictionMessage.of(seq, answer, 1.0).model_dump_json()))
+        validator.validate(json.loads(encode(PredictionMessage.of(seq, answer, 1.0))))
