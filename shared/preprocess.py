@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shared import errors, kernels
+from shared.canvas import CANVAS_PX, PEN_WIDTH_PX
 from shared.decode import U8_TO_UNIT, FloatImage, read_ink
 from shared.limits import DEFAULT_LIMITS, Limits
 
@@ -71,7 +72,7 @@ at a pixel centre wherever the line lies (``d <= 0.5`` needs ``r >= 1``)."""
 REDRAW_BELOW_PX = 1.0
 """Image strokes estimated thinner than this (px of the box) are redrawn (:func:`_redraw`): a line under
 one pixel wide is averaged into faint pixels whose contrast alone cannot be made a stroke."""
-DEFAULT_STROKE_FRACTION = 16 / 280
+DEFAULT_STROKE_FRACTION = PEN_WIDTH_PX / CANVAS_PX
 """Default stroke width as a fraction of the canvas's longer side: 16 px on the page's 280 px canvas."""
 TAP_FRACTION = 2 * DEFAULT_STROKE_FRACTION
 """Ink whose bounding box's longer side is at most this fraction of the canvas's shorter side is a tap:

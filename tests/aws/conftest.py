@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from realtime.aws_lambda import WebSocketHandler
-from realtime.lambda_types import LambdaResponse
+from realtime.aws.lambda_types import LambdaResponse
+from realtime.aws.websocket_handler import WebSocketHandler
 from shared.inference import Predictor
 from shared.settings import Settings
 

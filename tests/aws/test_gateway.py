@@ -21,9 +21,15 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from realtime import gateway as gateway_module
-from realtime.gateway import MAX_IN_FLIGHT, Handler, lambda_handler_factory, new_connection_id, select_route
-from realtime.lambda_types import TWO_WAY_ROUTES
+from realtime.aws.lambda_types import TWO_WAY_ROUTES
+from realtime.tools import gateway as gateway_module
+from realtime.tools.gateway import (
+    MAX_IN_FLIGHT,
+    Handler,
+    lambda_handler_factory,
+    new_connection_id,
+    select_route,
+)
 from shared.inference import Predictor
 from shared.settings import Settings
 from tests.aws.conftest import load_event

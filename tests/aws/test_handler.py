@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from realtime.aws_lambda import MAX_FRAME_BYTES, WebSocketHandler, encode
-from realtime.lambda_types import ROUTES, WebSocketEvent
+from realtime.aws.lambda_types import ROUTES, WebSocketEvent
+from realtime.aws.websocket_handler import MAX_FRAME_BYTES, WebSocketHandler, encode
 from realtime.messages import PongMessage, PredictionMessage
 from shared.inference import Predictor
 from shared.inks import Strokes
@@ -218,7 +218,7 @@ def test_more_than_one_reply_per_message_is_refused(
     make_handler: MakeHandler, records: Records, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A route response carries one frame: a protocol change giving two would lose one, so it fails loudly."""
-    import realtime.aws_lambda as lam
+    import realtime.aws.websocket_handler as lam
 
     class Chatty(lam.Session):
         def receive(self, *args: Any, **kwargs: Any) -> Any:
@@ -248,7 +248,7 @@ def test_outgoing_frames_stay_under_32_kb() -> None:
 def test_invalid_settings_answer_500_and_are_retried(
     monkeypatch: pytest.MonkeyPatch, records: Records
 ) -> None:
-    import realtime.aws_lambda as lam
+    import realtime.aws.websocket_handler as lam
 
     lam.get_handler.cache_clear()
     monkeypatch.setenv("MNIST_LIVE_MAX_STROKES", "0")  # fails Settings validation

@@ -18,7 +18,7 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import decode_str
 
-from realtime.lambda_types import ROUTES, TWO_WAY_ROUTES
+from realtime.aws.lambda_types import ROUTES, TWO_WAY_ROUTES
 from shared.inference import Predictor
 from shared.inks import render_png
 from shared.number import read_number
@@ -58,7 +58,7 @@ def test_websocket_entrypoint_imports_no_web_framework_or_boto3() -> None:
     event = json.dumps(load_event("ws_message_predict"))
     code = f"""
 import json, sys
-from realtime.aws_lambda import handler
+from realtime.aws.websocket_handler import handler
 result = handler(json.loads({event!r}))
 heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
 frame = json.loads(result["body"])
@@ -74,7 +74,7 @@ def test_the_import_check_sees_a_heavy_import() -> None:
     """The check above can fail: the HTTP entry point's closure holds FastAPI and starlette."""
     code = f"""
 import json, sys
-import realtime.local
+import realtime.server.app
 print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))))
 """
     done = run(sys.executable, "-c", code)
@@ -125,12 +125,12 @@ def test_template_functions_use_one_image_and_real_handlers() -> None:
         (command,) = props["ImageConfig"]["Command"]
         commands.add(command)
         module, _, attr = command.rpartition(".")
-        assert module in ("realtime.aws_lambda", "realtime.http_handler")
-        if module == "realtime.aws_lambda":  # importing http_handler would load the model: checked below
+        assert module in ("realtime.aws.websocket_handler", "realtime.aws.http_handler")
+        if module == "realtime.aws.websocket_handler":  # http_handler loads the model: checked below
             assert callable(getattr(importlib.import_module(module), attr))
-    assert commands == {"realtime.aws_lambda.handler", "realtime.http_handler.handler"}
+    assert commands == {"realtime.aws.websocket_handler.handler", "realtime.aws.http_handler.handler"}
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
-    assert 'CMD ["realtime.aws_lambda.handler"]' in dockerfile
+    assert 'CMD ["realtime.aws.websocket_handler.handler"]' in dockerfile
 
 
 def test_message_routes_are_two_way_and_the_others_one_way() -> None:
@@ -236,7 +236,7 @@ def test_http_handler_answers_payload_2_events() -> None:
     health["requestContext"] = {**event["requestContext"], "http": http}
 
     def call() -> list[dict[str, Any]]:
-        from realtime import http_handler
+        from realtime.aws import http_handler
 
         try:
             return [http_handler.handler(e, None) for e in (event, health)]
@@ -255,7 +255,7 @@ def test_http_handler_answers_payload_2_events() -> None:
 
 def test_http_handler_enforces_the_bearer_token(predictor: Predictor) -> None:
     """The Lambda HTTP path checks ``Authorization: Bearer`` exactly as the local server does."""
-    from realtime.http_handler import build_handler
+    from realtime.aws.http_handler import build_handler
 
     event = load_event("http_v2_predict")
 
@@ -289,7 +289,7 @@ NUMBER_STROKES = [[[40, 60], [40, 150], [120, 150]], [[100, 60], [100, 220]], [[
 def test_the_http_lambda_reads_numbers_from_json_and_images(predictor: Predictor) -> None:
     """The Function URL handler (Mangum over the same app) in number mode: JSON ``mode``, and
     ``?mode=number`` with an image body. After the tests above: the module is imported in a thread."""
-    from realtime.http_handler import build_handler
+    from realtime.aws.http_handler import build_handler
 
     event = load_event("http_v2_predict")
     body = json.dumps({"mode": "number", "strokes": NUMBER_STROKES, "width": 320, "height": 280})

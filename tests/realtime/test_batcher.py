@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from realtime.batcher import InferenceBatcher
+from realtime.server.batcher import InferenceBatcher
 from shared import errors
 from shared.inference import Predictor
 from shared.limits import DEFAULT_LIMITS

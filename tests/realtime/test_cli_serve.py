@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from realtime.cli import main
+from realtime.tools.cli import main
 from shared.settings import Settings
 from tests.servers import run_server
 

@@ -17,7 +17,8 @@ from starlette.websockets import WebSocketState
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from realtime.local import Runtime, WebSocketConnection
+from realtime.server.runtime import Runtime
+from realtime.server.websocket import WebSocketConnection
 from shared.inference import Predictor
 from shared.settings import Settings
 from tests.logs import Records
@@ -300,7 +301,7 @@ def test_chunked_multipart_over_the_limit_is_413(live_server: LiveServer) -> Non
 async def test_ping_is_answered_during_an_http_strokes_flood(live_server: LiveServer) -> None:
     """Small strokes frames posted over HTTP are classified on the event loop (``runs_inline``); a
     flood of them from 8 clients still leaves a WebSocket ping answered promptly."""
-    from realtime.local import runs_inline
+    from realtime.server.runtime import runs_inline
     from shared.preprocess import StrokesFrame
 
     stroke = [[140 + (i % 7), 40 + 2 * i] for i in range(100)]

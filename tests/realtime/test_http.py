@@ -15,8 +15,9 @@ import jsonschema
 import pytest
 from PIL import Image
 
-from realtime.batcher import Ticket
-from realtime.local import INLINE_MAX_POINTS, InlineBudget, PredictResponse, Runtime, runs_inline
+from realtime.server.batcher import Ticket
+from realtime.server.predict import PredictResponse
+from realtime.server.runtime import INLINE_MAX_POINTS, InlineBudget, Runtime, runs_inline
 from shared.inference import Predictor
 from shared.inks import Strokes, render_png
 from shared.preprocess import ImageFrame, StrokesFrame
@@ -212,7 +213,7 @@ def test_bearer_token_required_when_configured(predictor: Predictor) -> None:
 def test_serve_refuses_a_taken_port_before_loading(capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
-    from realtime.cli import main
+    from realtime.tools.cli import main
 
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
@@ -366,7 +367,7 @@ def test_other_methods_on_predict_are_405(client: httpx.Client, method: str) -> 
 def test_a_bad_setting_is_one_clear_line_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from realtime.cli import main
+    from realtime.tools.cli import main
 
     monkeypatch.setenv("MNIST_LIVE_PORT", "abc")
     assert main(["serve"]) == 2

@@ -1,5 +1,5 @@
 """``mnist-live serve --workers N`` on Linux: one SO_REUSEPORT listening socket per worker process,
-workers restarted when they die, all stopped by SIGTERM (``realtime/workers.py``)."""
+workers restarted when they die, all stopped by SIGTERM (``realtime/server/workers.py``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from realtime import workers
+from realtime.server import workers
 
 pytestmark = pytest.mark.skipif(not workers.supported(), reason="SO_REUSEPORT balancing is Linux-only")
 
@@ -91,7 +91,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], expected_listeners: in
 
 def _start_supervisor(port: int, workers: int = 2) -> subprocess.Popen[bytes]:
     code = (
-        "import sys; from realtime import workers; "
+        "import sys; from realtime.server import workers; "
         f"sys.exit(workers.run({workers}, '127.0.0.1', {port}, {{'log_level': 'warning'}}, "
         "restart_delay_s=0.5))"
     )

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import pytest
 
-from realtime.replay import ReplayReport
+from realtime.tools.replay import ReplayReport
 from shared.inks import Ink
 from shared.settings import Settings
 from tests.replay.harness import replay_inks, source_rates
@@ -28,7 +28,7 @@ def pen_rates(settings: Settings) -> dict[str, float]:
 
 @pytest.fixture
 def replayer(pen_rates: dict[str, float]) -> Replayer:
-    """``await replayer(url, inks, concurrency=16, ...)`` → :class:`~realtime.replay.ReplayReport`."""
+    """``await replayer(url, inks, concurrency=16, ...)`` → :class:`~realtime.tools.replay.ReplayReport`."""
 
     async def run(url: str, inks: Sequence[Ink], **kwargs: Any) -> ReplayReport:
         kwargs.setdefault("rates", pen_rates)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from realtime.replay import SOURCES_FILE, ReplayOptions, ReplayReport, load_source_rates, replay
+from realtime.tools.replay import SOURCES_FILE, ReplayOptions, ReplayReport, load_source_rates, replay
 from shared.inks import Ink
 
 TEST_SPEED = 2.0
@@ -46,7 +46,7 @@ async def replay_inks(
     rates: Mapping[str, float] | None = None,
     **options: Any,
 ) -> ReplayReport:
-    """Replay ``inks`` against ``url`` and return the report (see :func:`realtime.replay.replay`).
+    """Replay ``inks`` against ``url`` and return the report (see :func:`realtime.tools.replay.replay`).
 
     Args:
         url: ``ws://.../ws``, ``wss://...`` or ``http://host:port``.
@@ -54,7 +54,7 @@ async def replay_inks(
         concurrency: Virtual users. fps: Snapshot cap per user while drawing.
         speed: Pen speed multiplier. seed: Placement seed.
         rates: Points/s per source for inks without timestamps.
-        **options: Any other :class:`~realtime.replay.ReplayOptions` field.
+        **options: Any other :class:`~realtime.tools.replay.ReplayOptions` field.
 
     Returns:
         The report.

@@ -11,20 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realtime.replay import (
-    CANVAS,
-    InkResult,
+from realtime.tools.replay_plan import (
     ReplayOptions,
-    _InkRun,
-    _Recorder,
     ink_times_ms,
     load_source_rates,
     plan_ink,
-    predict_endpoint,
     schedule_frames,
-    summarize,
-    transport_of,
 )
+from realtime.tools.replay_report import summarize
+from realtime.tools.replay_users import InkResult, _InkRun, _Recorder, predict_endpoint, transport_of
+from shared.canvas import CANVAS_PX
 from shared.inks import Ink
 
 SEVEN = Ink(label=7, writer="w", strokes=[[[0, 100], [100, 100], [40, 0]]], source="s")
@@ -94,7 +90,7 @@ def test_plan_is_seeded_and_inside_the_canvas() -> None:
     assert a.strokes == b.strokes
     assert plan_ink(TWO_STROKES, 6, opts).strokes != a.strokes
     pts = [p for s in a.strokes for p in s]
-    assert all(0 <= x <= CANVAS and 0 <= y <= CANVAS for x, y in pts)
+    assert all(0 <= x <= CANVAS_PX and 0 <= y <= CANVAS_PX for x, y in pts)
     assert a.snapshot(4) == [a.strokes[0], a.strokes[1][:1]]
     assert a.snapshot(a.total_points) == a.strokes
     # y up (UNIPEN): the second stroke goes from y=80 down to y=0, so its canvas y (down) grows

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime import cli
+from realtime.tools import cli
 from shared.inks import Strokes, render_png
 from shared.settings import REPO_ROOT
 from tests.servers import LiveServer
@@ -166,7 +166,7 @@ def test_server_errors_are_one_line(
 def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
     """Through a real process: the one line on stderr, exit 1, no traceback."""
     proc = subprocess.run(
-        [sys.executable, "-m", "realtime.cli", "predict", str(tmp_path / "nope.png")],
+        [sys.executable, "-m", "realtime.tools.cli", "predict", str(tmp_path / "nope.png")],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,

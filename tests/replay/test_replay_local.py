@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime import cli
+from realtime.tools import cli
 from shared.inks import Ink
 from shared.settings import Settings
 from tests.replay.conftest import Replayer, Target

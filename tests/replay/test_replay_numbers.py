@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from realtime import cli
-from realtime.replay import ReplayOptions, _message, replay
-from realtime.replay_numbers import plan_numbers
+from realtime.tools import cli
+from realtime.tools.replay import ReplayOptions, replay
+from realtime.tools.replay_numbers import plan_numbers
+from realtime.tools.replay_users import _message
 from shared.inks import Ink
 from tests.replay.conftest import Target
 from tests.servers import LiveServer

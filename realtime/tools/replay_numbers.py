@@ -2,7 +2,7 @@
 
 Each number is composed by :class:`shared.compose.NumberComposer` (one writer's inks, 2-5 digits,
 80-160 px high on a 280 px high canvas, seeded by the replay's ``seed`` and the number's index) and
-drawn like one ink: every point at the writer's source rate, :data:`realtime.replay.DEFAULT_PEN_UP_MS`
+drawn like one ink: every point at the writer's source rate, :data:`realtime.tools.replay.DEFAULT_PEN_UP_MS`
 between strokes (also between digits), snapshots in number mode at the page's pace.
 """
 
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from realtime.replay import STROKE_WIDTH, InkPlan, ReplayOptions, ink_times_ms, schedule_frames
+from realtime.tools.replay_plan import InkPlan, ReplayOptions, ink_times_ms, schedule_frames
+from shared.canvas import PEN_WIDTH_PX
 from shared.compose import NumberComposer
 from shared.inks import Ink
 
@@ -29,7 +30,7 @@ def plan_numbers(inks: Sequence[Ink], count: int, options: ReplayOptions) -> lis
         ``(ink, plan)`` per number: the number's strokes as one ink (canvas px, y down, its writer and
         source, for the pace) and its plan (label: the digits as a string, ``mode`` ``"number"``).
     """
-    composer = NumberComposer(inks, (STROKE_WIDTH, STROKE_WIDTH))
+    composer = NumberComposer(inks, (PEN_WIDTH_PX, PEN_WIDTH_PX))
     out = []
     for i in range(count):
         number = composer.compose(np.random.default_rng([options.seed, i]))

@@ -1,7 +1,7 @@
 """Local API Gateway WebSocket emulator: ``mnist-live gateway [--host 127.0.0.1] [--port 8001]``.
 
-Runs the Lambda WebSocket entrypoint (:class:`realtime.aws_lambda.WebSocketHandler`) in-process behind a
-WebSocket server, so the Lambda code path is driven by API Gateway's event shapes and answers through
+Runs the Lambda WebSocket entrypoint (:class:`realtime.aws.websocket_handler.WebSocketHandler`) in-process
+behind a WebSocket server, so the Lambda code path is driven by API Gateway's event shapes and answers through
 route responses, as deployed (``../shared/docs/aws-websocket.md``, §2 and "Exact Lambda event fields").
 What it reproduces:
 
@@ -13,7 +13,7 @@ What it reproduces:
   (invalid, too deeply nested) or names no route → ``$default``. Each message is one invocation on a pool
   of :data:`INVOKE_WORKERS` threads, so invocations overlap and replies may arrive out of order, as on
   Lambda. Route responses: the integration's ``body`` is sent to the client as one text frame only on
-  two-way routes (default: :data:`~realtime.lambda_types.TWO_WAY_ROUTES`, the template's), and dropped
+  two-way routes (default: :data:`~realtime.aws.lambda_types.TWO_WAY_ROUTES`, the template's), and dropped
   on one-way routes. A handler exception (or an emulator bug, which is logged) sends
   ``{"message": "Internal server error", ...}``.
 * Back-pressure: at most :data:`MAX_IN_FLIGHT` invocations per connection. While they are all busy the
@@ -42,25 +42,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import email.utils
 import functools
 import http
-import json
 import mimetypes
-import os
-import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -68,23 +61,28 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from realtime import logs
-from realtime.lambda_types import (
-    CONNECT_ROUTE,
-    DEFAULT_ROUTE,
-    DISCONNECT_ROUTE,
-    MESSAGE_ROUTES,
-    TWO_WAY_ROUTES,
-    RawEvent,
+from realtime.aws.lambda_types import TWO_WAY_ROUTES, RawEvent
+from realtime.paths import site_dir
+from realtime.tools.gateway_events import (
+    Api,
+    EmulatedContext,
+    connect_event,
+    disconnect_event,
+    internal_error,
+    iso,
+    message_event,
+    new_connection_id,
+    select_route,
+    short_id,
+    status_of,
 )
-from shared.settings import REPO_ROOT
+from realtime.tools.gateway_management import MAX_MESSAGE_BYTES, ManagementApi
 
 Handler = Callable[[RawEvent, Any], Any]
 """A Lambda handler: ``(event, context) -> {"statusCode": ...}``."""
 
 MAX_FRAME_BYTES = 32 * 1024
 """API Gateway's frame limit, bytes (larger → close 1009)."""
-MAX_MESSAGE_BYTES = 128 * 1024
-"""API Gateway's message limit, bytes (larger → close 1009; also the @connections POST limit)."""
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 IDLE_TIMEOUT_S = 600.0
@@ -96,24 +94,6 @@ MAX_IN_FLIGHT = 8
 """Invocations per connection running or waiting for a worker; beyond it the socket is not read."""
 INVOKE_WORKERS = 8
 """Threads running handler invocations (more only adds GIL contention on a small machine)."""
-MANAGEMENT_TIMEOUT_S = 10.0
-"""How long the ``@connections`` server waits for a request's head or body, seconds, before dropping it."""
-MAX_HEADER_BYTES = 64 * 1024
-"""Largest ``@connections`` request head, bytes (larger: the connection is dropped)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LambdaContextStub:
-    """The parts of Lambda's context object the handlers read."""
-
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_name: str = "mnist-live-ws"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:mnist-live-ws"
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left (API Gateway's integration timeout, 29 s)."""
-        return 29_000
 
 
 @dataclass(slots=True)
@@ -134,40 +114,6 @@ class _Connection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.opened.wait(), HANDSHAKE_WAIT_S)
         return self.ws if self.opened.is_set() else None
-
-
-def new_connection_id() -> str:
-    """An id shaped like API Gateway's (16 base64 characters ending in ``=``, e.g. ``XaVSDeXSDoECF1g=``)."""
-    while True:
-        cid = base64.b64encode(os.urandom(11)).decode()
-        if "/" not in cid and "+" not in cid:
-            return cid
-
-
-def select_route(text: str, routes: tuple[str, ...] = MESSAGE_ROUTES) -> str:
-    """``$request.body.action``: the message's ``action`` when it names a route, else ``$default``.
-
-    Any parse failure routes to ``$default``, not only invalid JSON: deeply nested arrays raise
-    :class:`RecursionError`, and the handler answers ``invalid_json`` for them too.
-    """
-    try:
-        body = json.loads(text)
-    except Exception:  # ValueError, RecursionError (nesting), MemoryError: all are "not routable JSON"
-        return DEFAULT_ROUTE
-    action = body.get("action") if isinstance(body, dict) else None
-    return action if isinstance(action, str) and action in routes else DEFAULT_ROUTE
-
-
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _request_time(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
-
-
-def _short_id() -> str:
-    return base64.b64encode(os.urandom(11)).decode().replace("/", "A").replace("+", "B")
 
 
 class Gateway:
@@ -211,21 +157,25 @@ class Gateway:
         self.api_id = api_id
         self.region = region
         self.two_way_routes = two_way_routes
-        self.site = site if site is not None else _site_dir()
+        self.site = site if site is not None else site_dir()
         self.connections: dict[str, _Connection] = {}
         self._server: Server | None = None
-        self._management: asyncio.Server | None = None
-        self._management_streams: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.host = "127.0.0.1"
         self.port = 0
         self.management_port = 0
         self.log = logs.get_logger()
+        self._management = ManagementApi(self)
+
+    @property
+    def api(self) -> Api:
+        """The API the events name (stage, id, region)."""
+        return Api(self.stage, self.api_id, self.region)
 
     @property
     def domain_name(self) -> str:
         """``domainName`` of the events, as on AWS (not reachable: nothing may call it)."""
-        return f"{self.api_id}.execute-api.{self.region}.amazonaws.com"
+        return self.api.domain_name
 
     @property
     def ws_url(self) -> str:
@@ -249,10 +199,7 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self.invoke_workers, thread_name_prefix="gateway-invoke")
         self.host = host
-        self._management = await asyncio.start_server(
-            self._management_connection, host, management_port, limit=MAX_HEADER_BYTES
-        )
-        self.management_port = self._management.sockets[0].getsockname()[1]
+        self.management_port = await self._management.start(host, management_port)
         self.handler = await asyncio.to_thread(self.handler_factory, self.callback_url)
         self._server = await serve(
             self._serve,
@@ -274,40 +221,14 @@ class Gateway:
         tasks = [t for c in self.connections.values() for t in c.tasks]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        if self._management is not None:
-            self._management.close()  # stops listening; keep-alive connections are closed below
-            for writer in self._management_streams.values():
-                writer.close()  # its reader sees EOF and the task ends (cancelling it would log noise)
-            if self._management_streams:
-                await asyncio.wait(list(self._management_streams), timeout=5)
+        await self._management.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _invoke(self, event: RawEvent) -> Any:
         assert self.handler is not None
         assert self._loop is not None
-        return await self._loop.run_in_executor(self._executor, self.handler, event, LambdaContextStub())
-
-    def _context(
-        self, conn: _Connection, route: str, event_type: str, now: float, message_id: str | None = None
-    ) -> dict[str, Any]:
-        request_id = _short_id()
-        return {
-            "routeKey": route,
-            "eventType": event_type,
-            "extendedRequestId": request_id,
-            "requestTime": _request_time(now),
-            "messageDirection": "IN",
-            "stage": self.stage,
-            "connectedAt": int(conn.connected_at * 1000),
-            "requestTimeEpoch": int(now * 1000),
-            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
-            "requestId": request_id,
-            "domainName": self.domain_name,
-            "connectionId": conn.id,
-            "apiId": self.api_id,
-            "messageId": message_id,
-        }
+        return await self._loop.run_in_executor(self._executor, self.handler, event, EmulatedContext())
 
     # -- WebSocket side ---------------------------------------------------------------------------------
 
@@ -331,36 +252,14 @@ class Gateway:
             request.headers.get("User-Agent", ""),
             in_flight=asyncio.Semaphore(self.max_in_flight),
         )
-        headers: dict[str, str] = {}
-        multi: dict[str, list[str]] = {}
-        for name, value in request.headers.raw_items():
-            headers[name] = value
-            multi.setdefault(name, []).append(value)
-        headers.setdefault("X-Forwarded-For", peer)
-        multi.setdefault("X-Forwarded-For", [peer])
-        event: RawEvent = {
-            "headers": headers,
-            "multiValueHeaders": multi,
-            "requestContext": {
-                **self._context(conn, CONNECT_ROUTE, "CONNECT", now),
-                "disconnectStatusCode": None,
-                "disconnectReason": None,
-            },
-            "isBase64Encoded": False,
-        }
         query = request.path.partition("?")[2]
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            event["queryStringParameters"] = dict(pairs)
-            event["multiValueQueryStringParameters"] = {
-                k: [v for key, v in pairs if key == k] for k in dict(pairs)
-            }
+        event = connect_event(self.api, conn, list(request.headers.raw_items()), query, now)
         try:
             result = await self._invoke(event)
         except Exception:
             self.log.exception("gateway_connect_failed", extra={"connection_id": conn.id})
             return connection.respond(http.HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error\n")
-        status = _status_of(result)
+        status = status_of(result)
         if not 200 <= status < 300:
             return connection.respond(status, f"{http.HTTPStatus(status).phrase}\n")
         conn.ws = connection
@@ -397,27 +296,9 @@ class Gateway:
         finally:
             self.connections.pop(conn.id, None)
             await connection.wait_closed()
-            now = time.time()
-            event: RawEvent = {
-                "headers": {
-                    "Host": self.domain_name,
-                    "x-api-key": "",
-                    "X-Forwarded-For": "",
-                    "x-restapi": "",
-                },
-                "multiValueHeaders": {
-                    "Host": [self.domain_name],
-                    "x-api-key": [""],
-                    "X-Forwarded-For": [""],
-                    "x-restapi": [""],
-                },
-                "requestContext": {
-                    **self._context(conn, DISCONNECT_ROUTE, "DISCONNECT", now),
-                    "disconnectStatusCode": connection.close_code,
-                    "disconnectReason": connection.close_reason or "",
-                },
-                "isBase64Encoded": False,
-            }
+            event = disconnect_event(
+                self.api, conn, connection.close_code, connection.close_reason or "", time.time()
+            )
             try:
                 await self._invoke(event)
             except Exception:
@@ -439,27 +320,18 @@ class Gateway:
             await self._route_message(conn, text)
         except Exception:  # an emulator bug: answer like API Gateway, log, keep the connection
             self.log.exception("gateway_message_failed", extra={"connection_id": conn.id})
-            error = {"message": "Internal server error", "connectionId": conn.id, "requestId": _short_id()}
             if conn.ws is not None:
                 with contextlib.suppress(ConnectionClosed):
-                    await conn.ws.send(json.dumps(error))
+                    await conn.ws.send(internal_error(conn.id, short_id()))
 
     async def _route_message(self, conn: _Connection, text: str) -> None:
         route = select_route(text)
-        now = time.time()
-        context = self._context(conn, route, "MESSAGE", now, message_id=_short_id())
-        event: RawEvent = {"requestContext": context, "body": text, "isBase64Encoded": False}
+        event = message_event(self.api, conn, route, text, time.time())
         try:
             result = await self._invoke(event)
         except Exception:
             self.log.exception("gateway_message_failed", extra={"connection_id": conn.id})
-            reply: str | None = json.dumps(
-                {
-                    "message": "Internal server error",
-                    "connectionId": conn.id,
-                    "requestId": context["requestId"],
-                }
-            )
+            reply: str | None = internal_error(conn.id, event["requestContext"]["requestId"])
         else:
             body = result.get("body") if isinstance(result, Mapping) else None
             reply = body if route in self.two_way_routes and isinstance(body, str) else None
@@ -494,83 +366,6 @@ class Gateway:
         )
         return Response(200, "OK", headers, body)
 
-    # -- @connections side: a small HTTP/1.1 server on the gateway's own loop ---------------------------
-    # On the loop, not in a ThreadingHTTPServer: each post_to_connection then costs no thread hand-offs
-    # (HTTP thread -> loop -> HTTP thread), which under the GIL were most of a reply's latency.
-
-    async def _management_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """Serve keep-alive requests on one connection until the client or an error closes it."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._management_streams[task] = writer
-        try:
-            while await self._management_request(reader, writer):
-                pass
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # stalled, gone, or oversized headers: drop the connection
-        except Exception:
-            self.log.exception("gateway_management_failed")
-            with contextlib.suppress(Exception):
-                _write_response(
-                    writer, 500, {"message": "Internal server error"}, "InternalServerErrorException"
-                )
-        finally:
-            writer.close()
-            if task is not None:
-                self._management_streams.pop(task, None)
-
-    async def _management_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Read, answer and flush one request; ``False`` when the connection must close."""
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), MANAGEMENT_TIMEOUT_S)
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            _write_response(writer, 400, {"message": "Bad Request"}, "BadRequestException", close=True)
-            return False
-        method, target, version = parts
-        headers: dict[str, list[str]] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers.setdefault(name.strip().lower(), []).append(value.strip())
-        connection = ",".join(headers.get("connection", [])).lower()
-        keep_alive = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
-        length = 0
-        if method == "POST" or "content-length" in headers or "transfer-encoding" in headers:
-            checked = _content_length(headers)
-            if isinstance(checked, tuple):  # refused before reading: the unread body ends the connection
-                _write_response(writer, *checked, close=True)
-                await writer.drain()
-                return False
-            length = checked
-        body = await asyncio.wait_for(reader.readexactly(length), MANAGEMENT_TIMEOUT_S) if length else b""
-        status, reply, error_type = await self._manage(method, target, body)
-        _write_response(writer, status, reply, error_type, close=not keep_alive)
-        await writer.drain()
-        return keep_alive
-
-    async def _manage(
-        self, method: str, target: str, body: bytes
-    ) -> tuple[int, dict[str, Any] | None, str | None]:
-        """``(status, JSON body, x-amzn-ErrorType)`` for one ``@connections`` call."""
-        match = _CONNECTIONS_PATH.match(target.partition("?")[0])
-        if match is None:
-            return 404, {"message": "Not Found"}, "NotFoundException"
-        if match["stage"] is not None and match["stage"] != self.stage:
-            return 403, {"message": "Forbidden"}, "ForbiddenException"
-        connection_id = unquote(match["id"])
-        gone = (410, {"message": None}, "GoneException")
-        if method == "POST":
-            return (200, None, None) if await self.post_to(connection_id, body) else gone
-        if method == "GET":
-            info = await self.describe(connection_id)
-            return (200, info, None) if info is not None else gone
-        if method == "DELETE":
-            return (204, None, None) if await self.disconnect(connection_id) else gone
-        return 405, {"message": "Method Not Allowed"}, "MethodNotAllowedException"
-
     async def post_to(self, connection_id: str, data: bytes) -> bool:
         """Send ``data`` as one frame (text when UTF-8); ``False`` when the connection is gone."""
         conn = self.connections.get(connection_id)
@@ -593,8 +388,8 @@ class Gateway:
         if conn is None:
             return None
         return {
-            "connectedAt": _iso(conn.connected_at),
-            "lastActiveAt": _iso(conn.last_active_at),
+            "connectedAt": iso(conn.connected_at),
+            "lastActiveAt": iso(conn.last_active_at),
             "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
         }
 
@@ -608,65 +403,6 @@ class Gateway:
         return True
 
 
-def _status_of(result: Any) -> int:
-    """A proxy integration result's ``statusCode`` (a malformed result is API Gateway's 502)."""
-    if isinstance(result, Mapping):
-        status = result.get("statusCode", 200)
-        if isinstance(status, int) and 100 <= status <= 599:
-            return status
-    return 502
-
-
-def _site_dir() -> Path:
-    checkout = REPO_ROOT / "site"
-    return checkout if (checkout / "index.html").is_file() else Path(__file__).parent / "site"
-
-
-_DIGITS = re.compile(r"[0-9]+")
-_CONNECTIONS_PATH = re.compile(r"^(?:/(?P<stage>[^/@]+))?/@connections/(?P<id>[^/]+)$")
-
-
-def _content_length(headers: Mapping[str, list[str]]) -> int | tuple[int, dict[str, Any], str]:
-    """The request body's size in bytes, or the refusal ``(status, body, error type)`` to send unread.
-
-    400 for a malformed or conflicting ``Content-Length``, 411 for ``Transfer-Encoding`` (chunked
-    bodies are not supported), 413 over :data:`MAX_MESSAGE_BYTES` (decided from the header alone).
-    """
-    values = headers.get("content-length", [])
-    if headers.get("transfer-encoding"):
-        return 411, {"message": "Length Required"}, "BadRequestException"
-    if len(set(values)) > 1 or not all(_DIGITS.fullmatch(v) for v in values):
-        return 400, {"message": "Invalid Content-Length"}, "BadRequestException"
-    if values and (len(values[0]) > 9 or int(values[0]) > MAX_MESSAGE_BYTES):  # never int("9" * 5000)
-        return 413, {"message": "Request Entity Too Large"}, "PayloadTooLargeException"
-    return int(values[0]) if values else 0
-
-
-def _write_response(
-    writer: asyncio.StreamWriter,
-    status: int,
-    body: dict[str, Any] | None = None,
-    error_type: str | None = None,
-    *,
-    close: bool = False,
-) -> None:
-    """Write one HTTP/1.1 response with a JSON body (empty for ``None``) and AWS's headers."""
-    data = json.dumps(body).encode() if body is not None else b""
-    lines = [
-        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
-        "Server: mnist-live-gateway",
-        f"Date: {email.utils.formatdate(usegmt=True)}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(data)}",
-        f"x-amzn-RequestId: {uuid.uuid4()}",
-    ]
-    if error_type:
-        lines.append(f"x-amzn-ErrorType: {error_type}")
-    if close:
-        lines.append("Connection: close")
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
-
-
 def lambda_handler_factory(settings: Any, predictor: Any = None) -> Callable[[str], Handler]:
     """A :class:`Gateway` ``handler_factory`` building the real Lambda WebSocket handler.
 
@@ -678,7 +414,7 @@ def lambda_handler_factory(settings: Any, predictor: Any = None) -> Callable[[st
     """
 
     def factory(callback_url: str) -> Handler:
-        from realtime.aws_lambda import WebSocketHandler
+        from realtime.aws.websocket_handler import WebSocketHandler
 
         return WebSocketHandler(settings, predictor)
 

@@ -26,7 +26,7 @@ from shared.settings import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from realtime import workers
+    from realtime.server import workers
 
     flags = {"host": args.host, "port": args.port}
     try:  # the flags go through the settings' own validation, so --port 80000 fails as MNIST_LIVE_PORT does
@@ -52,13 +52,15 @@ def _serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     announce = f"mnist-live: serving the page at http://{shown}:{port}/ (WebSocket /ws, POST /predict)"
     _compile_notice()
-    from realtime.local import uvicorn_options  # imports the core: compiles its kernels on a first start
+    from realtime.server.runtime import (
+        uvicorn_options,
+    )  # imports the core: compiles its kernels on a first start
 
     options = {"log_level": args.log_level.lower(), "access_log": args.access_log}
     options.update(uvicorn_options(settings))
     if args.workers > 1 and workers.supported():  # one socket per worker: the kernel balances connections
         return workers.run(args.workers, host, port, options, announce=announce)
-    app = "realtime.local:create_app"
+    app = "realtime.server.app:create_app"
     if args.workers > 1:  # uvicorn's own supervisor: no hook for "listening", so say it before
         print(announce, file=sys.stderr)
         uvicorn.run(app, factory=True, host=host, port=port, workers=args.workers, **options)
@@ -99,8 +101,8 @@ def _compile_notice() -> None:
     )
 
 
-COMMAND_MODULES: list[str] = ["realtime.replay", "realtime.predict_cli", "realtime.gateway"]
-"""Modules adding sub-commands besides ``serve`` (e.g. ``"realtime.replay"``)."""
+COMMAND_MODULES: list[str] = ["realtime.tools.replay", "realtime.tools.predict_cli", "realtime.tools.gateway"]
+"""Modules adding sub-commands besides ``serve`` (e.g. ``"realtime.tools.replay"``)."""
 
 
 def add_command(sub: Any) -> None:

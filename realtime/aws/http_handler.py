@@ -1,16 +1,16 @@
 """Lambda handler for HTTP events (Function URL / HTTP API, payload 2.0): Mangum over the FastAPI app.
 
-The same app as the local server (:func:`realtime.local.create_app`): ``POST /predict``, ``/healthz``,
+The same app as the local server (:func:`realtime.server.app.create_app`): ``POST /predict``, ``/healthz``,
 ``/readyz``, ``/model``, the page. The predictor is loaded once per container, at import (Lambda's init
 phase), and handed to the app, so the per-invocation lifespan only runs the cheap warm-up. WebSocket
-events go to :mod:`realtime.aws_lambda` instead (Mangum cannot serve them).
+events go to :mod:`realtime.aws.websocket_handler` instead (Mangum cannot serve them).
 """
 
 from __future__ import annotations
 
 from mangum import Mangum
 
-from realtime.local import create_app
+from realtime.server.app import create_app
 from shared import errors
 from shared.inference import Predictor
 from shared.settings import Settings
@@ -37,4 +37,4 @@ def build_handler(settings: Settings | None = None, predictor: Predictor | None 
 
 
 handler = build_handler()
-"""The Lambda entry point (``ImageConfig.Command: ["realtime.http_handler.handler"]``)."""
+"""The Lambda entry point (``ImageConfig.Command: ["realtime.aws.http_handler.handler"]``)."""

@@ -21,13 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared.canvas import CANVAS_PX, PEN_WIDTH_PX
 from shared.inks import Strokes, fit_to_canvas, load_inks
-
-CANVAS = 280
-"""The page's logical canvas side, px."""
-
-STROKE_WIDTH = 16.0
-"""The page's pen diameter, px."""
 
 INK_BOX = 200.0
 """Longer side of an ink drawn on the canvas, px (centred, like a person writing in the middle)."""
@@ -65,7 +60,7 @@ def ink_strokes(path: Path, index: int) -> tuple[Strokes, int]:
     if index >= len(inks):
         raise PredictFailed(f"{path} has {len(inks)} ink(s); there is no index {index}")
     ink = inks[index]
-    margin = (CANVAS - INK_BOX) / 2
+    margin = (CANVAS_PX - INK_BOX) / 2
     try:
         strokes = fit_to_canvas(ink, INK_BOX, margin, margin)
     except (ValueError, TypeError, IndexError) as exc:
@@ -73,8 +68,8 @@ def ink_strokes(path: Path, index: int) -> tuple[Strokes, int]:
     # fit_to_canvas puts the bounding box's top-left at the margin; centre the shorter side too.
     xs = [p[0] for s in strokes for p in s]
     ys = [p[1] for s in strokes for p in s]
-    dx = (CANVAS - (max(xs) + min(xs))) / 2
-    dy = (CANVAS - (max(ys) + min(ys))) / 2
+    dx = (CANVAS_PX - (max(xs) + min(xs))) / 2
+    dy = (CANVAS_PX - (max(ys) + min(ys))) / 2
     centred = [[[round(x + dx, 2), round(y + dy, 2)] for x, y, *_ in s] for s in strokes]
     return centred, ink.label
 
@@ -105,7 +100,7 @@ def number_strokes(path: Path, indices: list[int]) -> tuple[Strokes, str, int]:
     return number.strokes, number.text, number.width
 
 
-def predict_local(body: bytes | Strokes, number: bool = False, width: int = CANVAS) -> dict[str, Any]:
+def predict_local(body: bytes | Strokes, number: bool = False, width: int = CANVAS_PX) -> dict[str, Any]:
     """Classify in this process with the configured model.
 
     Args:
@@ -130,7 +125,9 @@ def predict_local(body: bytes | Strokes, number: bool = False, width: int = CANV
     try:
         predictor = Predictor(settings.model_path, settings.intra_op_num_threads)
         frame = (
-            ImageFrame(body) if isinstance(body, bytes) else StrokesFrame(body, width, CANVAS, STROKE_WIDTH)
+            ImageFrame(body)
+            if isinstance(body, bytes)
+            else StrokesFrame(body, width, CANVAS_PX, PEN_WIDTH_PX)
         )
         if number:
             return read_number(predictor, as_number(frame), settings.limits).model_dump()
@@ -148,7 +145,7 @@ def predict_remote(
     timeout: float,
     *,
     number: bool = False,
-    width: int = CANVAS,
+    width: int = CANVAS_PX,
 ) -> Any:
     """Send to a server's ``POST /predict`` (image as a multipart upload, strokes as JSON).
 
@@ -169,7 +166,7 @@ def predict_remote(
     """
     import httpx
 
-    from realtime.replay import predict_endpoint
+    from realtime.tools.replay import predict_endpoint
 
     endpoint = predict_endpoint(url)
     mode = {"mode": "number"} if number else {}
@@ -183,8 +180,8 @@ def predict_remote(
             payload = {
                 "strokes": body,
                 "width": width,
-                "height": CANVAS,
-                "stroke_width": STROKE_WIDTH,
+                "height": CANVAS_PX,
+                "stroke_width": PEN_WIDTH_PX,
                 **mode,
             }
             response = httpx.post(endpoint, json=payload, headers=headers, timeout=timeout)
@@ -283,7 +280,7 @@ def _run(args: argparse.Namespace) -> int:
         indices = _indices(args.index, args.number)
         label: int | str | None = None
         body: bytes | Strokes
-        width = CANVAS
+        width = CANVAS_PX
         if is_ink_file(path) and args.number:
             body, label, width = number_strokes(path, indices)
         elif is_ink_file(path):

@@ -115,7 +115,7 @@ def run(
     *,
     announce: str | None = None,
 ) -> int:
-    """Serve ``realtime.local:create_app`` from ``workers`` processes until SIGINT, SIGTERM or SIGHUP.
+    """Serve ``realtime.server.app:create_app`` from ``workers`` processes until SIGINT, SIGTERM or SIGHUP.
 
     Args:
         workers: Worker processes, >= 1.
@@ -177,19 +177,27 @@ def run(
                 )
                 restart_at[i] = now + delay
     finally:
-        for process, _ in procs:
-            if process.exitcode is None:
-                process.terminate()  # SIGTERM: uvicorn closes connections and runs the lifespan's end
-        deadline = time.monotonic() + STOP_GRACE_S
-        for process, _ in procs:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.exitcode is None:
-                process.kill()
-                process.join()
+        _stop_all([process for process, _ in procs])
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         lock.close()
     return status
+
+
+def _stop_all(processes: list[BaseProcess]) -> None:
+    """Stop the workers: SIGTERM, then SIGKILL those still running after :data:`STOP_GRACE_S` s.
+
+    On SIGTERM uvicorn closes its connections and runs the lifespan's end.
+    """
+    for process in processes:
+        if process.exitcode is None:
+            process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.exitcode is None:
+            process.kill()
+            process.join()
 
 
 def _serve_one(
@@ -208,5 +216,5 @@ def _serve_one(
     except OSError as exc:
         print(f"mnist-live: worker cannot bind {host}:{port} ({exc.strerror or exc})", file=sys.stderr)
         sys.exit(STARTUP_FAILURE)
-    config = uvicorn.Config("realtime.local:create_app", factory=True, host=host, port=port, **options)
+    config = uvicorn.Config("realtime.server.app:create_app", factory=True, host=host, port=port, **options)
     AnnouncingServer(config, announce).run(sockets=[sock])

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 from realtime import access, logs
-from realtime.lambda_types import (
+from realtime.aws.lambda_types import (
     CONNECT_ROUTE,
     DISCONNECT_ROUTE,
     LambdaContext,
@@ -95,7 +95,7 @@ class WebSocketHandler:
         self._secret = settings.auth_token.get_secret_value() if settings.auth_token else None
         self.predictor = predictor if predictor is not None else self._load_model()
         self.log.info("ws_handler_ready", extra={"ms": logs.elapsed_ms(start)})
-        gc.freeze()  # init built what the container keeps: out of the cyclic collector (see realtime.local)
+        gc.freeze()  # init built what the container keeps: out of the cyclic collector (see realtime.server)
 
     def _load_model(self) -> Predictor | None:
         try:
@@ -194,7 +194,7 @@ def get_handler() -> WebSocketHandler:
 
 
 def handler(event: RawEvent, context: LambdaContext | None = None) -> LambdaResponse:
-    """The Lambda entry point (``CMD ["realtime.aws_lambda.handler"]``); never raises."""
+    """The Lambda entry point (``CMD ["realtime.aws.websocket_handler.handler"]``); never raises."""
     try:
         ws_handler = get_handler()
     except Exception:  # invalid settings: log, answer 500, and try again on the next event
