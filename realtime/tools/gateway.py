@@ -67,9 +67,9 @@ from realtime.tools.gateway_events import (
     Api,
     EmulatedContext,
     connect_event,
+    connection_info,
     disconnect_event,
     internal_error,
-    iso,
     message_event,
     new_connection_id,
     select_route,
@@ -225,6 +225,9 @@ class Gateway:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _slots(self) -> asyncio.Semaphore:
+        return asyncio.Semaphore(self.max_in_flight)
+
     async def _invoke(self, event: RawEvent) -> Any:
         assert self.handler is not None
         assert self._loop is not None
@@ -234,7 +237,7 @@ class Gateway:
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if "websocket" not in request.headers.get("Upgrade", "").lower():
-            return self._static(connection, request)
+            return static_file(self.site, connection, request)
         # API Gateway invokes $connect only for valid upgrades: validate the handshake first, with the
         # library's own checks (405 method, 426 Connection/Upgrade, 400 key/version), and send its
         # rejection without invoking $connect. accept() only computes; websockets calls it again below.
@@ -243,15 +246,8 @@ class Gateway:
             return check
         now = time.time()
         peer = connection.remote_address[0] if connection.remote_address else "127.0.0.1"
-        conn = _Connection(
-            new_connection_id(),
-            None,
-            now,
-            now,
-            peer,
-            request.headers.get("User-Agent", ""),
-            in_flight=asyncio.Semaphore(self.max_in_flight),
-        )
+        agent = request.headers.get("User-Agent", "")
+        conn = _Connection(new_connection_id(), None, now, now, peer, agent, in_flight=self._slots())
         query = request.path.partition("?")[2]
         event = connect_event(self.api, conn, list(request.headers.raw_items()), query, now)
         try:
@@ -339,33 +335,6 @@ class Gateway:
             with contextlib.suppress(ConnectionClosed):
                 await conn.ws.send(reply)
 
-    def _static(self, connection: ServerConnection, request: Request) -> Response:
-        """A file under ``site``; 404 for anything outside it, missing, or not a valid path."""
-        path = unquote(request.path.partition("?")[0])
-        if path.endswith("/"):
-            path += "index.html"
-        body = None
-        if "\x00" not in path:  # pathlib raises ValueError on NUL ("/index.html%00"): not a file
-            try:
-                root = self.site.resolve()
-                target = (root / path.lstrip("/")).resolve()
-                if target.is_relative_to(root) and target.is_file():
-                    body = target.read_bytes()
-            except (OSError, ValueError):  # name too long, permission, a loop of symlinks
-                body = None
-        if body is None:
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
-        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        headers = Headers(
-            [
-                ("Content-Type", ctype),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-                ("Connection", "close"),  # websockets closes the socket after any HTTP response
-            ]
-        )
-        return Response(200, "OK", headers, body)
-
     async def post_to(self, connection_id: str, data: bytes) -> bool:
         """Send ``data`` as one frame (text when UTF-8); ``False`` when the connection is gone."""
         conn = self.connections.get(connection_id)
@@ -385,13 +354,7 @@ class Gateway:
     async def describe(self, connection_id: str) -> dict[str, Any] | None:
         """``GetConnection``'s body, or ``None`` when gone."""
         conn = self.connections.get(connection_id)
-        if conn is None:
-            return None
-        return {
-            "connectedAt": iso(conn.connected_at),
-            "lastActiveAt": iso(conn.last_active_at),
-            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
-        }
+        return connection_info(conn, conn.last_active_at) if conn is not None else None
 
     async def disconnect(self, connection_id: str) -> bool:
         """``DeleteConnection``: close it (its ``$disconnect`` follows); ``False`` when gone."""
@@ -401,6 +364,37 @@ class Gateway:
             return False
         await ws.close(1000, "Goodbye")
         return True
+
+
+def static_file(site: Path, connection: ServerConnection, request: Request) -> Response:
+    """A plain GET on the WebSocket port: a file under ``site``.
+
+    404 for anything outside it, missing, or not a valid path.
+    """
+    path = unquote(request.path.partition("?")[0])
+    if path.endswith("/"):
+        path += "index.html"
+    body = None
+    if "\x00" not in path:  # pathlib raises ValueError on NUL ("/index.html%00"): not a file
+        try:
+            root = site.resolve()
+            target = (root / path.lstrip("/")).resolve()
+            if target.is_relative_to(root) and target.is_file():
+                body = target.read_bytes()
+        except (OSError, ValueError):  # name too long, permission, a loop of symlinks
+            body = None
+    if body is None:
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+    ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    headers = Headers(
+        [
+            ("Content-Type", ctype),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Connection", "close"),  # websockets closes the socket after any HTTP response
+        ]
+    )
+    return Response(200, "OK", headers, body)
 
 
 def lambda_handler_factory(settings: Any, predictor: Any = None) -> Callable[[str], Handler]:

@@ -190,6 +190,15 @@ def message_event(api: Api, peer: Peer, route: str, text: str, now: float) -> Ra
     return {"requestContext": context, "body": text, "isBase64Encoded": False}
 
 
+def connection_info(peer: Peer, last_active_at: float) -> dict[str, Any]:
+    """``GetConnection``'s body: ``connectedAt``, ``lastActiveAt`` (ISO 8601) and ``identity``."""
+    return {
+        "connectedAt": iso(peer.connected_at),
+        "lastActiveAt": iso(last_active_at),
+        "identity": {"sourceIp": peer.source_ip, "userAgent": peer.user_agent},
+    }
+
+
 def internal_error(connection_id: str, request_id: str) -> str:
     """The frame API Gateway sends when the integration fails."""
     return json.dumps(
