@@ -22,7 +22,7 @@ The handler never raises: an uncaught exception would give the client API Gatewa
 ``Internal server error``; a failure while answering a MESSAGE is logged and answered with an
 ``internal_error`` frame instead.
 
-Cold start: this module imports neither FastAPI, starlette, uvicorn nor boto3 (``tests/aws``). The
+Cold start: this module imports neither FastAPI, starlette, uvicorn nor boto3 (``tests/realtime/aws``). The
 predictor is loaded and warmed up once per container, during the init phase when running on Lambda
 (see :func:`get_handler`).
 """

@@ -20,7 +20,7 @@ import pytest
 from shared.inference import Predictor
 from shared.preprocess import StrokesFrame
 from shared.settings import REPO_ROOT
-from tests.replay.conftest import Target
+from tests.realtime.tools.conftest import Target
 
 ONE = [[[140, 40], [140, 240]]]
 SEVEN = [[[70, 50], [210, 50], [120, 240]]]

@@ -16,8 +16,8 @@ from shared.inference import Predictor
 from shared.inks import Strokes
 from shared.preprocess import StrokesFrame
 from shared.settings import Settings
-from tests.aws.conftest import load_event, message_event, reply
 from tests.logs import Records
+from tests.realtime.aws.conftest import load_event, message_event, reply
 
 MakeHandler = Callable[..., WebSocketHandler]
 SITE = "https://d111111abcdef8.cloudfront.net"

@@ -12,7 +12,7 @@ from realtime.tools.replay import ReplayOptions, replay
 from realtime.tools.replay_numbers import plan_numbers
 from realtime.tools.replay_users import _message
 from shared.inks import Ink
-from tests.replay.conftest import Target
+from tests.realtime.tools.conftest import Target
 from tests.servers import LiveServer
 
 

@@ -2,15 +2,15 @@
 
 Usage from any test module (pytest-asyncio, strict mode)::
 
-    from tests.replay.harness import replay_inks
+    from tests.realtime.tools.harness import replay_inks
 
     @pytest.mark.asyncio(loop_scope="function")
     async def test_x(live_server, pen_inks_200):
         report = await replay_inks(live_server.ws_url, pen_inks_200[:20])
         assert report.error_count == 0
 
-or through the ``replayer`` fixture of ``tests/replay/conftest.py``, which also knows the UNIPEN sources'
-pen rates. The helper is URL-agnostic: ``ws://``/``wss://`` speak protocol v1, ``http://`` posts to
+or through the ``replayer`` fixture of ``tests/realtime/tools/conftest.py``, which also knows the UNIPEN
+sources' pen rates. The helper is URL-agnostic: ``ws://``/``wss://`` speak protocol v1, ``http://`` posts to
 ``/predict``.
 """
 

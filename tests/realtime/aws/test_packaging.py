@@ -24,7 +24,7 @@ from shared.inks import render_png
 from shared.number import read_number
 from shared.preprocess import StrokesFrame
 from shared.settings import REPO_ROOT, Settings
-from tests.aws.conftest import load_event
+from tests.realtime.aws.conftest import load_event
 
 TEMPLATE = REPO_ROOT / "infra" / "template.yaml"
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))

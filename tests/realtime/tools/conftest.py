@@ -15,7 +15,7 @@ import pytest
 from realtime.tools.replay import ReplayReport
 from shared.inks import Ink
 from shared.settings import Settings
-from tests.replay.harness import replay_inks, source_rates
+from tests.realtime.tools.harness import replay_inks, source_rates
 
 Replayer = Callable[..., Awaitable[ReplayReport]]
 

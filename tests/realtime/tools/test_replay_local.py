@@ -12,8 +12,8 @@ import pytest
 from realtime.tools import cli
 from shared.inks import Ink
 from shared.settings import Settings
-from tests.replay.conftest import Replayer, Target
-from tests.replay.harness import assert_clean
+from tests.realtime.tools.conftest import Replayer, Target
+from tests.realtime.tools.harness import assert_clean
 from tests.servers import LiveServer, run_server
 
 

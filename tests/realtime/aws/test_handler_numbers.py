@@ -1,5 +1,5 @@
 """Number mode through the Lambda WebSocket handler, on recorded API Gateway events (the HTTP handler:
-``tests/aws/test_packaging.py``, which must import it first, in a worker thread)."""
+``tests/realtime/aws/test_packaging.py``, which must import it first, in a worker thread)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from realtime.aws.websocket_handler import MAX_FRAME_BYTES
 from shared.inference import Predictor
 from shared.number import read_number
 from shared.preprocess import StrokesFrame
-from tests.aws.conftest import message_event, reply
-from tests.aws.test_handler import MakeHandler
+from tests.realtime.aws.conftest import message_event, reply
+from tests.realtime.aws.test_handler import MakeHandler
 
 FOUR_ONE = [[[40, 60], [40, 150], [120, 150]], [[100, 60], [100, 220]], [[240, 60], [240, 220]]]
 """A two-stroke 4 (its open top, then its stem) and a 1."""

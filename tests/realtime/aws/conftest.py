@@ -15,7 +15,7 @@ from realtime.aws.websocket_handler import WebSocketHandler
 from shared.inference import Predictor
 from shared.settings import Settings
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 def load_event(name: str, **body: Any) -> dict[str, Any]:

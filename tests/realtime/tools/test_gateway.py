@@ -32,9 +32,9 @@ from realtime.tools.gateway import (
 )
 from shared.inference import Predictor
 from shared.settings import Settings
-from tests.aws.conftest import load_event
 from tests.gateway import LiveGateway, run_gateway
 from tests.logs import Records
+from tests.realtime.aws.conftest import load_event
 from tests.realtime.wsclient import recv, send, snapshot
 
 LINE = [[[140, 40], [140, 240]]]

@@ -10,7 +10,7 @@ import pytest
 
 from shared.compose import side_by_side
 from shared.inks import Ink, render_png
-from tests.replay.test_predict_cli import SEVEN, predict
+from tests.realtime.tools.test_predict_cli import SEVEN, predict
 from tests.servers import LiveServer
 
 ONE = [[[0, 0], [0, 100]]]
