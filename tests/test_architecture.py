@@ -100,3 +100,18 @@ def test_type_checking_imports_are_not_runtime_edges(tmp_path: Path) -> None:
         },
     )
     assert violations(import_graph(tmp_path, ("shared",))) == []
+
+
+def test_the_architecture_doc_and_the_readme_name_every_package_of_the_tree() -> None:
+    """The tree, ``docs/architecture.md`` and the README's Layout agree on the sub-packages and modules."""
+    doc = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    layout = (REPO_ROOT / "README.md").read_text().split("## Layout", 1)[1]
+    packages = sorted(p.parent for p in (REPO_ROOT / "realtime").glob("*/__init__.py"))
+    assert [p.name for p in packages] == ["aws", "server", "tools"]
+    for package in packages:
+        assert f"`realtime/{package.name}/`" in doc and f"`realtime/{package.name}/`" in layout
+        for module in sorted(package.glob("*.py")):
+            stem = module.stem.split("_")[0] if module.stem.startswith(("replay", "gateway")) else module.stem
+            assert module.name == "__init__.py" or stem in doc, f"{module} is not in docs/architecture.md"
+    for module in sorted((REPO_ROOT / "realtime").glob("*.py")):
+        assert module.name == "__init__.py" or f"`{module.name}`" in doc, f"{module} is not in the doc"
