@@ -118,10 +118,8 @@ def add_predict_routes(app: FastAPI, runtime: Runtime) -> None:
         JSON and ``image/*`` bodies are answered by :class:`PredictFastPath` before they get here; this
         route serves multipart uploads and documents the endpoint in OpenAPI. Both answer alike.
         """
-        start = time.perf_counter()
-        access.check_token(access.bearer_token(request.headers.get("authorization")), runtime.token_secret)
-        frame = query_mode(request.url.query, await read_frame(request))
-        return Response(await answer(runtime, frame, start), media_type="application/json")
+        content = await reply(runtime, request, time.perf_counter())  # the fast path's steps too
+        return Response(content, media_type="application/json")
 
     @app.api_route(
         "/predict", methods=["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"], include_in_schema=False
@@ -129,6 +127,26 @@ def add_predict_routes(app: FastAPI, runtime: Runtime) -> None:
     async def predict_wrong_method() -> None:
         """Answer 405 here rather than letting the page mount at ``/`` answer 404."""
         raise StarletteHTTPException(405, headers={"Allow": "POST"})
+
+
+async def reply(runtime: Runtime, request: Request, start: float) -> bytes:
+    """``POST /predict``'s steps: the token, the body as a frame (by Content-Type), the mode, the answer.
+
+    Args:
+        runtime: The app's :class:`Runtime`.
+        request: The request (its body not yet read).
+        start: When the request arrived, :func:`time.perf_counter` seconds (for ``latency_ms``).
+
+    Returns:
+        The :class:`PredictResponse` (or :class:`NumberPredictResponse`) as JSON bytes.
+
+    Raises:
+        MnistLiveError: no valid token, a malformed body, or the model is unavailable or failed.
+        ClientDisconnect: the client left while sending its body.
+    """
+    access.check_token(access.bearer_token(request.headers.get("authorization")), runtime.token_secret)
+    frame = query_mode(request.url.query, await read_frame(request))
+    return await answer(runtime, frame, start)
 
 
 async def answer(runtime: Runtime, frame: Frame, start: float) -> bytes:
@@ -230,7 +248,7 @@ async def read_frame(request: Request) -> Frame:
 class PredictFastPath:
     """ASGI middleware answering ``POST /predict`` with a JSON or ``image/*`` body itself.
 
-    The same steps as the FastAPI route (token, body, frame, :func:`answer`, taxonomy errors as
+    The same steps as the FastAPI route (:func:`reply`, taxonomy errors as
     ``{"error": {"code", "message"}}``), without FastAPI's routing, dependency, exception and response
     layers. py-spy on this 2-core machine put about two thirds of the event loop's time per strokes
     request in those layers, and the loop was the server's bottleneck. Multipart uploads and every other
@@ -252,16 +270,11 @@ class PredictFastPath:
             return
         start = time.perf_counter()
         request = Request(scope, receive)
-        ctype = media_type(request.headers.get("content-type", ""))
-        if ctype == "multipart/form-data":
+        if media_type(request.headers.get("content-type", "")) == "multipart/form-data":
             await self.app(scope, receive, send)
             return
         try:
-            access.check_token(
-                access.bearer_token(request.headers.get("authorization")), self.runtime.token_secret
-            )
-            frame = query_mode(request.url.query, body_frame(ctype, await request.body()))
-            content = await answer(self.runtime, frame, start)
+            content = await reply(self.runtime, request, start)
         except errors.MnistLiveError as exc:
             await taxonomy_response(exc, "/predict")(scope, receive, send)
             return
