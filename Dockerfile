@@ -21,7 +21,7 @@ COPY realtime/ ${LAMBDA_TASK_ROOT}/realtime/
 
 # Compile bytecode at build time (/var/task is read-only at run time) and check both entry points import.
 RUN python -m compileall -q "${LAMBDA_TASK_ROOT}/shared" "${LAMBDA_TASK_ROOT}/realtime" \
- && cd "${LAMBDA_TASK_ROOT}" && python -c "import realtime.aws_lambda, realtime.http_handler"
+ && cd "${LAMBDA_TASK_ROOT}" && python -c "import realtime.aws.websocket_handler, realtime.aws.http_handler"
 
 # PYDANTIC_DISABLE_PLUGINS: we use no pydantic plugins; skips scanning every installed package's
 # entry points when the first model class is built (tens of ms of each cold start).
@@ -29,4 +29,4 @@ ENV MNIST_LIVE_MODEL_PATH=/var/task/model/mnist_cnn.onnx \
     MNIST_LIVE_INTRA_OP_NUM_THREADS=1 \
     PYDANTIC_DISABLE_PLUGINS=__all__
 
-CMD ["realtime.aws_lambda.handler"]
+CMD ["realtime.aws.websocket_handler.handler"]

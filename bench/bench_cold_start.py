@@ -4,7 +4,8 @@ Each run starts a fresh ``python`` that imports one Lambda entry point and answe
 Lambda container's init phase plus its first invocation do. Variants, interleaved ``--runs`` times after
 one warm-up round (page cache, bytecode); medians reported:
 
-* ``ours``: ``realtime.aws_lambda.handler`` on the recorded MESSAGE event (a strokes ``predict`` frame,
+* ``ours``: ``realtime.aws.websocket_handler.handler`` on the recorded MESSAGE event (a strokes
+  ``predict`` frame,
   ``tests/events/ws_message_predict.json``); its route response must be a ``prediction``. Runs in a venv
   holding only ``requirements-lambda.txt`` (``--lambda-python``) with the checkout on ``PYTHONPATH``,
   under the Dockerfile's ``ENV`` (``/var/task`` mapped to the checkout) and the template's log level.
@@ -65,7 +66,7 @@ OURS = """
 import time
 t0 = time.perf_counter()
 import json, sys
-from realtime.aws_lambda import handler
+from realtime.aws.websocket_handler import handler
 response = handler(json.load(open(sys.argv[1])), None)
 answered, cpu = time.monotonic(), time.process_time()
 ms = (time.perf_counter() - t0) * 1000

@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from realtime.replay import SOURCES_FILE, ReplayOptions, load_source_rates, replay
+from realtime.tools.replay import SOURCES_FILE, ReplayOptions, load_source_rates, replay
 from shared.inks import load_inks
 from shared.settings import REPO_ROOT, Settings
 
@@ -40,7 +40,7 @@ def local_server() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "realtime.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "realtime.tools.cli", "serve", "--port", str(port)],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

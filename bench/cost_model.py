@@ -3,15 +3,16 @@
 Per page send rate (``--fps``, the page's ``?fps=``), for the pen inks of
 ``../shared/data/pen/unipen1a_dev_200.jsonl`` drawn at their recorded pace:
 
-1. Frames per drawing: the snapshots the page sends (``realtime.replay.plan_ink``: at most ``fps`` per
+1. Frames per drawing: the snapshots the page sends (``realtime.tools.replay.plan_ink``: at most ``fps`` per
    second while the pen moves, one per pen-up), their JSON size, and the drawing's duration.
 2. Handler milliseconds per frame: every distinct snapshot of those plans as a MESSAGE event through
-   the warm ``realtime.aws_lambda.WebSocketHandler`` (import, model and warm-up excluded), in a child
+   the warm ``realtime.aws.websocket_handler.WebSocketHandler`` (import, model and warm-up excluded), in a
+   child
    process of the venv that holds only ``requirements-lambda.txt`` (``--lambda-python``, as
    ``bench/bench_cold_start.py --setup`` builds it): numpy kernels, as in the image. Medians of
    ``--repeat`` passes per event; a ping event likewise.
 3. Time-to-correct (``--ttc``): ``mnist-live gateway`` (the Lambda handler behind the API Gateway
-   emulator, every frame answered) replayed with ``realtime.replay`` at each rate.
+   emulator, every frame answered) replayed with ``realtime.tools.replay`` at each rate.
 4. The local server's capacity on this machine (``--local 32,96``): ``mnist-live serve --workers 2``
    replayed by that many users at once (every third ink of ``unipen1a_dev_3000.jsonl``, 30 fps, recorded
    pace), drawings answered per second; the replay client shares the 2 cores, so this is a floor.
@@ -46,16 +47,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.replay import (  # noqa: E402
-    CANVAS,
+from realtime.tools.replay import (  # noqa: E402
     SOURCES_FILE,
-    STROKE_WIDTH,
     InkPlan,
     ReplayOptions,
     load_source_rates,
     plan_ink,
     replay,
 )
+from shared.canvas import CANVAS_PX, PEN_WIDTH_PX  # noqa: E402
 from shared.inks import Ink, load_inks  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
@@ -117,13 +117,13 @@ def plans(inks: Sequence[Ink], fps: float, rates: dict[str, float]) -> list[InkP
 def message(plan: InkPlan, points: int, seq: int) -> str:
     """The ``predict`` frame the page sends for the first ``points`` points (``site/app.js`` shape)."""
     strokes = plan.snapshot(points)
-    body = {"action": "predict", "seq": seq, "strokes": strokes, "width": CANVAS, "height": CANVAS}
-    return json.dumps({**body, "stroke_width": STROKE_WIDTH}, separators=(",", ":"))
+    body = {"action": "predict", "seq": seq, "strokes": strokes, "width": CANVAS_PX, "height": CANVAS_PX}
+    return json.dumps({**body, "stroke_width": PEN_WIDTH_PX}, separators=(",", ":"))
 
 
 HANDLER_TIMER = """
 import json, statistics, sys, time
-from realtime.aws_lambda import WebSocketHandler
+from realtime.aws.websocket_handler import WebSocketHandler
 from shared.settings import Settings
 bodies, repeat = json.load(open(sys.argv[1])), int(sys.argv[2])
 event = json.load(open(sys.argv[3]))
@@ -177,7 +177,7 @@ def child_server(command: list[str], path: str, settle_s: float = 0.0) -> Iterat
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = [sys.executable, "-m", "realtime.cli", *command, "--port", str(port)]
+    argv = [sys.executable, "-m", "realtime.tools.cli", *command, "--port", str(port)]
     env = {**os.environ, "MNIST_LIVE_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

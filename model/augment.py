@@ -22,6 +22,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
+from shared.canvas import CANVAS_PX
 from shared.inks import Ink
 from shared.preprocess import normalize, rasterize_strokes
 
@@ -188,7 +189,7 @@ def augment_pen(ink: Ink, rng: np.random.Generator) -> npt.NDArray[np.float32] |
     if not plain and len(moved) > 1 and rng.random() < STROKE_JITTER_FRACTION:
         moved = _jitter_strokes(moved, rng)
     if plain:
-        width = height = 280.0
+        width = height = float(CANVAS_PX)
         box = rng.uniform(90, 230)
         pen = rng.uniform(12, 24)
     else:

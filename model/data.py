@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from shared.canvas import CANVAS_PX
 from shared.inks import Ink, Strokes, load_inks, random_placement
 
 MNIST_FILES = {
@@ -35,8 +36,8 @@ PEN_ALL = "pen/unipen1a_dev.jsonl.gz"
 """Every ink of the 178 development writers."""
 PEN_200 = "pen/unipen1a_dev_200.jsonl"
 """Its writers are held out of training; the CI test reads this file."""
-CANVAS = 280
-"""Side of the page's drawing canvas, px."""
+CANVAS = CANVAS_PX
+"""Side of the page's drawing canvas, px (:data:`shared.canvas.CANVAS_PX`)."""
 PEN_BOX_RANGE = (90.0, 230.0)
 """Longer side of a digit drawn on the 280 px canvas, px (evaluation)."""
 PEN_WIDTH_RANGE = (12.0, 24.0)

@@ -31,6 +31,7 @@ from rich.progress import track
 from model.data import PEN_200, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split, resolve_data_dir
 from model.nondigits import NonDigit, nondigit_split
 from model.rejection import rejection_figures, rejection_png
+from shared.canvas import CANVAS_PX
 from shared.inference import NUM_CLASSES, Predictor, not_a_digit_scores, softmax
 from shared.inks import Ink, load_inks, render_png
 from shared.preprocess import ImageFrame, StrokesFrame, preprocess
@@ -54,8 +55,8 @@ def _pen_one(args: tuple[Ink, int, int, bool]) -> npt.NDArray[np.float32] | None
     ink, seed, index, as_png = args
     strokes, pen = draw_like_a_person(ink, np.random.default_rng([seed, index]))
     if as_png:
-        return preprocess(ImageFrame(render_png(strokes, 280, 280, pen)))
-    return preprocess(StrokesFrame(strokes, 280, 280, pen))
+        return preprocess(ImageFrame(render_png(strokes, CANVAS_PX, CANVAS_PX, pen)))
+    return preprocess(StrokesFrame(strokes, CANVAS_PX, CANVAS_PX, pen))
 
 
 def _map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, desc: str) -> list[Any]:

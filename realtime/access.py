@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from shared import errors
+
+if TYPE_CHECKING:  # the settings are only read, never built, here
+    from shared.settings import Settings
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 """Origins on these hosts are always allowed (development)."""
@@ -60,3 +64,8 @@ def bearer_token(authorization: str | None) -> str | None:
         return None
     scheme, _, token = authorization.partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def token_secret(settings: Settings) -> str | None:
+    """The token clients must present (``MNIST_LIVE_AUTH_TOKEN``), or None when access is open."""
+    return settings.auth_token.get_secret_value() if settings.auth_token else None

@@ -3,8 +3,8 @@
 The adapter feeds each received text frame plus the current monotonic time to :meth:`Session.receive`
 and sends what it returns (pongs and errors go out at once, never behind inference). Inference work is
 pulled with :meth:`Session.next_job`, run off the event loop, and handed back to :meth:`Session.complete`,
-which returns the reply. The local server (:mod:`realtime.local`) and the Lambda handler
-(:mod:`realtime.aws_lambda`) both drive this class unchanged.
+which returns the reply. The local server (:mod:`realtime.server.app`) and the Lambda handler
+(:mod:`realtime.aws.websocket_handler`) both drive this class unchanged.
 
 Latest-wins coalescing (per connection): while a job is in flight, a newer frame replaces the pending
 one (at most one pending, the replaced one is counted as coalesced). A frame whose ``seq`` is at or below

@@ -4,7 +4,7 @@ For tests, evaluation and replay of number mode. One writer per number; 2-5 of t
 right, written at one height per number with per-digit jitter:
 
 * the number's height ``H`` (the tallest digit's height before jitter) is uniform in
-  :data:`HEIGHT_RANGE` px on a canvas :data:`CANVAS_HEIGHT` px high;
+  :data:`HEIGHT_RANGE` px on a canvas :data:`CANVAS_PX` px high;
 * each digit's longer side is ``H`` times a uniform factor in ``1 +- SCALE_JITTER``, its bottom on the
   baseline moved by a uniform ``+- BASELINE_JITTER x H``;
 * gaps between neighbours' ink boxes are uniform in :data:`GAP_RANGE` x ``H``; in a share
@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.canvas import CANVAS_PX, PEN_WIDTH_PX
 from shared.inks import Ink, Strokes, fit_to_canvas
 
-CANVAS_HEIGHT = 280
-"""Height of the number canvas, px: the page's single-digit canvas height."""
 HEIGHT_RANGE = (80.0, 160.0)
 """The number's height, px on the 280 px canvas."""
 DIGITS_RANGE = (2, 5)
@@ -76,7 +75,7 @@ def side_by_side(
 
     Args:
         inks: The digits, left to right.
-        height: Each ink's longer side, px, on a :data:`CANVAS_HEIGHT` px high canvas.
+        height: Each ink's longer side, px, on a :data:`CANVAS_PX` px high canvas.
         gap: Gap between neighbours' ink boxes, share of ``height``.
         margin: Blank canvas left and right, px.
 
@@ -84,12 +83,12 @@ def side_by_side(
         The number (pen 16 px, the page's; ``writer`` the first ink's).
     """
     placed: list[Strokes] = []
-    left, top = margin, (CANVAS_HEIGHT - height) / 2
+    left, top = margin, (CANVAS_PX - height) / 2
     for ink in inks:
         placed.append(fit_to_canvas(ink, height, left, top))
         left = max(p[0] for s in placed[-1] for p in s) + gap * height
     writer = inks[0].writer if inks else ""
-    return _assemble(inks, placed, margin, pen=16.0, touching=False, writer=writer)
+    return _assemble(inks, placed, margin, pen=PEN_WIDTH_PX, touching=False, writer=writer)
 
 
 def _assemble(
@@ -107,7 +106,7 @@ def _assemble(
         strokes=strokes,
         digit_strokes=digit_strokes,
         width=int(np.ceil(right + margin)),
-        height=CANVAS_HEIGHT,
+        height=CANVAS_PX,
         pen=pen,
         touching=touching,
         writer=writer,
@@ -150,7 +149,7 @@ class NumberComposer:
         height = float(rng.uniform(*HEIGHT_RANGE))
         touching = bool(rng.random() < TOUCHING_SHARE) and n > 1
         touch_at = int(rng.integers(n - 1)) if touching else -1
-        baseline = CANVAS_HEIGHT / 2 + height / 2
+        baseline = CANVAS_PX / 2 + height / 2
         placed: list[Strokes] = []
         left = MARGIN
         for k, ink in enumerate(inks):

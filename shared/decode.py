@@ -30,6 +30,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared import errors, kernels
 from shared.limits import DEFAULT_LIMITS, Limits
+from shared.sniff import is_truncated, sniff
 
 FloatImage: TypeAlias = npt.NDArray[np.float32]
 """A float32 image or ink map, values in [0, 1]."""
@@ -273,7 +274,7 @@ def _load(raw: bytes, img: Image.Image, limits: Limits) -> Image.Image:
         raise
     except (OSError, EOFError, ValueError, SyntaxError, TypeError, IndexError, KeyError, struct.error) as exc:
         text = str(exc).lower()
-        if isinstance(exc, EOFError) or "truncat" in text or "end of file" in text or _is_truncated(raw):
+        if isinstance(exc, EOFError) or "truncat" in text or "end of file" in text or is_truncated(raw):
             raise errors.TruncatedImage("The image data is truncated.") from exc
         raise errors.InvalidImage("The image data is corrupt.") from exc
     return img
@@ -302,7 +303,7 @@ def _open_checked(raw: bytes, limits: Limits) -> Image.Image:
 
     Raises:
         ImageTooLarge: the header declares more than ``limits.max_image_pixels`` pixels.
-        TruncatedImage: a supported format's header ends early (see :func:`_is_truncated`).
+        TruncatedImage: a supported format's header ends early (see :func:`shared.sniff.is_truncated`).
         InvalidImage: a supported format's header is impossible (zero width, bad bit depth, ...).
         NotAnImage: no supported format's signature.
     """
@@ -313,9 +314,9 @@ def _open_checked(raw: bytes, limits: Limits) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise errors.ImageTooLarge(f"The image declares more than {limits.max_image_pixels} pixels.") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
-        if _is_truncated(raw):
+        if is_truncated(raw):
             raise errors.TruncatedImage("The image data is truncated.") from exc
-        if _sniff(raw) is not None:
+        if sniff(raw) is not None:
             raise errors.InvalidImage("The image header is invalid (e.g. zero width).") from exc
         raise errors.NotAnImage("The data is not a supported image (PNG, JPEG, WebP, GIF or BMP).") from exc
     width, height = img.size
@@ -326,104 +327,6 @@ def _open_checked(raw: bytes, limits: Limits) -> Image.Image:
             f"The image declares {width}x{height} pixels; at most {limits.max_image_pixels} are allowed."
         )
     return img
-
-
-_BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
-"""BMP DIB header sizes (bytes) Pillow reads: OS/2 1.x-2.x, BITMAPINFOHEADER to BITMAPV5HEADER."""
-
-
-def _sniff(raw: bytes) -> str | None:
-    """Name the supported format whose signature ``raw`` starts with (or a prefix of), else ``None``."""
-    head = raw[:16]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"[: max(4, len(head))]):
-        return "PNG"
-    if head.startswith(b"\xff\xd8"):
-        return "JPEG"
-    if head.startswith(b"GIF8"):
-        return "GIF"
-    if head.startswith(b"RIFF") and (len(head) < 12 or head[8:12] == b"WEBP"):
-        return "WEBP"
-    if head.startswith(b"BM") and (
-        len(head) < 18 or int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES
-    ):
-        return "BMP"
-    return None
-
-
-def _is_truncated(raw: bytes) -> bool:
-    """Tell whether ``raw`` is a supported format cut short (inside its header or before its data).
-
-    Walks PNG chunks up to IDAT, JPEG segments up to SOS and GIF blocks up to the first image
-    descriptor; uses BMP's file size and WebP's RIFF size fields. Costs O(header size), no decoding.
-
-    Args:
-        raw: The encoded bytes.
-
-    Returns:
-        True when the data ends before the header (or the size it declares) is complete.
-    """
-    fmt, n = _sniff(raw), len(raw)
-    if fmt == "PNG":
-        pos = 8
-        while True:
-            if pos + 8 > n:
-                return True
-            length = int.from_bytes(raw[pos : pos + 4], "big")
-            if raw[pos + 4 : pos + 8] == b"IDAT" or length >= 1 << 31:
-                return pos + 8 >= n  # the image data itself is missing
-            pos += 12 + length
-    if fmt == "JPEG":
-        pos = 2
-        while True:
-            if pos + 4 > n:
-                return True
-            if raw[pos] != 0xFF:
-                return False
-            marker = raw[pos + 1]
-            if marker == 0xFF:
-                pos += 1
-                continue
-            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
-                pos += 2
-                continue
-            end = pos + 2 + int.from_bytes(raw[pos + 2 : pos + 4], "big")
-            if end > n:
-                return True
-            if marker == 0xDA:  # start of scan: the header is complete; is any entropy data there?
-                return end >= n
-            pos = end
-    if fmt == "GIF":
-        if n < 13:
-            return True
-        flags = raw[10]
-        pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-        while True:
-            if pos >= n:
-                return True
-            block = raw[pos]
-            if block == 0x2C:  # image descriptor (+ local colour table) and LZW code size
-                if pos + 10 > n:
-                    return True
-                local = raw[pos + 9]
-                return pos + 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0) > n
-            if block != 0x21:  # not an extension: trailer or garbage
-                return False
-            pos += 2
-            while True:
-                if pos >= n:
-                    return True
-                size = raw[pos]
-                pos += 1 + size
-                if size == 0:
-                    break
-    if fmt == "BMP":
-        if n < 18:
-            return True
-        declared = int.from_bytes(raw[2:6], "little")
-        return n < 14 + int.from_bytes(raw[14:18], "little") or (declared > n and declared < 1 << 30)
-    if fmt == "WEBP":
-        return n < 12 or n < 8 + int.from_bytes(raw[4:8], "little")
-    return False
 
 
 U8_TO_UNIT = np.arange(256, dtype=np.float32) * np.float32(1 / 255)

@@ -18,6 +18,7 @@ Class tree (``code`` / HTTP status)::
     │   ├── UnknownAction                  unknown_action / 400
     │   ├── UnsupportedMediaType           unsupported_media_type / 415
     │   ├── NotFound                       not_found / 404
+    │   ├── MethodNotAllowed               method_not_allowed / 405
     │   ├── RequestTimeout                 request_timeout / 408
     │   ├── Unauthorized                   unauthorized / 401
     │   ├── ForbiddenOrigin                forbidden_origin / 403
@@ -181,6 +182,14 @@ class NotFound(ClientError):
     code = "not_found"
     http_status = 404
     default_message = "There is nothing at this path."
+
+
+class MethodNotAllowed(ClientError):
+    """The path exists but not for this HTTP method."""
+
+    code = "method_not_allowed"
+    http_status = 405
+    default_message = "This method is not allowed here."
 
 
 class RequestTimeout(ClientError):

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from shared.canvas import CANVAS_PX
+
 Strokes = list[list[list[float]]]
 """``[[[x, y], ...], ...]`` in canvas px, y down."""
 
@@ -131,7 +133,7 @@ def drawn_prefix(strokes: Strokes, points: int) -> Strokes:
 
 
 def random_placement(
-    ink: Ink, rng: np.random.Generator, canvas: int = 280, box_range: tuple[float, float] = (90, 230)
+    ink: Ink, rng: np.random.Generator, canvas: int = CANVAS_PX, box_range: tuple[float, float] = (90, 230)
 ) -> Strokes:
     """Fit an ink at a random size and position on a square canvas, as people draw.
 

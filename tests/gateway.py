@@ -1,4 +1,4 @@
-"""Run the API Gateway emulator (:mod:`realtime.gateway`) on 127.0.0.1 in a background thread.
+"""Run the API Gateway emulator (:mod:`realtime.tools.gateway`) on 127.0.0.1 in a background thread.
 
 The gateway counterpart of :func:`tests.servers.run_server`: the Lambda WebSocket handler runs
 in-process and answers through route responses on the template's two-way routes.
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from realtime.gateway import Gateway, Handler, lambda_handler_factory
+from realtime.tools.gateway import Gateway, Handler, lambda_handler_factory
 from shared.inference import Predictor
 from shared.settings import Settings
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from realtime.local import create_app, uvicorn_options
+from realtime.server.app import create_app
+from realtime.server.runtime import uvicorn_options
 from shared.inference import Predictor
 from shared.settings import Settings
 

@@ -31,7 +31,7 @@ FUZZ = settings(
     suppress_health_check=list(HealthCheck),
     derandomize=EXAMPLES <= 2000,
 )
-CODES = set(all_codes()) | {"method_not_allowed"}
+CODES = set(all_codes())
 PNG = render_png([[[140, 40], [140, 240]]])
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)

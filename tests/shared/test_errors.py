@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 from shared import decode as decode_module
 from shared import errors
 from shared import preprocess as preprocess_module
+from shared import stroke_input as stroke_input_module
 from shared.decode import decode_base64, decode_image
 from shared.limits import Limits
 from shared.preprocess import ImageFrame, StrokesFrame, preprocess, rasterize_strokes
@@ -254,7 +255,7 @@ def _message_patterns() -> re.Pattern[str]:
     found = set()
     nodes = (
         node
-        for module in (preprocess_module, decode_module)
+        for module in (preprocess_module, stroke_input_module, decode_module)
         for node in ast.walk(ast.parse(Path(module.__file__).read_text(encoding="utf-8")))
     )
     for node in nodes:

@@ -1,0 +1,1 @@
+"""The ``mnist-live`` command line and its clients: predict, replay and the API Gateway emulator."""
