@@ -58,7 +58,7 @@ MIN_PEAK_CONTRAST = 0.3
 MIN_INK_PIXELS = 5
 """A frame with fewer ink pixels than this is a speck."""
 MAX_SPECK_PX = 3.0
-"""Ink whose bounding box is at most this many px (canvas px) on its longer side is a speck or tap."""
+"""Ink whose bounding box is at most this many px (canvas px) on its longer side is a speck."""
 MIN_STROKE_PX = 2.0
 """Thinnest stroke the model is shown, px in the 28x28 field (its 20 px box): MNIST's 25th percentile.
 
@@ -75,10 +75,10 @@ DEFAULT_STROKE_FRACTION = 16 / 280
 """Default stroke width as a fraction of the canvas's longer side: 16 px on the page's 280 px canvas."""
 TAP_FRACTION = 2 * DEFAULT_STROKE_FRACTION
 """Ink whose bounding box's longer side is at most this fraction of the canvas's shorter side is a tap:
-two widths of the page's pen (:data:`DEFAULT_STROKE_FRACTION`; 32 px on its 280 px canvas). A digit is
-at least about four of its stroke widths across (MNIST's 20 px box over its widest strokes, 5.1 px at the 99th
-percentile of :data:`MIN_STROKE_PX`'s measurement); the evaluation draws digits from 90 px up on the
-280 px canvas (32 % of it, ``model.data.PEN_BOX_RANGE``), training from 30 % of the canvas."""
+two widths of the page's pen (:data:`DEFAULT_STROKE_FRACTION`; 32 px on its 280 px canvas). A digit
+is at least about four of its stroke widths across (MNIST's 20 px box over its widest strokes, 5.1 px
+at the 99th percentile of :data:`MIN_STROKE_PX`'s measurement); the evaluation draws digits from 90 px
+up on the 280 px canvas (32 % of it, ``model.data.PEN_BOX_RANGE``), training from 30 % of the canvas."""
 MIN_VISIBLE_PX = 1e-3
 """Ink narrower than this (canvas px) on the canvas is invisible: blank (also keeps float32 finite)."""
 
@@ -253,7 +253,7 @@ def _fit_box(crop: FloatImage) -> FloatImage:
 
     Shrinking averages with Pillow's BOX filter (area averaging keeps thin strokes' mass), growing
     (crops under 20 px) uses BILINEAR; the aspect ratio is kept, each side at least 1 px. Strokes
-    thinner than :data:`MIN_STROKE_PX` in the box are redrawn at that width (:func:`_redraw`).
+    thinner than :data:`MIN_STROKE_PX` in the box are thickened to that width (:func:`_thicken`).
     """
     width, height, bilinear = _box_size(*crop.shape)
     box = kernels.pillow_resize(crop, height, width, bilinear)
@@ -270,7 +270,7 @@ def _thicken(box: FloatImage, resize: Resize) -> FloatImage:
     """Give a resized box MNIST's stroke width and contrast when its strokes are thinner (thin pens).
 
     The stroke width is estimated (:func:`_stroke_width`). At :data:`MIN_STROKE_PX` or more the box is
-    returned as it is (MNIST's own images mostly are). From :data:`REDRAW_BELOW_PX` up to it, contrast is
+    returned as it is (80 % of MNIST's test images are). From :data:`REDRAW_BELOW_PX` up to it, contrast is
     stretched by ``max(MIN_STROKE_PX / width, 1 / peak)``, clipped at 1 later (:func:`_center`): the
     stroke's mass per length reaches MNIST-like and its peak full. Below, the stroke is sub-pixel and is
     redrawn at :data:`MIN_STROKE_PX` from its trace on a twice finer grid (:func:`_redraw`).
