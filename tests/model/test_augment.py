@@ -50,6 +50,6 @@ def test_augment_pen_is_a_pure_function_of_the_generator() -> None:
         assert x is not None and y is not None
         assert x.shape == (28, 28) and x.dtype == np.float32
         np.testing.assert_array_equal(x, y)
-    # Undistorted placements whose pen is thinner than MNIST's stroke width all normalize to one tensor
-    # (shared.preprocess draws them at MIN_STROKE_PX), so a few seeds may coincide; most must not.
-    assert len({x.tobytes() for x in a if x is not None}) >= 15
+    # Different generators draw differently; a plain placement (as in evaluation) of this thin two-stroke
+    # ink may normalize to the same tensor as another (the thin-pen rule sets the pen from the ink's size).
+    assert len({x.tobytes() for x in a if x is not None}) >= 16

@@ -55,8 +55,11 @@ def test_acceptance_200_inks_16_users_over_websocket(
     )
     elapsed = time.monotonic() - start
     out = capsys.readouterr().out
-    assert "accuracy" in out and "time-to-correct" in out and "round trip" in out
+    assert "accuracy" in out and "time-to-correct" in out and "round trip" in out and "final answers" in out
     report = json.loads(report_path.read_text())
+    # Every ink ends on one status; the right digits are among the ok ones.
+    assert sum(report["final_status"].values()) == 200
+    assert report["final_status"].get("ok", 0) >= report["correct"]
     summary = (
         f"{target.kind}: accuracy {report['accuracy']:.3f}, ttc p50 {report['ttc_fraction']['p50']}, "
         f"rtt {report['round_trip_ms']}, {elapsed:.1f} s"
