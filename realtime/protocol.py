@@ -37,6 +37,7 @@ from shared.number import is_number, read_number
 from shared.preprocess import Frame, preprocess
 from shared.schemas import Prediction
 from shared.segment import segment
+from shared.settings import Settings
 
 Parsed = PredictMessage | PingMessage | errors.ClientError
 """A parsed frame, or the client error that parsing it raised."""
@@ -71,6 +72,15 @@ class SessionConfig:
     max_message_bytes: int = 128 * 1024
     rate_limit_fps: float = 120.0
     idle_timeout_s: float = 600.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> SessionConfig:
+        """The limits ``settings`` set: what every adapter's sessions use.
+
+        From ``MNIST_LIVE_WS_MAX_MESSAGE_BYTES``, ``MNIST_LIVE_RATE_LIMIT_FPS`` and
+        ``MNIST_LIVE_IDLE_TIMEOUT_S``.
+        """
+        return cls(settings.ws_max_message_bytes, settings.rate_limit_fps, settings.idle_timeout_s)
 
 
 @dataclass(frozen=True, slots=True)

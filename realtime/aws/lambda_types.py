@@ -21,6 +21,13 @@ MESSAGE_ROUTES = ("predict", "ping")
 """Custom route keys, selected by ``$request.body.action``; anything else goes to ``$default``."""
 ROUTES = (CONNECT_ROUTE, DISCONNECT_ROUTE, DEFAULT_ROUTE, *MESSAGE_ROUTES)
 """Every route key of the API (also declared in ``infra/template.yaml``)."""
+MAX_FRAME_BYTES = 32 * 1024
+"""API Gateway's WebSocket frame size, bytes (AWS quotas: "WebSocket frame size", 32 KB;
+``../shared/docs/aws-websocket.md``): every outgoing frame stays below it; a larger incoming frame
+closes the connection (1009)."""
+MAX_MESSAGE_BYTES = 128 * 1024
+"""API Gateway's WebSocket message payload size, bytes (AWS quotas: 128 KB), also the ``@connections``
+POST limit; the default of ``MNIST_LIVE_WS_MAX_MESSAGE_BYTES`` (``shared/settings.py``)."""
 TWO_WAY_ROUTES = frozenset({DEFAULT_ROUTE, *MESSAGE_ROUTES})
 """Routes with a ``$default`` route response (``infra/template.yaml``): the integration's ``body`` is
 sent to the client. ``$connect`` and ``$disconnect`` stay one-way."""

@@ -43,6 +43,7 @@ from realtime import access, logs, messages
 from realtime.aws.lambda_types import (
     CONNECT_ROUTE,
     DISCONNECT_ROUTE,
+    MAX_FRAME_BYTES,
     LambdaContext,
     LambdaResponse,
     MalformedEvent,
@@ -54,9 +55,6 @@ from realtime.protocol import Session, SessionConfig, infer
 from shared import errors
 from shared.inference import Predictor
 from shared.settings import Settings
-
-MAX_FRAME_BYTES = 32 * 1024
-"""API Gateway's WebSocket frame limit, bytes; every outgoing frame must stay below it."""
 
 
 def encode(message: ServerMessage) -> str:
@@ -89,10 +87,8 @@ class WebSocketHandler:
         self.settings = settings
         self.log = logs.configure(settings.log_level)
         self.clock = clock
-        self.session_config = SessionConfig(
-            settings.ws_max_message_bytes, settings.rate_limit_fps, settings.idle_timeout_s
-        )
-        self._secret = settings.auth_token.get_secret_value() if settings.auth_token else None
+        self.session_config = SessionConfig.of(settings)
+        self._secret = access.token_secret(settings)
         self.predictor = predictor if predictor is not None else self._load_model()
         self.log.info("ws_handler_ready", extra={"ms": logs.elapsed_ms(start)})
         gc.freeze()  # init built what the container keeps: out of the cyclic collector (see realtime.server)

@@ -91,9 +91,7 @@ class Runtime:
         self.connections = 0
         self._batcher: InferenceBatcher | None = None
         self.inline_budget = InlineBudget()
-        self.session_config = SessionConfig(
-            settings.ws_max_message_bytes, settings.rate_limit_fps, settings.idle_timeout_s
-        )
+        self.session_config = SessionConfig.of(settings)
         """Every connection's session limits (built once, from the settings)."""
         self.token_secret = access.token_secret(settings)
         """The token clients must present, or None for open access."""

@@ -61,7 +61,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from realtime import logs
-from realtime.aws.lambda_types import TWO_WAY_ROUTES, RawEvent
+from realtime.aws.lambda_types import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, TWO_WAY_ROUTES, RawEvent
 from realtime.paths import site_dir
 from realtime.tools.gateway_events import (
     Api,
@@ -76,13 +76,11 @@ from realtime.tools.gateway_events import (
     short_id,
     status_of,
 )
-from realtime.tools.gateway_management import MAX_MESSAGE_BYTES, ManagementApi
+from realtime.tools.gateway_management import ManagementApi
 
 Handler = Callable[[RawEvent, Any], Any]
 """A Lambda handler: ``(event, context) -> {"statusCode": ...}``."""
 
-MAX_FRAME_BYTES = 32 * 1024
-"""API Gateway's frame limit, bytes (larger → close 1009)."""
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 IDLE_TIMEOUT_S = 600.0

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-MAX_MESSAGE_BYTES = 128 * 1024
-"""API Gateway's message limit, bytes (larger → close 1009; also the @connections POST limit)."""
+from realtime.aws.lambda_types import MAX_MESSAGE_BYTES
+
 MANAGEMENT_TIMEOUT_S = 10.0
 """How long the ``@connections`` server waits for a request's head or body, seconds, before dropping it."""
 MAX_HEADER_BYTES = 64 * 1024

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from realtime.aws.lambda_types import ROUTES, WebSocketEvent
-from realtime.aws.websocket_handler import MAX_FRAME_BYTES, WebSocketHandler, encode
+from realtime.aws.lambda_types import MAX_FRAME_BYTES, ROUTES, WebSocketEvent
+from realtime.aws.websocket_handler import WebSocketHandler, encode
 from realtime.messages import PongMessage, PredictionMessage
 from shared.inference import Predictor
 from shared.inks import Strokes

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from realtime.aws.websocket_handler import MAX_FRAME_BYTES
+from realtime.aws.lambda_types import MAX_FRAME_BYTES
 from shared.inference import Predictor
 from shared.number import read_number
 from shared.preprocess import StrokesFrame
