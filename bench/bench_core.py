@@ -13,7 +13,7 @@ Each row is the median (and 10th percentile, less sensitive to other processes o
 over ``repeat`` passes x 200 frames of the CPU time (``time.process_time_ns``) of one single-frame call:
 
 * ``preprocess``: :func:`shared.preprocess.preprocess` only;
-* ``+ inference``: ``preprocess`` then ``Predictor.logits`` (normalization + inference, issue 2 target);
+* ``+ inference``: ``preprocess`` then ``Predictor.logits`` (normalization + inference);
 * ``predict()``: the full ``Predictor.predict`` (adds softmax and the result dataclass).
 
 Rows run in blocks (``--interleave block``, default): each pass runs one row over all frames, then the
@@ -23,7 +23,7 @@ rows' (a 313 KB PNG decode before a strokes frame), with cold caches, and costs 
 
 With ``--baseline REV`` the ``preprocess`` rows are repeated for the core (``shared/``) of revision REV,
 interleaved with the current code's rows the same way. Not a test. Targets
-(issue 2, this 2-core machine): <= 0.4 ms strokes, <= 2.0 ms PNG per prediction.
+(this 2-core machine): <= 0.4 ms strokes, <= 2.0 ms PNG per prediction.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Server benchmark (issue 4): HTTP requests/s and WebSocket live-drawing latency, side by side.
+"""Server benchmark: HTTP requests/s and WebSocket live-drawing latency, side by side.
 
 Starts ``mnist-live serve`` as a subprocess on 127.0.0.1 and measures, in one run:
 

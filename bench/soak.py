@@ -1,4 +1,4 @@
-"""Soak / load test (issue 8; a benchmark, not a test).
+"""Soak / load test (a benchmark, not a test).
 
 Runs ``mnist-live serve`` and, at the same time for ``--seconds`` (default 60):
 64 WebSocket users replaying pen inks at 30 frames/s, and HTTP ``POST /predict`` (strokes) at

@@ -1,6 +1,6 @@
 """The drawing page in a real browser (Debian's Chromium via Playwright) against the real local server.
 
-Scenarios of issue 7: mouse and touch drawing with live updates before pen-up, no page scroll while
+Scenarios: mouse and touch drawing with live updates before pen-up, no page scroll while
 drawing, Clear (button, Escape, keyboard), HTTP fallback, stale replies ignored, reconnecting, pings,
 no console errors, probabilities summing to 1, the accessibility tree. The desktop test saves the
 README screenshot, ``docs/screenshot.png``.

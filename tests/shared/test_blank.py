@@ -1,4 +1,4 @@
-"""Acceptance 2 (issue 2): blank and near-blank inputs of every kind are ``no_digit``, model not asked."""
+"""Blank and near-blank inputs of every kind are ``no_digit``, model not asked."""
 
 from __future__ import annotations
 

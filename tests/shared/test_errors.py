@@ -1,4 +1,4 @@
-"""Acceptance 3 (issue 2): each malformed input kind has its own error code, and nothing else escapes.
+"""Each malformed input kind has its own error code, and nothing else escapes.
 
 The fuzz tests run >= 2,000 examples per entry point (``preprocess`` with image bytes, with base64 text,
 with strokes; ``decode_base64``) on valid PNG/JPEG/GIF/BMP/WebP bytes mutated or truncated, and on

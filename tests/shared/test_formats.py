@@ -1,4 +1,4 @@
-"""Issue 2 scope 1 and acceptance 5: every accepted encoding of the same canvas gives the same tensor.
+"""Every accepted encoding of the same canvas gives the same tensor.
 
 Lossless encodings must match the 8-bit grey PNG reference to 1e-6; lossy ones (JPEG, lossy WebP) to a
 mean absolute difference of 0.02. 16-bit PNGs are rescaled (not clipped to white), EXIF orientation is

@@ -1,4 +1,4 @@
-"""Acceptance 1 (issue 2): position, scale, colour scheme and input form do not change the tensor.
+"""Position, scale, colour scheme and input form do not change the tensor.
 
 Stated tolerances (measured on all 200 inks x 3 random placements: strokes vs strokes max MAD 0.005,
 strokes vs PNG max MAD 0.033; since the thin-pen rule, 200 inks x 5 placements: strokes vs strokes max MAD

@@ -1,4 +1,4 @@
-"""Acceptance 4 (issue 2): decompression bombs are refused from the header; big genuine canvases work."""
+"""Decompression bombs are refused from the header; big genuine canvases work."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def closed_port() -> int:
 def test_acceptance_200_inks_16_users_over_websocket(
     target: Target, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Issue 6, acceptance 1 and 2: accuracy >= 97 %, no errors, JSON report; median TTC <= 80 %.
+    """Accuracy >= 97 %, no errors, JSON report; median TTC <= 80 %.
 
     The time-to-correct threshold applies at the recorded pace on the local server; the emulator run
     (twice the pace) must report it too.
