@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from realtime.tools import argtypes
 from shared.settings import InvalidSetting, Settings
 
 
@@ -108,21 +109,13 @@ def add_command(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=None, help="port, 0-65535 (default 8000, MNIST_LIVE_PORT)")
     serve.add_argument(
         "--workers",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=1,
         help="worker processes (default 1); on Linux each gets its own SO_REUSEPORT socket",
     )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
     serve.set_defaults(func=_serve)
-
-
-def _positive_int(text: str) -> int:
-    """``argparse`` type: a whole number >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -63,6 +63,7 @@ from websockets.http11 import Request, Response
 from realtime import logs
 from realtime.aws.lambda_types import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, TWO_WAY_ROUTES, RawEvent
 from realtime.paths import site_dir
+from realtime.tools import argtypes
 from realtime.tools.gateway_events import (
     Api,
     EmulatedContext,
@@ -433,8 +434,13 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run(args))
+    except (OSError, OverflowError) as exc:  # a taken port, a bad host: one line, as ``serve`` says it
+        reason = getattr(exc, "strerror", None) or exc
+        print(f"mnist-live gateway: cannot listen on {args.host} ({reason})", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -445,10 +451,13 @@ def add_command(sub: Any) -> None:
     )
     cmd.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     cmd.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"WebSocket port (default {DEFAULT_PORT})"
+        "--port", type=argtypes.port, default=DEFAULT_PORT, help=f"WebSocket port (default {DEFAULT_PORT})"
     )
     cmd.add_argument(
-        "--management-port", type=int, default=None, help="@connections API port (default: --port + 1)"
+        "--management-port",
+        type=argtypes.port,
+        default=None,
+        help="@connections API port (default: --port + 1)",
     )
     cmd.add_argument("--stage", default="prod", help="stage name (default prod)")
     cmd.add_argument(

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from realtime.tools import argtypes
 from shared.canvas import CANVAS_PX, PEN_WIDTH_PX
 from shared.inks import Strokes, fit_to_canvas, load_inks
 
@@ -271,7 +272,9 @@ def add_command(sub: Any) -> None:
     p.add_argument("--number", action="store_true", help="read it as a number (number mode)")
     p.add_argument("--url", default=None, help="server to ask (http://host:port); default: in-process")
     p.add_argument("--token", default=None, help="Bearer token for --url")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --url (default 10)")
+    p.add_argument(
+        "--timeout", type=argtypes.positive_float, default=10.0, help="seconds to wait for --url (default 10)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
 

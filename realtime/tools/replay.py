@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from realtime.tools import argtypes
 from realtime.tools.replay_plan import (
     DEFAULT_PEN_UP_MS,
     DEFAULT_POINTS_PER_SECOND,
@@ -142,12 +143,31 @@ def add_command(sub: Any) -> None:
         default="ws://127.0.0.1:8000/ws",
         help="ws://, wss:// (protocol v1) or http(s):// (POST /predict) (default ws://127.0.0.1:8000/ws)",
     )
-    p.add_argument("--concurrency", "-c", type=int, default=16, help="virtual users at once (default 16)")
-    p.add_argument("--fps", type=float, default=30.0, help="most snapshots per second while drawing (30)")
-    p.add_argument("--speed", type=float, default=1.0, help="pen speed multiplier (default 1: recorded pace)")
-    p.add_argument("--limit", type=int, default=None, help="replay only the first K inks")
     p.add_argument(
-        "--numbers", type=int, default=0, help="draw N numbers composed from the inks, in number mode"
+        "--concurrency",
+        "-c",
+        type=argtypes.positive_int,
+        default=16,
+        help="virtual users at once (default 16)",
+    )
+    p.add_argument(
+        "--fps",
+        type=argtypes.positive_float,
+        default=30.0,
+        help="most snapshots per second while drawing (30)",
+    )
+    p.add_argument(
+        "--speed",
+        type=argtypes.positive_float,
+        default=1.0,
+        help="pen speed multiplier (default 1: recorded pace)",
+    )
+    p.add_argument("--limit", type=argtypes.positive_int, default=None, help="replay only the first K inks")
+    p.add_argument(
+        "--numbers",
+        type=argtypes.non_negative_int,
+        default=0,
+        help="draw N numbers composed from the inks, in number mode",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the canvas placement (default 0)")
     p.add_argument(
@@ -165,17 +185,22 @@ def add_command(sub: Any) -> None:
     )
     p.add_argument(
         "--points-per-second",
-        type=float,
+        type=argtypes.positive_float,
         default=DEFAULT_POINTS_PER_SECOND,
         help="pen rate, points/s, for inks without timestamps from unlisted sources (default 100)",
     )
     p.add_argument(
-        "--pen-up-ms", type=float, default=DEFAULT_PEN_UP_MS, help="unrecorded gap between strokes, ms (200)"
+        "--pen-up-ms",
+        type=argtypes.non_negative_float,
+        default=DEFAULT_PEN_UP_MS,
+        help="unrecorded gap between strokes, ms (200)",
     )
     p.add_argument(
         "--http-intermediate", action="store_true", help="over HTTP, also post snapshots while drawing"
     )
-    p.add_argument("--timeout", type=float, default=10.0, help="wait for a final answer, seconds (10)")
+    p.add_argument(
+        "--timeout", type=argtypes.positive_float, default=10.0, help="wait for a final answer, seconds (10)"
+    )
     p.add_argument("--token", default=None, help="access token (?token= / Authorization: Bearer)")
     p.add_argument("--min-accuracy", type=float, default=None, help="exit 1 if accuracy (0-1) is lower")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -219,10 +244,6 @@ def _run(args: argparse.Namespace) -> int:
         transport_of(args.url)
     except ValueError as exc:
         return _fail(str(exc))
-    if args.concurrency < 1 or args.fps <= 0 or args.speed <= 0 or args.points_per_second <= 0:
-        return _fail("--concurrency must be >= 1; --fps, --speed and --points-per-second > 0")
-    if args.numbers < 0:
-        return _fail("--numbers must be >= 0")
     try:
         inks = load_inks(args.file, args.limit)
     except (OSError, ValueError) as exc:

@@ -153,7 +153,10 @@ def test_cli_usage_errors_are_one_line(
 ) -> None:
     ink = tmp_path / "one.jsonl"
     ink.write_text(json.dumps({"label": 1, "writer": "w", "strokes": [[[0, 0], [0, 10]]]}) + "\n")
-    code = cli.main(["replay", *(a.format(ink=ink) for a in argv)])
+    try:
+        code = cli.main(["replay", *(a.format(ink=ink) for a in argv)])
+    except SystemExit as exc:  # argparse refuses a bad flag value itself
+        code = exc.code  # type: ignore[assignment]
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
 
