@@ -79,7 +79,7 @@ class Config:
     threads: int = 1
     """Intra-op threads; 1 is fastest on a shared 2-core machine (the batch worker uses the other core)."""
     limit_batches: int = 0
-    """Stop each epoch after this many batches (0: all); for quick experiments."""
+    """Batches per epoch when > 0 (0: all, 572); for quick experiments."""
     nondigit_per_batch: int = 48
     """UNIPEN letters and symbols of the training writers per batch (look-alikes excluded), class 10."""
     synthetic_per_batch: int = 8
