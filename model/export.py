@@ -20,7 +20,7 @@ import onnxruntime as ort
 import torch
 
 from model.contract import INPUT_NAME, MAX_BYTES, OPSET, OUTPUT_NAME, OUTPUTS, REQUIRED_METADATA
-from model.net import DigitCNN, DigitEnsemble, export_form
+from model.net import DigitCNN, export_form
 
 TOLERANCE = 1e-4
 """Largest allowed |onnxruntime - PyTorch| logit difference."""
@@ -30,7 +30,7 @@ class ExportError(RuntimeError):
     """The exported file breaks the contract (checker, parity with PyTorch, size)."""
 
 
-def to_onnx_bytes(model: DigitCNN | DigitEnsemble, temperature: float, metadata: Mapping[str, str]) -> bytes:
+def to_onnx_bytes(model: DigitCNN, temperature: float, metadata: Mapping[str, str]) -> bytes:
     """Serialize ``model.eval()(x) / temperature`` as an ONNX model with metadata.
 
     Args:
@@ -66,9 +66,7 @@ def to_onnx_bytes(model: DigitCNN | DigitEnsemble, temperature: float, metadata:
     return proto.SerializeToString()
 
 
-def check_export(
-    data: bytes, model: DigitCNN | DigitEnsemble, temperature: float, probe: npt.NDArray[np.float32]
-) -> float:
+def check_export(data: bytes, model: DigitCNN, temperature: float, probe: npt.NDArray[np.float32]) -> float:
     """Check the contract and that onnxruntime matches PyTorch.
 
     Args:

@@ -101,7 +101,7 @@ def test_scribbles_spirals_stars_and_hatching_are_not_digits(predictor: Predicto
     figures = nondigit_figures(predictor, marks, seed=99, workers=1)
     rates = {kind: round(f["rate"], 2) for kind, f in figures["per_char"].items()}
     assert figures["rate"] >= SYNTHETIC_GATE, rates
-    named = (rates["spiral"] + rates["star"]) / 2  # the examples: a star read as 0, a spiral as 0
+    named = (rates["spiral"] + rates["star"]) / 2  # the named failures: a star read as 0, a spiral as 0
     assert named >= NAMED_MARKS_GATE, rates
 
 

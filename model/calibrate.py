@@ -1,0 +1,149 @@
+"""Calibration on the held-out validation split: the softmax temperature and the not-a-digit threshold."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from model import evaluate, rejection
+from model.data import draw_like_a_person
+from model.nondigits import NOT_A_DIGIT
+from shared.inks import Ink
+from shared.preprocess import StrokesFrame, preprocess
+
+CALIBRATION_PEN_DRAWS = 3
+"""Each held-back calibration ink is drawn this many times (different placements)."""
+
+
+@torch.no_grad()
+def logits(model: torch.nn.Module, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``(N, 1, 28, 28)`` float32 to ``(N, outputs)`` float32 logits, in eval mode, 1,000 rows at a time."""
+    model.eval()
+    return torch.cat([model(torch.from_numpy(x[i : i + 1000])) for i in range(0, len(x), 1000)]).numpy()
+
+
+def accuracy(model: torch.nn.Module, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64]) -> float:
+    """Share of ``x`` (``(N, 1, 28, 28)`` float32) whose arg-max logit is ``y`` (``(N,)`` int64)."""
+    return float((logits(model, x).argmax(1) == y).mean())
+
+
+def pen_eval_batch(
+    inks: Sequence[Ink], seed: int, draws: int = 1
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Inks drawn as a person would (:func:`model.data.draw_like_a_person`), ``draws`` placements each.
+
+    Returns:
+        ``(N, 1, 28, 28)`` float32 from :func:`shared.preprocess.preprocess` of a 280x280 strokes frame,
+        and ``(N,)`` int64 labels; inks that leave no ink are skipped.
+    """
+    xs, ys = [], []
+    for d in range(draws):
+        for i, ink in enumerate(inks):
+            strokes, pen = draw_like_a_person(ink, np.random.default_rng([seed, d, i]))
+            t = preprocess(StrokesFrame(strokes, 280, 280, pen))
+            if t is not None:
+                xs.append(t[0])
+                ys.append(ink.label)
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+def fit_temperature(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> float:
+    """The temperature T minimizing the NLL of ``softmax(logits / T)`` (golden-section on log T).
+
+    Args:
+        logits: ``(N, C)`` uncalibrated logits.
+        labels: ``(N,)`` true classes.
+
+    Returns:
+        T in [0.05, 20].
+    """
+    z = torch.from_numpy(logits).double()
+    y = torch.from_numpy(labels)
+
+    def nll(log_t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(z / math.exp(log_t), y))
+
+    lo, hi = math.log(0.05), math.log(20.0)
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(80):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    return math.exp((lo + hi) / 2)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted temperature and threshold, with the figures the model file records."""
+
+    temperature: float
+    threshold: float
+    """On the not-a-digit probability of ``softmax(logits / temperature)``."""
+    rejection: dict[str, float]
+    """Per-source turned-away shares on the calibration split (:func:`model.rejection.calibrate`)."""
+    ece_before: float
+    """Expected calibration error on the calibration split at T = 1 (15 bins, top label)."""
+    ece_after: float
+    n: int
+    """Calibration samples."""
+
+
+def calibrate(  # noqa: PLR0917 (the calibration split's parts)
+    model: torch.nn.Module,
+    mnist_val: npt.NDArray[np.uint8],
+    mnist_val_labels: npt.NDArray[np.int64],
+    pen_val: Sequence[Ink] | None,
+    nondigit_val: Sequence[Ink],
+    seed: int,
+    reject_digit_rate: float,
+    workers: int,
+) -> Calibration:
+    """Fit the temperature on all 11 classes, then the not-a-digit threshold, on the validation split.
+
+    Args:
+        model: The trained network.
+        mnist_val: ``(N, 28, 28)`` uint8 held-out MNIST training images, drawn through the canvas PNG path.
+        mnist_val_labels: ``(N,)`` int64 their digits.
+        pen_val: Held-back pen inks of the training writers, :data:`CALIBRATION_PEN_DRAWS` placements
+            each; ``None`` for an MNIST-only build (no UNIPEN ink sets the temperature).
+        nondigit_val: The calibration writers' letters and symbols (class 10).
+        seed: The training seed (the draws use ``seed + 2`` and ``seed + 3``).
+        reject_digit_rate: Share of each source's digits the threshold may turn away.
+        workers: Processes for the canvas and pen preprocessing.
+    """
+    cal_x, _ = evaluate.mnist_canvas_batch(mnist_val, workers)
+    digit_cal = {"mnist": logits(model, cal_x)}
+    if pen_val is not None:
+        pen_cal_x, pen_cal_y = pen_eval_batch(pen_val, seed=seed + 2, draws=CALIBRATION_PEN_DRAWS)
+        digit_cal["pen"] = logits(model, pen_cal_x)
+        cal_y = np.concatenate([mnist_val_labels, pen_cal_y])
+    else:
+        cal_y = mnist_val_labels
+    nd_cal_x, _ = evaluate.pen_batch(nondigit_val, seed + 3, workers)
+    nd_cal_logits = logits(model, nd_cal_x)
+    cal_logits = np.concatenate([*digit_cal.values(), nd_cal_logits])
+    cal_y = np.concatenate([cal_y, np.full(len(nd_cal_logits), NOT_A_DIGIT)])
+    temperature = fit_temperature(cal_logits, cal_y)
+    threshold, figures = rejection.calibrate(
+        {k: v / temperature for k, v in digit_cal.items()}, nd_cal_logits / temperature, reject_digit_rate
+    )
+    print(f"not-a-digit threshold {threshold:.4f}; calibration: {figures}", file=sys.stderr)
+    ece_before = evaluate.expected_calibration_error(evaluate.softmax(cal_logits), cal_y)
+    ece_after = evaluate.expected_calibration_error(evaluate.softmax(cal_logits / temperature), cal_y)
+    print(
+        f"temperature {temperature:.4f}; calibration ECE {ece_before:.4f} -> {ece_after:.4f}", file=sys.stderr
+    )
+    return Calibration(temperature, threshold, figures, ece_before, ece_after, len(cal_y))

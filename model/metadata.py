@@ -1,0 +1,103 @@
+"""What a model file records about its making: ``metadata_props`` (``model/contract.py``), provenance."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+from typing import TYPE_CHECKING
+
+import torch
+
+from model.net import WIDTHS, DigitCNN, count_parameters
+from model.nondigits import NOT_A_DIGIT
+from model.rejection import nondigit_inks
+from shared.settings import REPO_ROOT
+
+if TYPE_CHECKING:
+    from model.calibrate import Calibration
+    from model.train import Config, TrainingData
+
+VERSION = "2.0.0"
+"""Model version: 2.0.0 adds the not-a-digit class (11 logits) and trains through the thin-pen and tap
+preprocessing; 1.1.0 (10 logits) added per-stroke jitter and weight averaging (1.0.0: commit 1b3d115)."""
+
+
+def describe(
+    cfg: Config, data: TrainingData, model: DigitCNN, cal: Calibration, provenance: tuple[str, str]
+) -> dict[str, str]:
+    """The ``metadata_props`` entries known before the test sets are evaluated (``model/contract.py``)."""
+    split, nondigits = data.pen, data.nondigits
+    nd_train, nd_cal = nondigit_inks(nondigits.train), nondigit_inks(nondigits.calibration)
+    commit, dirty = provenance
+    if cfg.pen_per_batch:
+        training_data = (
+            f"MNIST train (sha256-checked IDX, {len(data.train_idx)} images; "
+            f"{len(data.val_idx)} held out for calibration) + UNIPEN 1a pen inks of "
+            f"{len({i.writer for i in split.train})} writers ({len(split.train)} inks; "
+            f"{len(split.val)} inks of {len({i.writer for i in split.val})} more writers held out for "
+            "calibration); held out of training: the 120 writers of unipen1a_dev_200.jsonl; not-a-digit "
+            f"class: UNIPEN 1b/1c/1d letters and symbols of {len({n.ink.writer for n in nondigits.train})} "
+            f"writers ({len(nd_train)} inks, look-alikes excluded; {len(nd_cal)} inks of "
+            f"{len({n.ink.writer for n in nondigits.calibration})} more writers for calibration) "
+            "+ synthesized marks (model.nondigits)"
+        )
+    else:
+        training_data = (
+            f"MNIST train only (sha256-checked IDX, {len(data.train_idx)} images; {len(data.val_idx)} "
+            "held out for calibration); UNIPEN 1a pen inks used only to measure, never to fit"
+        )
+    w = WIDTHS
+    return {
+        "version": VERSION,
+        "git_commit": commit,
+        "git_dirty_files": " ".join(line[3:] for line in dirty.splitlines() if not line.endswith(".onnx")),
+        "training_data": training_data,
+        "normalization": (
+            "input (N,1,28,28) float32 in [0,1], white ink on black: shared.preprocess.preprocess "
+            "(crop to ink bbox, longer side 20 px, centre of mass at the centre of 28x28)"
+        ),
+        "temperature": f"{cal.temperature:.6f}",
+        "not_a_digit_threshold": f"{cal.threshold:.6f}",
+        "not_a_digit_calibration": json.dumps(cal.rejection),
+        "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
+        "ece_calibration_before": f"{cal.ece_before:.6f}",
+        "ece_calibration_after": f"{cal.ece_after:.6f}",
+        "architecture": (
+            f"DigitCNN conv3x3+BN+ReLU widths {list(w)}, maxpool after conv 1, 2, 4; "
+            f"linear {w[-1] * 9}->{NOT_A_DIGIT + 1}"
+        ),
+        "parameters": str(count_parameters(model)),
+        "seed": str(cfg.seed),
+        "config": json.dumps(cfg.__dict__),
+        "train_command": "python -m model.train" + cli_suffix(cfg),
+        "torch": torch.__version__,
+        "licenses": "MNIST: CC BY-SA 3.0; UNIPEN train_r01_v07: research use, no commercial distribution "
+        "(CD-ROM notice; repo CC BY 4.0)",
+        "accuracy_mnist_test_canvas": "pending",
+        "accuracy_pen_heldout_writers": "pending",
+    }
+
+
+def git(*args: str) -> str:
+    """``git args...`` run in the repository, its stripped stdout; ``"unknown"`` without git or a repo."""
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the batch worker, evaluation pool), s."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def cli_suffix(cfg: Config) -> str:
+    """The ``--option value`` arguments that differ from the defaults (``""`` for the shipped recipe)."""
+    default = type(cfg)()
+    return "".join(
+        f" --{k.replace('_', '-')} {v}" for k, v in cfg.__dict__.items() if v != getattr(default, k)
+    )
