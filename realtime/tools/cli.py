@@ -51,9 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     announce = f"mnist-live: serving the page at http://{shown}:{port}/ (WebSocket /ws, POST /predict)"
     _compile_notice()
-    from realtime.server.runtime import (
-        uvicorn_options,
-    )  # imports the core: compiles its kernels on a first start
+    # Importing the server imports the core, which compiles its kernels on a first start.
+    from realtime.server.runtime import uvicorn_options
 
     options = {"log_level": args.log_level.lower(), "access_log": args.access_log}
     options.update(uvicorn_options(settings))
