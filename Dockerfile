@@ -13,8 +13,8 @@ RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r "${LAMBDA_TASK_
  && find "${LAMBDA_TASK_ROOT}" -depth -type d -name tests -exec rm -rf {} + \
  && rm "${LAMBDA_TASK_ROOT}/requirements-lambda.txt"
 
-# The model, the core and the adapters, and the page (the FastAPI app mounts site/ at /; S3 serves it too).
-COPY model/mnist_cnn.onnx ${LAMBDA_TASK_ROOT}/model/mnist_cnn.onnx
+# The models (image frames, strokes frames), the core and the adapters, and the page (the FastAPI app mounts site/ at /; S3 serves it too).
+COPY model/mnist_cnn.onnx model/strokes_cnn.onnx ${LAMBDA_TASK_ROOT}/model/
 COPY site/ ${LAMBDA_TASK_ROOT}/site/
 COPY shared/ ${LAMBDA_TASK_ROOT}/shared/
 COPY realtime/ ${LAMBDA_TASK_ROOT}/realtime/
@@ -26,6 +26,7 @@ RUN python -m compileall -q "${LAMBDA_TASK_ROOT}/shared" "${LAMBDA_TASK_ROOT}/re
 # PYDANTIC_DISABLE_PLUGINS: we use no pydantic plugins; skips scanning every installed package's
 # entry points when the first model class is built (tens of ms of each cold start).
 ENV MNIST_LIVE_MODEL_PATH=/var/task/model/mnist_cnn.onnx \
+    MNIST_LIVE_STROKES_MODEL_PATH=/var/task/model/strokes_cnn.onnx \
     MNIST_LIVE_INTRA_OP_NUM_THREADS=1 \
     PYDANTIC_DISABLE_PLUGINS=__all__
 

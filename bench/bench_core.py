@@ -13,7 +13,8 @@ Each row is the median (and 10th percentile, less sensitive to other processes o
 over ``repeat`` passes x 200 frames of the CPU time (``time.process_time_ns``) of one single-frame call:
 
 * ``preprocess``: :func:`shared.preprocess.preprocess` only;
-* ``+ inference``: ``preprocess`` then ``Predictor.logits`` (normalization + inference);
+* ``+ inference``: ``preprocess`` then ``Predictor.logits`` (normalization + inference): strokes frames
+  (raster and motion planes) through the strokes model, PNGs through the image model;
 * ``predict()``: the full ``Predictor.predict`` (adds softmax and the result dataclass).
 
 Rows run in blocks (``--interleave block``, default): each pass runs one row over all frames, then the
@@ -22,8 +23,9 @@ next, reversing the row order on odd passes, so slow drifts of the machine's spe
 rows' (a 313 KB PNG decode before a strokes frame), with cold caches, and costs up to 1.7x more.
 
 With ``--baseline REV`` the ``preprocess`` rows are repeated for the core (``shared/``) of revision REV,
-interleaved with the current code's rows the same way. Not a test. Targets
-(this 2-core machine): <= 0.4 ms strokes, <= 2.0 ms PNG per prediction.
+interleaved with the current code's rows the same way (a core without motion planes sends its strokes
+rasters to the image model). Not a test. Targets (this 2-core machine): <= 0.5 ms strokes (preprocess +
+inference), <= 2.0 ms PNG per prediction.
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     strokes = [random_placement(ink, rng, CANVAS) for ink in inks]
     pngs = [render_png(s, CANVAS, CANVAS, PEN) for s in strokes]
-    predictor = Predictor(settings.model_path, settings.intra_op_num_threads)
+    predictor = Predictor.of(settings)
     predictor.warm_up()
 
     def forms(mod: ModuleType) -> tuple[list[Any], list[Any]]:

@@ -63,7 +63,7 @@ def main() -> int:
     settings = Settings()
     inks = load_inks(settings.data_dir / "pen" / "unipen1a_dev_200.jsonl")
     composer = NumberComposer(inks, PEN_RANGE)
-    predictor = Predictor(settings.model_path, settings.intra_op_num_threads)
+    predictor = Predictor.of(settings)
     predictor.warm_up()
     print(f"{'digits':>6} {'row':<18} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8}")
     for digits in range(1, 6):

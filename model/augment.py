@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
 from shared.canvas import CANVAS_PX
 from shared.inks import Ink
-from shared.preprocess import normalize, rasterize_strokes
+from shared.preprocess import normalize, rasterize_strokes, strokes_planes
 
 UPSAMPLED = 64
 """Side of the upsampled field MNIST images are distorted in, px (about 1.75x the image)."""
@@ -162,15 +162,17 @@ def _slash(
     return centre + t * direction
 
 
-def augment_pen(ink: Ink, rng: np.random.Generator) -> npt.NDArray[np.float32] | None:
+def augment_pen(ink: Ink, rng: np.random.Generator, motion: bool = False) -> npt.NDArray[np.float32] | None:
     """Distort a pen ink, draw it on a random canvas and rasterize it as serving would.
 
     Args:
         ink: The recording (any units, ``ink.y_up`` respected).
         rng: Seeded generator.
+        motion: Return the strokes model's input (raster and motion planes) instead of the raster.
 
     Returns:
-        ``(28, 28)`` float32 from :func:`shared.preprocess.rasterize_strokes`, or ``None`` if blank.
+        ``(28, 28)`` float32 from :func:`shared.preprocess.rasterize_strokes`, or with ``motion``
+        ``(7, 28, 28)`` float32 from :func:`shared.preprocess.strokes_planes`; ``None`` if blank.
     """
     strokes = [np.asarray(s, dtype=np.float64)[:, :2] for s in ink.strokes]
     if ink.y_up:
@@ -204,4 +206,4 @@ def augment_pen(ink: Ink, rng: np.random.Generator) -> npt.NDArray[np.float32] |
     size = (hi - lo) * scale
     offset = np.array([rng.uniform(0, max(width - size[0], 0)), rng.uniform(0, max(height - size[1], 0))])
     canvas = [((p - lo) * scale + offset).tolist() for p in moved]
-    return rasterize_strokes(canvas, width, height, pen)
+    return (strokes_planes if motion else rasterize_strokes)(canvas, width, height, pen)

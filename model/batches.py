@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from model import augment, rejection
 from model.nondigits import NOT_A_DIGIT
 from shared.inks import Ink
+from shared.preprocess import STROKES_PLANES
 
 if TYPE_CHECKING:
     from model.train import Config
@@ -25,11 +26,17 @@ if TYPE_CHECKING:
 class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Item ``e * per_epoch + b`` is batch ``b`` of epoch ``e``: augmented MNIST plus drawn pen inks.
 
-    Each batch is ``(N, 1, 28, 28)`` float32 images in [0, 1] and ``(N,)`` int64 labels (10: not a
-    digit): ``mnist_per_batch`` augmented MNIST digits (:func:`model.augment.augment_mnist`), up to
+    Each batch is ``(N, P, 28, 28)`` float32 in [0, 1] and ``(N,)`` int64 labels (10: not a digit):
+    ``mnist_per_batch`` augmented MNIST digits (:func:`model.augment.augment_mnist`), up to
     ``pen_per_batch`` training writers' pen inks drawn on random canvases (:func:`model.augment.augment_pen`;
     an ink that leaves no ink is dropped), then ``nondigit_per_batch`` letters and symbols and
     ``synthetic_per_batch`` synthesized marks (:func:`model.rejection.nondigit_rows`).
+
+    ``P`` is 1 for the image model. For the strokes model (``cfg.form == "strokes"``) it is 7: the raster
+    and the motion planes (:func:`shared.preprocess.strokes_planes`). MNIST has no trajectories, so its
+    motion planes are zeros; each drawn row's motion planes are also zeroed with probability
+    ``cfg.motion_dropout``, so the network keeps reading the raster of pen inks and does not take empty
+    motion planes as a sign of MNIST's style.
 
     Args:
         images: ``(N, 28, 28)`` uint8 MNIST training images.
@@ -63,8 +70,14 @@ class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.images))
         idx = order[b * cfg.mnist_per_batch : (b + 1) * cfg.mnist_per_batch]
         rng = np.random.default_rng([cfg.seed, epoch, b, 1])
+        motion = cfg.form == "strokes"
         x = augment.augment_mnist(self.images[idx], self.clean[idx], rng)
+        if motion:
+            x = np.concatenate(
+                [x[:, None], np.zeros((len(x), STROKES_PLANES - 1, 28, 28), np.float32)], axis=1
+            )
         y = self.labels[idx]
+        mnist_rows = len(x)
         if cfg.pen_per_batch:
             pen_order = np.random.default_rng([cfg.seed, epoch, 2]).permutation(
                 np.resize(np.arange(len(self.pen)), self.per_epoch * cfg.pen_per_batch)
@@ -72,7 +85,7 @@ class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             pen_idx = pen_order[b * cfg.pen_per_batch : (b + 1) * cfg.pen_per_batch]
             drawn, pen_y = [], []
             for i in pen_idx:
-                digit = augment.augment_pen(self.pen[i], rng)
+                digit = augment.augment_pen(self.pen[i], rng, motion)
                 if digit is not None:
                     drawn.append(digit)
                     pen_y.append(self.pen[i].label)
@@ -84,10 +97,13 @@ class CanvasBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             order = np.random.default_rng([cfg.seed, epoch, 3]).permutation(
                 np.resize(np.arange(len(self.nondigits)), self.per_epoch * count)
             )[b * count : (b + 1) * count]
-            rows = rejection.nondigit_rows(self.nondigits, count, cfg.synthetic_per_batch, order, rng)
+            rows = rejection.nondigit_rows(self.nondigits, count, cfg.synthetic_per_batch, order, rng, motion)
             x = np.concatenate([x, rows])
             y = np.concatenate([y, np.full(len(rows), NOT_A_DIGIT, dtype=np.int64)])
-        return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
+        if motion and cfg.motion_dropout:
+            drop = np.flatnonzero(rng.random(len(x) - mnist_rows) < cfg.motion_dropout) + mnist_rows
+            x[drop, 1:] = 0
+        return torch.from_numpy(x if motion else x[:, None]), torch.from_numpy(y)
 
 
 def _worker_init(_: int) -> None:

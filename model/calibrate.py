@@ -34,13 +34,14 @@ def accuracy(model: torch.nn.Module, x: npt.NDArray[np.float32], y: npt.NDArray[
 
 
 def pen_eval_batch(
-    inks: Sequence[Ink], seed: int, draws: int = 1
+    inks: Sequence[Ink], seed: int, draws: int = 1, planes: int = 1
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Inks drawn as a person would (:func:`model.data.draw_like_a_person`), ``draws`` placements each.
 
     Returns:
-        ``(N, 1, 28, 28)`` float32 from :func:`shared.preprocess.preprocess` of a 280x280 strokes frame,
-        and ``(N,)`` int64 labels; inks that leave no ink are skipped.
+        ``(N, planes, 28, 28)`` float32, the first ``planes`` planes of :func:`shared.preprocess.preprocess`
+        of a 280x280 strokes frame (1: the raster; 7: with the motion planes), and ``(N,)`` int64 labels;
+        inks that leave no ink are skipped.
     """
     xs, ys = [], []
     for d in range(draws):
@@ -48,7 +49,7 @@ def pen_eval_batch(
             strokes, pen = draw_like_a_person(ink, np.random.default_rng([seed, d, i]))
             t = preprocess(StrokesFrame(strokes, 280, 280, pen))
             if t is not None:
-                xs.append(t[0])
+                xs.append(t[0, :planes])
                 ys.append(ink.label)
     return np.stack(xs), np.asarray(ys, dtype=np.int64)
 
@@ -103,7 +104,7 @@ class Calibration:
 
 def calibrate(  # noqa: PLR0917 (the calibration split's parts)
     model: torch.nn.Module,
-    mnist_val: npt.NDArray[np.uint8],
+    mnist_val: npt.NDArray[np.uint8] | None,
     mnist_val_labels: npt.NDArray[np.int64],
     pen_val: Sequence[Ink] | None,
     nondigit_val: Sequence[Ink],
@@ -115,7 +116,8 @@ def calibrate(  # noqa: PLR0917 (the calibration split's parts)
 
     Args:
         model: The trained network.
-        mnist_val: ``(N, 28, 28)`` uint8 held-out MNIST training images, drawn through the canvas PNG path.
+        mnist_val: ``(N, 28, 28)`` uint8 held-out MNIST training images, drawn through the canvas PNG path;
+            ``None`` for the strokes model, which never sees images.
         mnist_val_labels: ``(N,)`` int64 their digits.
         pen_val: Held-back pen inks of the training writers, :data:`CALIBRATION_PEN_DRAWS` placements
             each; ``None`` for an MNIST-only build (no UNIPEN ink sets the temperature).
@@ -124,15 +126,18 @@ def calibrate(  # noqa: PLR0917 (the calibration split's parts)
         reject_digit_rate: Share of each source's digits the threshold may turn away.
         workers: Processes for the canvas and pen preprocessing.
     """
-    cal_x, _ = evaluate.mnist_canvas_batch(mnist_val, workers)
-    digit_cal = {"mnist": logits(model, cal_x)}
-    if pen_val is not None:
-        pen_cal_x, pen_cal_y = pen_eval_batch(pen_val, seed=seed + 2, draws=CALIBRATION_PEN_DRAWS)
-        digit_cal["pen"] = logits(model, pen_cal_x)
-        cal_y = np.concatenate([mnist_val_labels, pen_cal_y])
-    else:
+    planes = int(getattr(model, "planes", 1))
+    digit_cal, cal_y = {}, np.zeros(0, np.int64)
+    if mnist_val is not None:
+        cal_x, _ = evaluate.mnist_canvas_batch(mnist_val, workers)
+        digit_cal["mnist"] = logits(model, cal_x)
         cal_y = mnist_val_labels
+    if pen_val is not None:
+        pen_cal_x, pen_cal_y = pen_eval_batch(pen_val, seed + 2, CALIBRATION_PEN_DRAWS, planes)
+        digit_cal["pen"] = logits(model, pen_cal_x)
+        cal_y = np.concatenate([cal_y, pen_cal_y])
     nd_cal_x, _ = evaluate.pen_batch(nondigit_val, seed + 3, workers)
+    nd_cal_x = nd_cal_x[:, :planes]
     nd_cal_logits = logits(model, nd_cal_x)
     cal_logits = np.concatenate([*digit_cal.values(), nd_cal_logits])
     cal_y = np.concatenate([cal_y, np.full(len(nd_cal_logits), NOT_A_DIGIT)])

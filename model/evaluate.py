@@ -73,9 +73,10 @@ def _map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, desc: str
 def _batch(
     tensors: Sequence[npt.NDArray[np.float32] | None],
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """Stack ``(1, 1, 28, 28)`` tensors; blank (``None``) frames become zeros and are flagged."""
+    """Stack ``(1, P, 28, 28)`` tensors; blank (``None``) frames become zeros and are flagged."""
     blank = np.array([t is None for t in tensors])
-    zeros = np.zeros((1, 1, 28, 28), np.float32)
+    shape = next((t.shape for t in tensors if t is not None), (1, 1, 28, 28))
+    zeros = np.zeros(shape, np.float32)
     return np.concatenate([zeros if t is None else t for t in tensors]), blank
 
 
@@ -130,7 +131,9 @@ def nondigit_figures(
     x, blank = pen_batch([n.ink for n in nondigits], seed, workers, as_png)
     look_alike = np.array([n.look_alike for n in nondigits])
     chars = [n.char for n in nondigits]
-    return rejection_figures(predictor.logits(x), predictor.threshold, chars, look_alike, blank)
+    return rejection_figures(
+        predictor.logits(x), predictor.threshold_for(x.shape[1]), chars, look_alike, blank
+    )
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -243,31 +246,45 @@ def confusion_png(results: dict[str, dict[str, Any]], path: Path) -> None:
 # --------------------------------------------------------------------------------------------- CLI
 
 
-def evaluate(
-    model_path: Path, data_dir: Path, workers: int = 2, seed: int = PEN_SEED, pen_png: bool = False
+def evaluate(  # noqa: PLR0917 (the evaluation's inputs)
+    model_path: Path,
+    data_dir: Path,
+    workers: int = 2,
+    seed: int = PEN_SEED,
+    pen_png: bool = False,
+    strokes_model_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a model file on MNIST test (canvas path) and the held-out pen writers.
+    """Evaluate the served models on MNIST test (canvas path) and the held-out pen writers.
+
+    Each frame goes to the model serving its form (:class:`shared.inference.Predictor`): images (MNIST
+    canvases, pen PNGs) to the image model, strokes to the strokes model when there is one.
 
     Args:
-        model_path: The ``.onnx`` file.
+        model_path: The image model's ``.onnx`` file.
         data_dir: The shared data folder.
         workers: Preprocessing processes.
         seed: Pen placement seed.
         pen_png: Also evaluate held-out pen inks through the rendered-PNG path.
+        strokes_model_path: The strokes model's ``.onnx`` file, or ``None`` (strokes read as rasters).
 
     Returns:
         A JSON-ready report.
     """
-    predictor = Predictor(model_path, intra_op_num_threads=1)
-    temp = predictor.info.metadata.get("temperature")
-    temperature = float(temp) if temp else None
+    predictor = Predictor(model_path, 1, strokes_model_path)
+
+    def scored(x: npt.NDArray[np.float32], y: npt.NDArray[np.integer], blank: npt.NDArray[np.bool_]) -> Any:
+        info = predictor.models.strokes if x.shape[1] > 1 else predictor.models.image
+        temp = info.metadata.get("temperature")
+        threshold = predictor.threshold_for(x.shape[1])
+        return score(predictor.logits(x), y, blank, float(temp) if temp else None, threshold)
+
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
     images, labels = load_mnist(data_dir, "test")
     x, blank = mnist_canvas_batch(images, workers)
-    results["mnist_test_canvas"] = score(predictor.logits(x), labels, blank, temperature, predictor.threshold)
+    results["mnist_test_canvas"] = scored(x, labels, blank)
     timings["mnist_test_canvas"] = time.perf_counter() - t
 
     split = pen_split(data_dir)
@@ -279,7 +296,7 @@ def evaluate(
         t = time.perf_counter()
         x, blank = pen_batch(inks, seed, workers, as_png)
         y = np.array([ink.label for ink in inks])
-        results[name] = score(predictor.logits(x), y, blank, temperature, predictor.threshold)
+        results[name] = scored(x, y, blank)
         timings[name] = time.perf_counter() - t
 
     nondigits: dict[str, dict[str, Any]] = {}
@@ -293,8 +310,11 @@ def evaluate(
         timings[name] = time.perf_counter() - t
     return {
         "model": str(model_path),
+        "strokes_model": None if strokes_model_path is None else str(strokes_model_path),
         "sha256": predictor.info.sha256,
         "metadata": predictor.info.metadata,
+        "strokes_sha256": predictor.models.strokes.sha256,
+        "strokes_metadata": predictor.models.strokes.metadata,
         "pen_seed": seed,
         "pen_protocol": "longer side U(90,230) px at a uniform position on 280x280, pen U(12,24) px",
         "pen_writers": {
@@ -312,7 +332,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; prints a summary table and writes the report and confusion PNG."""
     settings = Settings()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, default=settings.model_path)
+    ap.add_argument("--model", type=Path, default=settings.model_path, help="the image model")
+    ap.add_argument(
+        "--strokes-model",
+        type=Path,
+        default=settings.strokes_model_path,
+        help="the strokes model ('none': strokes frames read as rasters by the image model)",
+    )
     ap.add_argument(
         "--data-dir", type=Path, default=settings.data_dir, help="shared data folder (or its mnist/)"
     )
@@ -322,7 +348,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=PEN_SEED)
     ap.add_argument("--pen-png", action="store_true", help="also run held-out pen inks as rendered PNGs")
     args = ap.parse_args(argv)
-    report = evaluate(args.model, resolve_data_dir(args.data_dir), args.workers, args.seed, args.pen_png)
+    strokes = None if str(args.strokes_model) == "none" else args.strokes_model
+    report = evaluate(
+        args.model, resolve_data_dir(args.data_dir), args.workers, args.seed, args.pen_png, strokes
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     confusion_png(report["results"], args.confusion)

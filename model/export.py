@@ -1,9 +1,9 @@
 """Export the trained network to ONNX under the serving contract, and check the file.
 
-Contract (read by :class:`shared.inference.Predictor`): one input ``input`` of shape ``(N, 1, 28, 28)``
-float32 (dynamic ``N``), one output ``logits`` of shape ``(N, 11)`` (digits 0-9, then "not a digit"),
-already divided by the calibration temperature. ``metadata_props`` hold the keys in
-:data:`model.contract.REQUIRED_METADATA`.
+Contract (read by :class:`shared.inference.Predictor`): one input ``input`` of shape ``(N, P, 28, 28)``
+float32 (dynamic ``N``; ``P`` is 1 for the image model, 7 for the strokes model), one output ``logits``
+of shape ``(N, 11)`` (digits 0-9, then "not a digit"), already divided by the calibration temperature.
+``metadata_props`` hold the keys in :data:`model.contract.REQUIRED_METADATA`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def to_onnx_bytes(model: DigitCNN, temperature: float, metadata: Mapping[str, st
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         torch.onnx.export(
             net,
-            (torch.zeros(1, 1, 28, 28),),
+            (torch.zeros(1, model.planes, 28, 28),),
             buf,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
@@ -57,7 +57,7 @@ def to_onnx_bytes(model: DigitCNN, temperature: float, metadata: Mapping[str, st
             dynamo=False,
         )
     proto = onnx.load_from_string(buf.getvalue())
-    proto.graph.name = "mnist_cnn"
+    proto.graph.name = "strokes_cnn" if model.planes > 1 else "mnist_cnn"
     proto.producer_name = "mnist-live model/train.py"
     del proto.metadata_props[:]
     for key, value in sorted(metadata.items()):
@@ -73,7 +73,7 @@ def check_export(data: bytes, model: DigitCNN, temperature: float, probe: npt.ND
         data: The serialized model.
         model: The trained network.
         temperature: As exported.
-        probe: ``(N, 1, 28, 28)`` float32 inputs to compare on.
+        probe: ``(N, P, 28, 28)`` float32 inputs to compare on (``P`` the model's input planes).
 
     Returns:
         The largest |onnxruntime - PyTorch| logit difference.
@@ -94,7 +94,7 @@ def check_export(data: bytes, model: DigitCNN, temperature: float, probe: npt.ND
         raise ExportError(f"metadata_props lack {missing}")
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
-    if inp.name != INPUT_NAME or inp.type != "tensor(float)" or list(inp.shape)[1:] != [1, 28, 28]:
+    if inp.name != INPUT_NAME or inp.type != "tensor(float)" or list(inp.shape)[1:] != [model.planes, 28, 28]:
         raise ExportError(f"input is {inp.name} {inp.type} {inp.shape}")
     if out.name != OUTPUT_NAME or len(out.shape) != 2 or out.shape[1] != OUTPUTS:
         raise ExportError(f"output is {out.name} {out.shape}")

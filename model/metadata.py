@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 VERSION = "2.0.0"
 """Model version: 2.0.0 adds the not-a-digit class (11 logits) and trains through the thin-pen and tap
 preprocessing; 1.1.0 (10 logits) added per-stroke jitter and weight averaging (1.0.0: commit 1b3d115)."""
+STROKES_VERSION = "1.0.0"
+"""The strokes model's version (``model/strokes_cnn.onnx``): the raster and the pen's motion planes."""
 
 
 def describe(
@@ -49,14 +51,19 @@ def describe(
         )
     w = WIDTHS
     return {
-        "version": VERSION,
+        "version": STROKES_VERSION if model.planes > 1 else VERSION,
         "git_commit": commit,
         "git_dirty_files": " ".join(line[3:] for line in dirty.splitlines() if not line.endswith(".onnx")),
         "training_data": training_data,
         "normalization": (
             "input (N,1,28,28) float32 in [0,1], white ink on black: shared.preprocess.preprocess "
             "(crop to ink bbox, longer side 20 px, centre of mass at the centre of 28x28)"
+            if model.planes == 1
+            else "input (N,7,28,28) float32 in [0,1]: plane 0 the raster of shared.preprocess.preprocess "
+            "(crop to ink bbox, longer side 20 px, centre of mass at the centre of 28x28), planes 1-6 the "
+            "pen's motion in the same field (shared.motion: right, left, down, up, pen-down, pen-up)"
         ),
+        "frames": "strokes" if model.planes > 1 else "image",
         "temperature": f"{cal.temperature:.6f}",
         "not_a_digit_threshold": f"{cal.threshold:.6f}",
         "not_a_digit_calibration": json.dumps(cal.rejection),
@@ -64,8 +71,8 @@ def describe(
         "ece_calibration_before": f"{cal.ece_before:.6f}",
         "ece_calibration_after": f"{cal.ece_after:.6f}",
         "architecture": (
-            f"DigitCNN conv3x3+BN+ReLU widths {list(w)}, maxpool after conv 1, 2, 4; "
-            f"linear {w[-1] * 9}->{NOT_A_DIGIT + 1}"
+            f"DigitCNN ({model.planes} input planes) conv3x3+BN+ReLU widths {list(w)}, "
+            f"maxpool after conv 1, 2, 4; linear {w[-1] * 9}->{NOT_A_DIGIT + 1}"
         ),
         "parameters": str(count_parameters(model)),
         "seed": str(cfg.seed),

@@ -17,7 +17,7 @@ def _conv(cin: int, cout: int) -> list[nn.Module]:
 
 
 class DigitCNN(nn.Module):
-    """Small VGG-style CNN: ``(N, 1, 28, 28)`` float32 in [0, 1] to ``(N, outputs)`` float32 logits.
+    """Small VGG-style CNN: ``(N, planes, 28, 28)`` float32 in [0, 1] to ``(N, outputs)`` float32 logits.
 
     Pooling right after each of the first two convolutions keeps the full-resolution work to one 1->16
     layer and the 14x14 work to one 16->32 layer; two 7x7 layers (64 channels) carry most of the capacity.
@@ -26,14 +26,19 @@ class DigitCNN(nn.Module):
     Args:
         widths: Channels of the four convolutions.
         dropout: Dropout before the classifier (training only).
-        outputs: Logits; the shipped network has 11 (digits 0-9, then not-a-digit).
+        outputs: Logits; the shipped networks have 11 (digits 0-9, then not-a-digit).
+        planes: Input planes: 1 for the image model (the raster), 7 for the strokes model (the raster and
+            the motion planes of :func:`shared.preprocess.strokes_planes`).
     """
 
-    def __init__(self, widths: tuple[int, ...] = WIDTHS, dropout: float = 0.1, outputs: int = 10) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = WIDTHS, dropout: float = 0.1, outputs: int = 10, planes: int = 1
+    ) -> None:
         super().__init__()
         w0, w1, w2, w3 = widths
+        self.planes = planes
         self.features = nn.Sequential(
-            *_conv(1, w0),
+            *_conv(planes, w0),
             nn.MaxPool2d(2),
             *_conv(w0, w1),
             nn.MaxPool2d(2),
@@ -46,7 +51,7 @@ class DigitCNN(nn.Module):
         self.head = nn.Linear(w3 * 3 * 3, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 1, 28, 28)`` float32 to ``(N, outputs)`` float32 logits."""
+        """``(N, planes, 28, 28)`` float32 to ``(N, outputs)`` float32 logits."""
         return self.head(self.dropout(self.features(x)))
 
 

@@ -22,14 +22,16 @@ from model import augment
 from model.nondigits import NOT_A_DIGIT, NonDigit, synthetic_mark
 from shared.inference import not_a_digit_scores
 from shared.inks import Ink
+from shared.preprocess import STROKES_PLANES
 
 
-def nondigit_rows(
+def nondigit_rows(  # noqa: PLR0917 (a batch's parts, in the order they are drawn)
     inks: Sequence[Ink],
     real: int,
     synthetic: int,
     order: npt.NDArray[np.int64],
     rng: np.random.Generator,
+    motion: bool = False,
 ) -> npt.NDArray[np.float32]:
     """Draw the non-digit rows of one training batch.
 
@@ -39,18 +41,22 @@ def nondigit_rows(
         synthetic: How many synthesized marks to add (:func:`model.nondigits.synthetic_mark`).
         order: ``(real,)`` indices into ``inks``.
         rng: The batch's generator.
+        motion: Draw the strokes model's input (:func:`model.augment.augment_pen`).
 
     Returns:
-        ``(K, 28, 28)`` float32 rows (blank drawings dropped, so ``K <= real + synthetic``).
+        ``(K, 28, 28)`` float32 rows, with ``motion`` ``(K, 7, 28, 28)`` (blank drawings dropped, so
+        ``K <= real + synthetic``).
     """
     rows = []
     chosen = [inks[i] for i in order[:real]]
     chosen += [synthetic_mark(rng) for _ in range(synthetic)]
     for ink in chosen:
-        drawn = augment.augment_pen(ink, rng)
+        drawn = augment.augment_pen(ink, rng, motion)
         if drawn is not None:
             rows.append(drawn)
-    return np.stack(rows) if rows else np.zeros((0, 28, 28), np.float32)
+    return (
+        np.stack(rows) if rows else np.zeros((0, *((STROKES_PLANES,) if motion else ()), 28, 28), np.float32)
+    )
 
 
 def fit_threshold(digit_scores: npt.NDArray[np.floating[Any]], digit_rate: float) -> float:

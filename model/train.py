@@ -51,7 +51,7 @@ from model.metadata import cpu_seconds, describe, git
 from model.net import WIDTHS, DigitCNN, count_parameters
 from model.nondigits import NOT_A_DIGIT, NonDigitSplit, nondigit_split
 from model.rejection import nondigit_inks
-from shared.preprocess import normalize
+from shared.preprocess import STROKES_PLANES, normalize
 from shared.settings import Settings
 
 MNIST_VAL = 5000
@@ -84,6 +84,13 @@ class Config:
     """UNIPEN letters and symbols of the training writers per batch (look-alikes excluded), class 10."""
     synthetic_per_batch: int = 8
     """Synthesized marks per batch (:func:`model.nondigits.synthetic_mark`), class 10."""
+    form: str = "image"
+    """Which model: ``image`` (the raster; :data:`shared.settings.Settings.model_path`) or ``strokes``
+    (the raster and the motion planes, :func:`shared.preprocess.strokes_planes`;
+    ``Settings.strokes_model_path``)."""
+    motion_dropout: float = 0.2
+    """Strokes model: share of drawn rows whose motion planes are zeroed
+    (:class:`model.batches.CanvasBatches`)."""
     reject_digit_rate: float = 0.003
     """Share of each source's calibration digits (MNIST validation, calibration writers' pen inks) the
     not-a-digit threshold may turn away (:func:`model.rejection.calibrate`)."""
@@ -128,8 +135,11 @@ def load_data(cfg: Config, data_dir: Path) -> TrainingData:
         f"{len(nondigit_inks(nondigits.calibration))} calibration (look-alikes excluded)",
         file=sys.stderr,
     )
-    val = (clean[val_idx][:, None], labels[val_idx])
-    pen_val = pen_eval_batch(split.val, seed=cfg.seed + 1)
+    planes = STROKES_PLANES if cfg.form == "strokes" else 1
+    val_x = np.zeros((MNIST_VAL, planes, 28, 28), np.float32)
+    val_x[:, 0] = clean[val_idx]  # the strokes model: MNIST has no motion planes (zeros, as in training)
+    val = (val_x, labels[val_idx])
+    pen_val = pen_eval_batch(split.val, cfg.seed + 1, 1, planes)
     batches = CanvasBatches(
         images[train_idx],
         clean[train_idx],
@@ -154,7 +164,10 @@ class Trainer:
 
     def __init__(self, cfg: Config, data: CanvasBatches) -> None:
         self.cfg, self.per_epoch = cfg, data.per_epoch
-        self.model = DigitCNN(WIDTHS, outputs=NOT_A_DIGIT + 1).to(memory_format=torch.channels_last)
+        planes = STROKES_PLANES if cfg.form == "strokes" else 1
+        self.model = DigitCNN(WIDTHS, outputs=NOT_A_DIGIT + 1, planes=planes).to(
+            memory_format=torch.channels_last
+        )
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.cycle_steps = data.per_epoch * cfg.epochs
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -257,12 +270,17 @@ def export_and_evaluate(  # noqa: PLR0917 (the run's results, in the order they 
     metadata = describe(cfg, data, model, cal, provenance)
     rng = np.random.default_rng(cfg.seed)
     val_x, pen_val_x = data.val[0], data.pen_val[0]
-    probe = np.concatenate([val_x[:56], pen_val_x[:56], rng.random((16, 1, 28, 28), dtype=np.float32)])
+    noise = rng.random((16, val_x.shape[1], 28, 28), dtype=np.float32)
+    probe = np.concatenate([val_x[:56], pen_val_x[:56], noise])
     data_bytes = to_onnx_bytes(model, cal.temperature, metadata)
     parity = check_export(data_bytes, model, cal.temperature, probe)
     candidate = out.with_suffix(".candidate.onnx")
     write(data_bytes, candidate)
-    res = evaluate.evaluate(candidate, data_dir, workers=eval_workers)["results"]
+    if cfg.form == "strokes":  # served beside the shipped image model, which reads the images
+        res = evaluate.evaluate(Settings().model_path, data_dir, eval_workers, strokes_model_path=candidate)
+    else:
+        res = evaluate.evaluate(candidate, data_dir, workers=eval_workers)
+    res = res["results"]
     metadata["accuracy_mnist_test_canvas"] = f"{res['mnist_test_canvas']['accuracy']:.4f}"
     metadata["accuracy_pen_heldout_writers"] = f"{res['pen_heldout_strokes']['accuracy']:.4f}"
     metadata["accuracy_pen_200"] = f"{res['pen_200_strokes']['accuracy']:.4f}"
@@ -298,7 +316,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     train_seconds = time.perf_counter() - started
     cal = calibrate(
         model,
-        data.images[data.val_idx],
+        None if cfg.form == "strokes" else data.images[data.val_idx],  # the strokes model sees no images
         data.labels[data.val_idx],
         data.pen.val if cfg.pen_per_batch else None,  # MNIST-only build: no UNIPEN ink sets T
         nondigit_inks(data.nondigits.calibration),
@@ -342,22 +360,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=settings.data_dir / "mnist",
         help="the MNIST folder (or the shared data folder above it, with SHA256SUMS and pen/)",
     )
-    ap.add_argument("--out", type=Path, default=settings.model_path)
-    ap.add_argument("--report", type=Path, default=Path("reports/train_report.json"))
+    ap.add_argument("--out", type=Path, help="default: the form's model file in Settings")
+    ap.add_argument("--report", type=Path, help="default: reports/train_<form>_report.json")
     ap.add_argument("--eval-workers", type=int, default=2)
     for k, v in Config().__dict__.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
     args = ap.parse_args(argv)
     if not 0 <= args.reject_digit_rate < 1:
         ap.error("--reject-digit-rate needs a share in [0, 1)")
+    if args.form not in {"image", "strokes"}:
+        ap.error("--form needs image or strokes")
     cfg = Config(**{k: getattr(args, k) for k in Config().__dict__})
-    report = train(cfg, resolve_data_dir(args.data_dir), args.out, args.report, args.eval_workers)
+    out = args.out or (settings.strokes_model_path if cfg.form == "strokes" else settings.model_path)
+    report_path = args.report or Path(f"reports/train_{cfg.form}_report.json")
+    report = train(cfg, resolve_data_dir(args.data_dir), out, report_path, args.eval_workers)
     t = report["test"]
     mnist, pen, pen200 = (
         100 * t[k]["accuracy"] for k in ("mnist_test_canvas", "pen_heldout_strokes", "pen_200_strokes")
     )
     print(
-        f"wrote {args.out} ({report['bytes']} bytes, {report['parameters']} parameters) in "
+        f"wrote {out} ({report['bytes']} bytes, {report['parameters']} parameters) in "
         f"{report['total_seconds'] / 60:.1f} min wall ({report['cpu_seconds'] / 60:.1f} min CPU); "
         f"MNIST test (canvas) {mnist:.2f}%, held-out pen {pen:.2f}%, pen 200 {pen200:.2f}%, "
         f"T={report['temperature']:.3f}"

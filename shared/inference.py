@@ -6,15 +6,18 @@ import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from shared import errors
 from shared.limits import DEFAULT_LIMITS, Limits
-from shared.preprocess import MNIST_SIDE, Frame, preprocess
-from shared.schemas import ModelInfo, Prediction
+from shared.preprocess import MNIST_SIDE, STROKES_PLANES, Frame, preprocess
+from shared.schemas import ModelInfo, Models, Prediction
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 NUM_CLASSES = 10
 """MNIST's classes, digits 0-9."""
@@ -62,24 +65,14 @@ def top_k(probabilities: Sequence[float], k: int = 3) -> list[tuple[int, float]]
     return [(i, float(probabilities[i])) for i in order[:k]]
 
 
-class Predictor:
-    """An ONNX digit classifier loaded once and reused for every request.
-
-    The model must take ``(N, 1, 28, 28)`` float32 NCHW in [0, 1] (white ink on black, MNIST-normalized
-    by :func:`shared.preprocess.preprocess`), return ``(N, 11)`` logits (digits 0-9, then "not a digit")
-    and carry its not-a-digit threshold in ``metadata_props`` (:data:`THRESHOLD_KEY`).
-
-    Args:
-        model_path: Path to the ``.onnx`` file.
-        intra_op_num_threads: onnxruntime intra-op threads (default 1: fastest for batch 1 on 2 cores,
-            and avoids thread-affinity errors in Lambda sandboxes, onnxruntime#8313).
+class _Model:
+    """One loaded ONNX classifier: its session, input planes, threshold and :class:`ModelInfo`.
 
     Raises:
-        ModelError: the file is missing or unreadable, its input/output contract differs, or it has no
-            valid not-a-digit threshold.
+        ModelError: as :class:`Predictor`.
     """
 
-    def __init__(self, model_path: str | Path, intra_op_num_threads: int = 1) -> None:
+    def __init__(self, model_path: str | Path, intra_op_num_threads: int, planes: tuple[int, ...]) -> None:
         import onnxruntime as ort  # deferred: importing is ~0.1 s, callers may not need a model
 
         path = Path(model_path)
@@ -94,22 +87,32 @@ class Predictor:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own hierarchy (Fail, InvalidGraph, ...)
             raise errors.ModelError(f"onnxruntime cannot load {path.name}.") from exc
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1 or inputs[0].type != "tensor(float)" or list(inputs[0].shape)[1:] != [1, 28, 28]:
-            raise errors.ModelError("The model's input must be one (N, 1, 28, 28) float32 tensor.")
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = list(inputs[0].shape)[1:] if len(inputs) == 1 else []
+        if (
+            len(inputs) != 1
+            or inputs[0].type != "tensor(float)"
+            or shape[1:] != [MNIST_SIDE, MNIST_SIDE]
+            or shape[0] not in planes
+        ):
+            wanted = " or ".join(f"(N, {p}, 28, 28)" for p in planes)
+            raise errors.ModelError(f"{path.name}: the model's input must be one {wanted} float32 tensor.")
         if len(outputs) != 1 or len(outputs[0].shape) != 2 or outputs[0].shape[1] != NUM_OUTPUTS:
-            raise errors.ModelError("The model's output must be one (N, 11) tensor of logits.")
-        self._input = inputs[0].name
-        meta = self._session.get_modelmeta()
+            raise errors.ModelError(f"{path.name}: the model's output must be one (N, 11) tensor of logits.")
+        self.input = inputs[0].name
+        self.planes = int(shape[0])
+        meta = self.session.get_modelmeta()
         try:
             self.threshold = float(meta.custom_metadata_map[THRESHOLD_KEY])
         except (KeyError, ValueError) as exc:
-            raise errors.ModelError(f"The model's metadata has no valid {THRESHOLD_KEY}.") from exc
+            raise errors.ModelError(
+                f"{path.name}: the model's metadata has no valid {THRESHOLD_KEY}."
+            ) from exc
         if not 0.0 < self.threshold <= 1.0:
-            raise errors.ModelError(f"The model's {THRESHOLD_KEY} must be in (0, 1].")
+            raise errors.ModelError(f"{path.name}: the model's {THRESHOLD_KEY} must be in (0, 1].")
         self.info = ModelInfo(
             name=meta.graph_name or path.stem,
             version=meta.custom_metadata_map.get("version")
@@ -125,10 +128,71 @@ class Predictor:
         )
 
     def logits(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Run the model.
+        """``(N, planes, 28, 28)`` float32 to ``(N, 11)`` float32 logits; ModelError if onnxruntime fails."""
+        try:
+            (out,) = self.session.run(None, {self.input: batch})
+        except Exception as exc:
+            raise errors.ModelError("Inference failed.") from exc
+        logits: npt.NDArray[np.float32] = out
+        return logits
+
+
+class Predictor:
+    """The digit classifiers, loaded once and reused for every request: one per frame form.
+
+    * The **image model** reads image frames: ``(N, 1, 28, 28)`` float32 NCHW in [0, 1] (white ink on
+      black, MNIST-normalized by :func:`shared.preprocess.preprocess`).
+    * The **strokes model** reads strokes frames: ``(N, 7, 28, 28)``, the same raster then the pen's
+      motion planes (:func:`shared.preprocess.strokes_planes`). Without one, strokes frames go to the
+      image model as their raster (plane 0), which is exactly what their PNG would give it.
+
+    Each returns ``(N, 11)`` logits (digits 0-9, then "not a digit") and carries its own not-a-digit
+    threshold in ``metadata_props`` (:data:`THRESHOLD_KEY`).
+
+    Args:
+        model_path: The image model's ``.onnx`` file.
+        intra_op_num_threads: onnxruntime intra-op threads (default 1: fastest for batch 1 on 2 cores,
+            and avoids thread-affinity errors in Lambda sandboxes, onnxruntime#8313).
+        strokes_model_path: The strokes model's ``.onnx`` file, or ``None``.
+
+    Raises:
+        ModelError: a file is missing or unreadable, its input/output contract differs, or it has no
+            valid not-a-digit threshold.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        intra_op_num_threads: int = 1,
+        strokes_model_path: str | Path | None = None,
+    ) -> None:
+        self._image = _Model(model_path, intra_op_num_threads, (1,))
+        self._strokes = (
+            None
+            if strokes_model_path is None
+            else _Model(strokes_model_path, intra_op_num_threads, (STROKES_PLANES,))
+        )
+        self.threshold = self._image.threshold
+        """The image model's not-a-digit threshold."""
+        self.info = self._image.info
+        """The image model's :class:`ModelInfo`."""
+        strokes = self._strokes or self._image
+        self.models = Models(image=self._image.info, strokes=strokes.info)
+        """The :class:`ModelInfo` of the model reading each frame form (``GET /model``)."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Predictor:
+        """Load the models ``settings`` name (``model_path``, ``strokes_model_path``); ModelError as above."""
+        return cls(settings.model_path, settings.intra_op_num_threads, settings.strokes_model_path)
+
+    def _model_for(self, planes: int) -> _Model:
+        return self._strokes if planes == STROKES_PLANES and self._strokes is not None else self._image
+
+    def logits(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Run the model for the batch's form.
 
         Args:
-            batch: ``(N, 1, 28, 28)`` float32 NCHW in [0, 1], N >= 1.
+            batch: ``(N, 1, 28, 28)`` (images) or ``(N, 7, 28, 28)`` (strokes) float32 NCHW in [0, 1], N >= 1.
 
         Returns:
             ``(N, 11)`` float32 logits (digits 0-9, then not-a-digit).
@@ -136,23 +200,24 @@ class Predictor:
         Raises:
             ModelError: onnxruntime failed.
         """
-        try:
-            (out,) = self._session.run(None, {self._input: batch})
-        except Exception as exc:
-            raise errors.ModelError("Inference failed.") from exc
-        logits: npt.NDArray[np.float32] = out
-        return logits
+        model = self._model_for(batch.shape[1])
+        return model.logits(batch if batch.shape[1] == model.planes else batch[:, : model.planes])
+
+    def threshold_for(self, planes: int) -> float:
+        """The not-a-digit threshold of the model reading ``(N, planes, 28, 28)`` batches."""
+        return self._model_for(planes).threshold
 
     def probabilities(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """``(N, 1, 28, 28)`` float32 batch to ``(N, 11)`` float64 probabilities (rows sum to 1)."""
+        """A batch as :meth:`logits` takes to ``(N, 11)`` float64 probabilities (rows sum to 1)."""
         return softmax(self.logits(batch))
 
     def warm_up(self) -> None:
-        """Run one blank batch so the first real request pays no lazy initialization."""
-        self.logits(np.zeros((1, 1, MNIST_SIDE, MNIST_SIDE), dtype=np.float32))
+        """Run one blank batch through each model so the first real request pays no lazy initialization."""
+        for model in {id(m): m for m in (self._image, self._strokes) if m is not None}.values():
+            model.logits(np.zeros((1, model.planes, MNIST_SIDE, MNIST_SIDE), dtype=np.float32))
 
     def predict(self, frames: Sequence[Frame], limits: Limits = DEFAULT_LIMITS) -> list[Prediction]:
-        """Preprocess and classify frames, asking the model once for all non-blank ones.
+        """Preprocess and classify frames, asking each model once for all its non-blank frames.
 
         Args:
             frames: Canvas snapshots (images or strokes).
@@ -160,7 +225,7 @@ class Predictor:
 
         Returns:
             One :class:`~shared.schemas.Prediction` per frame, in order; blank frames are ``no_digit``, frames
-            whose not-a-digit probability reaches :attr:`threshold` are ``not_a_digit``.
+            whose not-a-digit probability reaches their model's threshold are ``not_a_digit``.
 
         Raises:
             ClientError: the first malformed frame (see :func:`shared.preprocess.preprocess`).
@@ -170,42 +235,47 @@ class Predictor:
         return self.classify(tensors)
 
     def classify(self, tensors: Sequence[npt.NDArray[np.float32] | None]) -> list[Prediction]:
-        """Classify preprocessed ``(1, 1, 28, 28)`` tensors; ``None`` entries become ``no_digit``."""
-        present = [t for t in tensors if t is not None]
-        if not present:
-            return [Prediction.no_digit() for _ in tensors]
-        batch = present[0] if len(present) == 1 else np.concatenate(present)
-        rows = iter(self.logits(batch).tolist())
-        results = []
-        for t in tensors:
-            if t is None:
-                results.append(Prediction.no_digit())
-                continue
-            results.append(self._decide(next(rows)))
+        """Classify preprocessed ``(1, P, 28, 28)`` tensors; ``None`` entries become ``no_digit``.
+
+        The tensors are :func:`shared.preprocess.preprocess`'s; each form's go to its model in one call.
+        """
+        results: list[Prediction] = [_NO_DIGIT] * len(tensors)
+        forms: dict[int, list[int]] = {}
+        for i, t in enumerate(tensors):
+            if t is not None:
+                forms.setdefault(t.shape[1], []).append(i)
+        for planes, rows in forms.items():
+            batch = tensors[rows[0]] if len(rows) == 1 else np.concatenate([tensors[i] for i in rows])
+            assert batch is not None
+            threshold = self.threshold_for(planes)
+            for i, row in zip(rows, self.logits(batch).tolist(), strict=True):
+                results[i] = _decide(row, threshold)
         return results
 
-    def _decide(self, logits: list[float]) -> Prediction:
-        """One row of 11 served logits to ``ok`` or ``not_a_digit``.
 
-        The ten digit probabilities are the softmax over the ten digit logits (the digits' probabilities
-        given that the drawing is a digit, summing to 1); the score is the 11-way softmax's last entry.
-        """
-        digits = logits[:NUM_CLASSES]
-        top = max(digits)
-        exps = [math.exp(v - top) for v in digits]
-        total = math.fsum(exps)
-        p = [e / total for e in exps]
-        # log-odds of "a digit" against "not a digit"; the logistic of its negation is the score
-        gap = top + math.log(total) - logits[NOT_A_DIGIT_CLASS]
-        score = 1.0 / (1.0 + math.exp(gap)) if gap <= 0 else math.exp(-gap) / (1.0 + math.exp(-gap))
-        if score >= self.threshold:
-            return Prediction(
-                status="not_a_digit", digit=None, probabilities=p, confidence=None, not_a_digit_score=score
-            )
-        digit = max(range(NUM_CLASSES), key=p.__getitem__)
+_NO_DIGIT = Prediction.no_digit()
+
+
+def _decide(logits: list[float], threshold: float) -> Prediction:
+    """One row of 11 served logits to ``ok`` or ``not_a_digit`` (``not_a_digit`` at or above ``threshold``).
+
+    The ten digit probabilities are the softmax over the ten digit logits (the digits' probabilities
+    given that the drawing is a digit, summing to 1); the score is the 11-way softmax's last entry.
+    """
+    digits = logits[:NUM_CLASSES]
+    top = max(digits)
+    exps = [math.exp(v - top) for v in digits]
+    total = math.fsum(exps)
+    p = [e / total for e in exps]
+    # log-odds of "a digit" against "not a digit"; the logistic of its negation is the score
+    gap = top + math.log(total) - logits[NOT_A_DIGIT_CLASS]
+    score = 1.0 / (1.0 + math.exp(gap)) if gap <= 0 else math.exp(-gap) / (1.0 + math.exp(-gap))
+    if score >= threshold:
         return Prediction(
-            status="ok", digit=digit, probabilities=p, confidence=p[digit], not_a_digit_score=score
+            status="not_a_digit", digit=None, probabilities=p, confidence=None, not_a_digit_score=score
         )
+    digit = max(range(NUM_CLASSES), key=p.__getitem__)
+    return Prediction(status="ok", digit=digit, probabilities=p, confidence=p[digit], not_a_digit_score=score)
 
 
 def _softmax_row(logits: list[float]) -> list[float]:

@@ -535,23 +535,23 @@ if njit is None:
 else:
     BACKEND = "numba"
 
-    def _compile(signatures: Any, loops: Callable[..., Any]) -> Kernel:
+    def compile_kernel(signatures: Any, loops: Callable[..., Any]) -> Kernel:
         """Compile ``loops`` now for ``signatures``: cached on disk, GIL released, numpy's float rules."""
         return njit(signatures, cache=True, nogil=True, error_model="numpy")(loops)  # type: ignore[no-any-return]
 
     _RO_C = 'Array(uint8, 2, "C", readonly=True)'  # a Pillow band through np.asarray is read-only
-    capsule_coverage = _compile(
+    capsule_coverage = compile_kernel(
         "float32[:, ::1](float64[:, ::1], int64[::1], float64, float64, float64, float64, float64, int64, int64)",  # noqa: E501
         _capsule_coverage_loops,
     )
-    center_by_mass = _compile("float32[:, ::1](float32[:, ::1])", _center_by_mass_loops)
-    ink_extent = _compile(
+    center_by_mass = compile_kernel("float32[:, ::1](float32[:, ::1])", _center_by_mass_loops)
+    ink_extent = compile_kernel(
         [f"UniTuple(int64, 7)({a}, int64, int64)" for a in ("uint8[:, ::1]", _RO_C)], _ink_extent_loops
     )
-    _coefficients = _compile(
+    _coefficients = compile_kernel(
         "Tuple((int64[:, ::1], float64[:, ::1]))(int64, int64, boolean)", _coefficients_loops
     )
-    resample = _compile(
+    resample = compile_kernel(
         [
             f"float32[:, ::1](Array(uint8, 2, {layout!r}, readonly={ro}), float32[::1], int64, int64, boolean)"  # noqa: E501
             for layout in ("C", "A")
@@ -559,10 +559,10 @@ else:
         ],
         _resample_loops,
     )
-    luma = _compile(
+    luma = compile_kernel(
         [f"uint8[:, ::1](Array(uint8, 3, 'C', readonly={ro}))" for ro in (False, True)], _luma_loops
     )
-    outline = _compile(
+    outline = compile_kernel(
         [f"Tuple((float64, int64))(Array(float32, 2, 'C', readonly={ro}), float64)" for ro in (False, True)],
         _outline_loops,
     )

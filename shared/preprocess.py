@@ -42,7 +42,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from shared import kernels
+from shared import kernels, motion
 from shared.canvas import CANVAS_PX, PEN_WIDTH_PX
 from shared.decode import U8_TO_UNIT, FloatImage, read_ink
 from shared.limits import DEFAULT_LIMITS, Limits
@@ -125,8 +125,10 @@ def preprocess(frame: Frame, limits: Limits = DEFAULT_LIMITS) -> FloatImage | No
         limits: Size limits, checked before any large allocation.
 
     Returns:
-        ``(1, 1, 28, 28)`` float32 NCHW in [0, 1], white ink on black, centred by mass as in MNIST; or
-        ``None`` when the frame holds no meaningful ink (see the module's blank rule).
+        ``(1, P, 28, 28)`` float32 NCHW in [0, 1], white ink on black, centred by mass as in MNIST: for an
+        image ``P = 1``, the raster; for strokes ``P = 7``, the raster then the pen's motion planes
+        (:func:`strokes_planes`); or ``None`` when the frame holds no meaningful ink (the module's blank
+        rule). Plane 0 is always the raster the image model reads.
 
     Raises:
         shared.errors.ClientError: a subclass naming what is wrong (``invalid_base64``, ``empty_image``,
@@ -134,9 +136,9 @@ def preprocess(frame: Frame, limits: Limits = DEFAULT_LIMITS) -> FloatImage | No
             ``payload_too_large``, ``invalid_strokes``, ``invalid_field_type``).
     """
     if isinstance(frame, StrokesFrame):
-        digit = rasterize_strokes(frame.strokes, frame.width, frame.height, frame.stroke_width, limits)
-    else:
-        digit = _normalize_image(frame.image, limits)
+        planes = strokes_planes(frame.strokes, frame.width, frame.height, frame.stroke_width, limits)
+        return None if planes is None else planes[None]
+    digit = _normalize_image(frame.image, limits)
     return None if digit is None else digit.reshape(1, 1, MNIST_SIDE, MNIST_SIDE)
 
 
@@ -421,6 +423,80 @@ def rasterize_strokes(
         InvalidStrokes: malformed, non-numeric, non-finite or out-of-range points, or over the limits.
         InvalidFieldType: ``width``, ``height`` or ``stroke_width`` not a positive finite number.
     """
+    drawn = _draw_strokes(strokes, width, height, stroke_width, limits)
+    if drawn is None:
+        return None
+    out: FloatImage = kernels.center_by_mass(drawn.box)
+    return out
+
+
+def strokes_planes(
+    strokes: Any,
+    width: Any,
+    height: Any,
+    stroke_width: Any = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> FloatImage | None:
+    """The strokes model's input: the raster of :func:`rasterize_strokes` and the pen's motion planes.
+
+    Args:
+        strokes: As :func:`rasterize_strokes`.
+        width: As :func:`rasterize_strokes`.
+        height: As :func:`rasterize_strokes`.
+        stroke_width: As :func:`rasterize_strokes`.
+        limits: As :func:`rasterize_strokes`.
+
+    Returns:
+        ``(7, 28, 28)`` float32 in [0, 1]: plane 0 is :func:`rasterize_strokes`'s raster, planes 1-6 are
+        :func:`shared.motion.motion_planes` drawn with the same map from canvas to field (the box's scale
+        and its shift by centre of mass); ``None`` when blank (module docstring).
+
+    Raises:
+        InvalidStrokes, InvalidFieldType: as :func:`rasterize_strokes`.
+    """
+    drawn = _draw_strokes(strokes, width, height, stroke_width, limits)
+    if drawn is None:
+        return None
+    h, w = drawn.box.shape
+    rows, cols = drawn.box.sum(axis=1, dtype=np.float64), drawn.box.sum(axis=0, dtype=np.float64)
+    total = float(rows.sum())
+    # The shift center_by_mass applies (its docstring): box coordinate u lands at u + shift in the field.
+    shift_x = _FIELD_CENTRE - float(cols @ np.arange(w)) / total
+    shift_y = _FIELD_CENTRE - float(rows @ np.arange(h)) / total
+    out = np.empty((STROKES_PLANES, MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
+    out[0] = kernels.center_by_mass(drawn.box)
+    ox, oy = shift_x - drawn.x0 * drawn.sx, shift_y - drawn.y0 * drawn.sy
+    canvas = np.array((drawn.width, drawn.height))
+    out[1:] = motion.motion_planes(drawn.points, drawn.lengths, canvas, drawn.sx, drawn.sy, ox, oy)
+    return out
+
+
+STROKES_PLANES = 1 + motion.MOTION_PLANES
+"""Planes of the strokes model's input (:func:`strokes_planes`): the raster, then the motion planes."""
+_FIELD_CENTRE = (MNIST_SIDE - 1) / 2
+"""Centre of the 28x28 field in index space (pixel i covers [i, i + 1)): 13.5, as the kernels'."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Drawn:
+    """Strokes drawn into the 20 px box, with the canvas size (px) and the validated points.
+
+    A canvas point ``(x, y)`` lies at ``((x - x0) * sx, (y - y0) * sy)`` in the box.
+    """
+
+    box: FloatImage
+    width: float
+    height: float
+    points: npt.NDArray[np.float64]
+    lengths: npt.NDArray[np.int64]
+    x0: float
+    y0: float
+    sx: float
+    sy: float
+
+
+def _draw_strokes(strokes: Any, width: Any, height: Any, stroke_width: Any, limits: Limits) -> _Drawn | None:
+    """Validate strokes and draw them into the 20 px box (:func:`rasterize_strokes` before centring)."""
     w = size_field(width, "width", limits, MIN_CANVAS_PX)
     h = size_field(height, "height", limits, MIN_CANVAS_PX)
     if stroke_width is None:
@@ -452,13 +528,11 @@ def rasterize_strokes(
     # Output px per canvas px on each axis (x scaled like PIL's resize of the cropped box).
     sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
     lengths_array = np.array(lengths, dtype=np.int64)
-    box = kernels.capsule_coverage(
-        np.ascontiguousarray(points), lengths_array, x0, y0, sx, sy, radius * scale, out_h, out_w
-    )
+    points = np.ascontiguousarray(points)
+    box = kernels.capsule_coverage(points, lengths_array, x0, y0, sx, sy, radius * scale, out_h, out_w)
     if not box.any():
         return None
-    out: FloatImage = kernels.center_by_mass(box)
-    return out
+    return _Drawn(box, w, h, points, lengths_array, x0, y0, sx, sy)
 
 
 # --------------------------------------------------------------------------------------------- common

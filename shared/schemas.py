@@ -65,13 +65,13 @@ _NO_DIGIT = Prediction(status="no_digit")
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """Metadata of the loaded model, served at ``GET /model``.
+    """Metadata of one loaded model (:class:`Models`).
 
     Attributes:
         name: Graph name or file stem. version: Model version from the ONNX metadata.
         sha256: Hex digest of the ONNX file. input_name / input_shape / output_name / output_shape:
-            the tensor contract (``[N, 1, 28, 28]`` float32 in, ``[N, 11]`` logits out, digits 0-9 then
-            not-a-digit; ``N`` dynamic).
+            the tensor contract (``[N, 1, 28, 28]`` float32 in for the image model, ``[N, 7, 28, 28]``
+            for the strokes model; ``[N, 11]`` logits out, digits 0-9 then not-a-digit; ``N`` dynamic).
         not_a_digit_threshold: A frame whose not-a-digit probability reaches this is ``not_a_digit``.
         intra_op_num_threads: onnxruntime's intra-op threads for this session.
         metadata: The model's ``metadata_props`` (training data, normalization contract, accuracy, ...).
@@ -87,3 +87,18 @@ class ModelInfo:
     not_a_digit_threshold: float
     intra_op_num_threads: int
     metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    """The served models, served at ``GET /model``: the one reading each frame form.
+
+    Attributes:
+        image: Reads image frames: input ``[N, 1, 28, 28]``, the raster.
+        strokes: Reads strokes frames: input ``[N, 7, 28, 28]``, the raster and the pen's motion planes;
+            the image model itself (input ``[N, 1, 28, 28]``, reading the raster) when no strokes model
+            is configured.
+    """
+
+    image: ModelInfo
+    strokes: ModelInfo

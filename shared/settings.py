@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout (or site-packages) folder holding ``shared/``, ``realtime/`` and ``model/``."""
 
 DEFAULT_MODEL_PATH = REPO_ROOT / "model" / "mnist_cnn.onnx"
+DEFAULT_STROKES_MODEL_PATH = REPO_ROOT / "model" / "strokes_cnn.onnx"
 """The shipped model, packaged with the wheel (``model/mnist_cnn.onnx``)."""
 
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -88,9 +89,13 @@ class Settings:
     """
 
     # Core: model and input limits.
-    model_path: Annotated[Path, Meta(description="ONNX model file, input (N,1,28,28) float32.")] = (
-        DEFAULT_MODEL_PATH
-    )
+    model_path: Annotated[
+        Path, Meta(description="The image model: ONNX file, input (N,1,28,28) float32 (image frames).")
+    ] = DEFAULT_MODEL_PATH
+    strokes_model_path: Annotated[
+        Path,
+        Meta(description="The strokes model: ONNX file, input (N,7,28,28) float32 (strokes frames)."),
+    ] = DEFAULT_STROKES_MODEL_PATH
     intra_op_num_threads: Annotated[int, Meta(ge=1, le=64, description="onnxruntime intra-op threads.")] = 1
     inference_threads: Annotated[
         int, Meta(ge=1, le=64, description="Batching inference workers per process.")

@@ -48,7 +48,7 @@ def pen_inks_200(data_dir: Path) -> list[Ink]:
 
 @pytest.fixture(scope="session")
 def predictor(settings: Settings) -> Predictor:
-    p = Predictor(settings.model_path, settings.intra_op_num_threads)
+    p = Predictor.of(settings)
     p.warm_up()
     return p
 

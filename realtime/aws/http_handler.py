@@ -30,7 +30,7 @@ def build_handler(settings: Settings | None = None, predictor: Predictor | None 
     settings = settings or Settings()
     if predictor is None:
         try:
-            predictor = Predictor(settings.model_path, settings.intra_op_num_threads)
+            predictor = Predictor.of(settings)
         except errors.ModelError:
             predictor = None  # create_app's lifespan retries and logs model_load_failed
     return Mangum(create_app(settings, predictor), lifespan="auto", api_gateway_base_path="/")

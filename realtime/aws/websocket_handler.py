@@ -95,7 +95,7 @@ class WebSocketHandler:
 
     def _load_model(self) -> Predictor | None:
         try:
-            predictor = Predictor(self.settings.model_path, self.settings.intra_op_num_threads)
+            predictor = Predictor.of(self.settings)
             predictor.warm_up()
         except errors.ModelError as exc:
             self.log.error("model_load_failed", extra={"reason": exc.message})

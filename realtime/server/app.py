@@ -28,7 +28,7 @@ from realtime.server.runtime import Runtime
 from realtime.server.websocket import serve_websocket
 from shared import errors
 from shared.inference import Predictor
-from shared.schemas import ModelInfo
+from shared.schemas import Models
 from shared.settings import Settings
 
 
@@ -89,9 +89,7 @@ def _lifespan(
         start = time.perf_counter()
         if runtime.predictor is None:
             try:
-                runtime.predictor = await anyio.to_thread.run_sync(
-                    Predictor, settings.model_path, settings.intra_op_num_threads
-                )
+                runtime.predictor = await anyio.to_thread.run_sync(Predictor.of, settings)
             except errors.ModelError as exc:
                 runtime.load_error = exc.message
                 log.error("model_load_failed", extra={"reason": exc.message})
@@ -129,8 +127,8 @@ def _add_health_routes(app: FastAPI, runtime: Runtime) -> None:
         return {"status": "ready"}
 
     @app.get("/model", tags=["model"], responses={503: {"model": ErrorResponse}})
-    async def model_info() -> ModelInfo:
-        """The loaded model's name, version, sha256, tensor contract and metadata."""
+    async def model_info() -> Models:
+        """The loaded models, one per frame form: name, version, sha256, tensor contract and metadata."""
         if runtime.predictor is None:
             raise errors.ModelError("The model is not loaded.")
-        return runtime.predictor.info
+        return runtime.predictor.models

@@ -33,9 +33,13 @@ def _serve(args: argparse.Namespace) -> int:
     except InvalidSetting as exc:
         _print_invalid(exc, flags)
         return 2
-    if not settings.model_path.is_file():  # the server would start but never be ready: refuse now
-        print(f"mnist-live: no model file at {settings.model_path} (MNIST_LIVE_MODEL_PATH)", file=sys.stderr)
-        return 2
+    for path, name in (
+        (settings.model_path, "MODEL_PATH"),
+        (settings.strokes_model_path, "STROKES_MODEL_PATH"),
+    ):
+        if not path.is_file():  # the server would start but never be ready: refuse now
+            print(f"mnist-live: no model file at {path} (MNIST_LIVE_{name})", file=sys.stderr)
+            return 2
     host, port = settings.host, settings.port
     try:  # fail before loading anything, and say so plainly, when the port is taken or the host is bad
         with socket.create_server((host.strip("[]"), port), family=workers.family(host)) as probe:

@@ -126,7 +126,7 @@ def predict_local(body: bytes | Strokes, number: bool = False, width: int = CANV
 
     settings = Settings()
     try:
-        predictor = Predictor(settings.model_path, settings.intra_op_num_threads)
+        predictor = Predictor.of(settings)
         frame = (
             ImageFrame(body)
             if isinstance(body, bytes)

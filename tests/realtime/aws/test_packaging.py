@@ -198,7 +198,8 @@ def test_workflows_do_what_they_say() -> None:
 def test_image_has_runtime_dependencies_only() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     assert dockerfile.count("FROM ") == 1 and "FROM public.ecr.aws/lambda/python:3.12" in dockerfile
-    assert "COPY model/mnist_cnn.onnx" in dockerfile
+    assert "COPY model/mnist_cnn.onnx model/strokes_cnn.onnx " in dockerfile
+    assert "MNIST_LIVE_STROKES_MODEL_PATH=/var/task/model/strokes_cnn.onnx" in dockerfile
     lines = [
         ln.strip()
         for ln in (REPO_ROOT / "requirements-lambda.txt").read_text().splitlines()

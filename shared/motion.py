@@ -1,0 +1,191 @@
+"""The pen's motion as feature planes beside the raster: which way the pen moved, where strokes begin and end.
+
+A strokes frame carries what an image loses: the order and direction of every point. The strokes model
+reads them as six planes in the same 28x28 field as the raster (stroke-direction feature maps in the
+manner of DirectMap, Zhang, Bengio & Liu 2017, arXiv:1606.05763; path features beside the raster as in
+Graham 2013, arXiv:1308.0371):
+
+* planes 0-3, **direction**: the path is resampled every :data:`STEP_PX` field px; each piece's length
+  is split over four directions by its unit vector ``(ux, uy)`` (y down), ``max(ux, 0)``, ``max(-ux, 0)``,
+  ``max(uy, 0)``, ``max(-uy, 0)`` (right, left, down, up), and splatted bilinearly at its midpoint. A
+  straight stroke crossing a pixel leaves about 1 in its direction's plane, as the raster leaves about 1.
+* planes 4-5, **pen-down and pen-up**: a bilinear splat of 1 at each stroke's first and last point.
+
+Every plane is clipped to [0, 1]. Timestamps are never used (clients need not send them). The points are
+mapped with the exact affine map the raster was drawn with (:func:`shared.preprocess.strokes_planes`), so
+the planes lie on the raster's ink.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from shared import kernels
+
+MNIST_SIDE = 28
+"""Side of the field, px (LeCun et al. 1998; the raster's)."""
+MOTION_PLANES = 6
+"""Planes this module draws: four directions, pen-down, pen-up."""
+STEP_PX = 0.5
+"""Resampling step along the path, field px: half a pixel, so every pixel the path crosses is visited."""
+
+_FIELD = MNIST_SIDE * MNIST_SIDE
+
+
+def numpy_motion_planes(  # noqa: PLR0917 (the kernel's signature)
+    points: npt.NDArray[np.float64],
+    lengths: npt.NDArray[np.int64],
+    canvas: npt.NDArray[np.float64],
+    sx: float,
+    sy: float,
+    ox: float,
+    oy: float,
+) -> npt.NDArray[np.float32]:
+    """Draw the six motion planes of a stroke list (numpy; :data:`motion_planes` is the public name).
+
+    Args:
+        points: ``(P, 2)`` float64 canvas px ``(x, y)``, y down, the strokes' points in drawing order.
+        lengths: ``(S,)`` int64 points per stroke, each >= 1, summing to ``P``.
+        canvas: ``(2,)`` float64 canvas width and height, px: motion off the canvas is not drawn, as
+            the canvas does not draw that ink.
+        sx: Field px per canvas px, x.
+        sy: Field px per canvas px, y.
+        ox: Offset, field px, x: a canvas point ``(x, y)`` lies at ``(x * sx + ox, y * sy + oy)`` in the
+            field, where pixel ``(i, j)`` covers ``[j, j + 1) x [i, i + 1)``.
+        oy: Offset, field px, y.
+
+    Returns:
+        ``(6, 28, 28)`` float32 in [0, 1]: right, left, down, up, pen-down, pen-up.
+    """
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    at: list[npt.NDArray[np.float64]] = [points[starts], points[ends - 1]]
+    values: list[npt.NDArray[np.float64]] = [np.ones(len(starts)), np.ones(len(starts))]
+    planes: list[npt.NDArray[np.int64]] = [np.full(len(starts), 4), np.full(len(starts), 5)]
+    if len(points) > 1:
+        same_stroke = np.ones(len(points) - 1, dtype=bool)
+        same_stroke[ends[:-1] - 1] = False  # the jump from one stroke's end to the next one's start
+        a, d = points[:-1][same_stroke], np.diff(points, axis=0)[same_stroke]
+        field = d * np.array((sx, sy))  # the pieces are cut and weighed in field px
+        length = np.hypot(field[:, 0], field[:, 1])
+        moving = length > 0
+        a, d, field, length = a[moving], d[moving], field[moving], length[moving]
+        if len(length):
+            pieces = np.maximum(np.ceil(length / STEP_PX), 1).astype(np.int64)
+            seg = np.repeat(np.arange(len(length)), pieces)
+            first = np.repeat(np.cumsum(pieces) - pieces, pieces)
+            t = (np.arange(len(seg)) - first + 0.5) / pieces[seg]
+            mid = a[seg] + t[:, None] * d[seg]
+            unit = field[seg] / length[seg, None]
+            piece = (length / pieces)[seg]
+            for plane, component in enumerate((unit[:, 0], -unit[:, 0], unit[:, 1], -unit[:, 1])):
+                keep = component > 0
+                at.append(mid[keep])
+                values.append(piece[keep] * component[keep])
+                planes.append(np.full(int(keep.sum()), plane))
+    where, value, plane_of = np.concatenate(at), np.concatenate(values), np.concatenate(planes)
+    on_canvas = np.all((where >= 0) & (where <= canvas), axis=1)
+    where, value, plane_of = where[on_canvas], value[on_canvas], plane_of[on_canvas]
+    p = where * np.array((sx, sy)) + np.array((ox - 0.5, oy - 0.5))  # pixel-centre coordinates
+    base = np.floor(p)
+    frac = p - base
+    col, row = base[:, 0].astype(np.int64), base[:, 1].astype(np.int64)
+    fx, fy = frac[:, 0], frac[:, 1]
+    flat, weights = [], []
+    for dr, dc, w in (
+        (0, 0, (1 - fy) * (1 - fx)),
+        (0, 1, (1 - fy) * fx),
+        (1, 0, fy * (1 - fx)),
+        (1, 1, fy * fx),
+    ):
+        r, c = row + dr, col + dc
+        inside = (
+            (r >= 0) & (r < MNIST_SIDE) & (c >= 0) & (c < MNIST_SIDE)
+        )  # past the edge: cut, as the raster
+        flat.append(plane_of[inside] * _FIELD + r[inside] * MNIST_SIDE + c[inside])
+        weights.append((value * w)[inside])
+    out = np.bincount(np.concatenate(flat), np.concatenate(weights), minlength=MOTION_PLANES * _FIELD)
+    return np.clip(out, 0.0, 1.0).astype(np.float32).reshape(MOTION_PLANES, MNIST_SIDE, MNIST_SIDE)
+
+
+def _motion_planes_loops(  # noqa: PLR0917 (a kernel: positional, typed arguments)
+    points: npt.NDArray[np.float64],
+    lengths: npt.NDArray[np.int64],
+    canvas: npt.NDArray[np.float64],
+    sx: float,
+    sy: float,
+    ox: float,
+    oy: float,
+) -> npt.NDArray[np.float32]:
+    """:func:`numpy_motion_planes` as one loop nest (compiled by numba)."""
+    acc = np.zeros((MOTION_PLANES, MNIST_SIDE, MNIST_SIDE), np.float64)
+    width, height = canvas[0], canvas[1]
+    first = 0
+    for n in lengths:
+        last = first + n - 1
+        for plane, i in ((4, first), (5, last)):
+            x, y = points[i, 0], points[i, 1]
+            if 0 <= x <= width and 0 <= y <= height:
+                _splat_one(acc, plane, x * sx + ox - 0.5, y * sy + oy - 0.5, 1.0)
+        for i in range(first, last):
+            ax, ay = points[i, 0], points[i, 1]
+            dx, dy = points[i + 1, 0] - ax, points[i + 1, 1] - ay
+            fdx, fdy = dx * sx, dy * sy
+            length = math.sqrt(fdx * fdx + fdy * fdy)
+            if length <= 0:
+                continue
+            pieces = max(math.ceil(length / STEP_PX), 1)
+            piece = length / pieces
+            ux, uy = fdx / length, fdy / length
+            for k in range(pieces):
+                t = (k + 0.5) / pieces
+                x, y = ax + t * dx, ay + t * dy
+                if not (0 <= x <= width and 0 <= y <= height):
+                    continue
+                mx, my = x * sx + ox - 0.5, y * sy + oy - 0.5
+                if ux > 0:
+                    _splat_one(acc, 0, mx, my, piece * ux)
+                elif ux < 0:
+                    _splat_one(acc, 1, mx, my, -piece * ux)
+                if uy > 0:
+                    _splat_one(acc, 2, mx, my, piece * uy)
+                elif uy < 0:
+                    _splat_one(acc, 3, mx, my, -piece * uy)
+        first = last + 1
+    out = np.empty((MOTION_PLANES, MNIST_SIDE, MNIST_SIDE), np.float32)
+    for c in range(MOTION_PLANES):
+        for i in range(MNIST_SIDE):
+            for j in range(MNIST_SIDE):
+                out[c, i, j] = min(max(acc[c, i, j], 0.0), 1.0)
+    return out
+
+
+def _splat_one(acc: npt.NDArray[np.float64], plane: int, x: float, y: float, value: float) -> None:
+    """Add ``value`` at pixel-centre coordinates ``(x, y)`` of one plane with bilinear weights."""
+    col, row = math.floor(x), math.floor(y)
+    fx, fy = x - col, y - row
+    for dr in range(2):
+        r = row + dr
+        if 0 <= r < MNIST_SIDE:
+            wy = fy if dr else 1.0 - fy
+            for dc in range(2):
+                c = col + dc
+                if 0 <= c < MNIST_SIDE:
+                    acc[plane, r, c] += value * wy * (fx if dc else 1.0 - fx)
+
+
+motion_planes = numpy_motion_planes
+"""``motion_planes(points, lengths, canvas, sx, sy, ox, oy)``: the public name, compiled where numba is
+installed (:func:`_motion_planes_loops`), else :func:`numpy_motion_planes`; both agree within 1e-5
+(tested)."""
+if kernels.BACKEND == "numba":
+    _splat_one = kernels.compile_kernel(
+        "void(float64[:, :, ::1], int64, float64, float64, float64)", _splat_one
+    )
+    motion_planes = kernels.compile_kernel(
+        "float32[:, :, ::1](float64[:, ::1], int64[::1], float64[::1], float64, float64, float64, float64)",
+        _motion_planes_loops,
+    )
