@@ -1,8 +1,10 @@
-"""The shipped ONNX file keeps the serving contract (no data folder needed)."""
+"""The shipped ONNX files keep the serving contract (no data folder needed): the image model reads
+``(N, 1, 28, 28)``, the strokes model ``(N, 7, 28, 28)``; both give ``(N, 11)`` logits."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,18 +14,29 @@ from model.contract import INPUT_NAME, MAX_BYTES, OPSET, OUTPUT_NAME, REQUIRED_M
 from shared.inference import Predictor
 from shared.settings import Settings
 
+PLANES = {"image": 1, "strokes": 7}
+
+
+@pytest.fixture(scope="module", params=sorted(PLANES))
+def form(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _path(settings: Settings, form: str) -> Path:
+    return settings.strokes_model_path if form == "strokes" else settings.model_path
+
 
 @pytest.fixture(scope="module")
-def proto(settings: Settings) -> onnx.ModelProto:
-    return onnx.load(settings.model_path)
+def proto(settings: Settings, form: str) -> onnx.ModelProto:
+    return onnx.load(_path(settings, form))
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
-def test_file_is_at_most_2_mb(settings: Settings) -> None:
-    assert settings.model_path.stat().st_size <= MAX_BYTES
+def test_file_is_at_most_2_mb(settings: Settings, form: str) -> None:
+    assert _path(settings, form).stat().st_size <= MAX_BYTES
 
 
 def test_graph_passes_checker_and_opset(proto: onnx.ModelProto) -> None:
@@ -33,7 +46,7 @@ def test_graph_passes_checker_and_opset(proto: onnx.ModelProto) -> None:
     assert default[0] >= OPSET
 
 
-def test_input_and_output_signature(proto: onnx.ModelProto) -> None:
+def test_input_and_output_signature(proto: onnx.ModelProto, form: str) -> None:
     inits = {i.name for i in proto.graph.initializer}
     (inp,) = [i for i in proto.graph.input if i.name not in inits]
     (out,) = proto.graph.output
@@ -41,7 +54,7 @@ def test_input_and_output_signature(proto: onnx.ModelProto) -> None:
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     n, *rest = _dims(inp)
     assert isinstance(n, str)  # symbolic: dynamic batch
-    assert rest == [1, 28, 28]
+    assert rest == [PLANES[form], 28, 28]
     assert out.name == OUTPUT_NAME
     assert out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert _dims(out) == [n, 11]  # digits 0-9, then not-a-digit
@@ -70,8 +83,8 @@ def test_recorded_held_out_pen_accuracy_meets_the_98_5_percent_gate(proto: onnx.
 
 
 @pytest.mark.parametrize("n", [1, 5, 32])
-def test_dynamic_batch_gives_probabilities(predictor: Predictor, n: int) -> None:
-    x = np.random.default_rng(n).random((n, 1, 28, 28), dtype=np.float32)
+def test_dynamic_batch_gives_probabilities(predictor: Predictor, n: int, form: str) -> None:
+    x = np.random.default_rng(n).random((n, PLANES[form], 28, 28), dtype=np.float32)
     probs = predictor.probabilities(x)
     assert probs.shape == (n, 11)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)

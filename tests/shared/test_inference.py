@@ -11,7 +11,9 @@ import pytest
 from shared import errors
 from shared.inference import Predictor, _softmax_row, softmax, top_k
 from shared.inks import Strokes
-from shared.preprocess import StrokesFrame
+from shared.preprocess import ImageFrame, StrokesFrame
+from tests.onnx_models import constant_model, one_hot
+from tests.shared.imaging import grey_png
 
 
 def test_softmax_is_stable_and_sums_to_one() -> None:
@@ -62,29 +64,6 @@ def test_missing_model_is_a_model_error(tmp_path: Path) -> None:
     assert info.value.__cause__ is not None
 
 
-def constant_model(tmp_path: Path, logits: list[float], metadata: dict[str, str] | None = None) -> Path:
-    """An ONNX file of the serving contract whose served logits are ``logits`` for every input."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", len(logits)])
-    weights = numpy_helper.from_array(np.zeros((784, len(logits)), np.float32), "w")
-    bias = numpy_helper.from_array(np.asarray(logits, np.float32), "b")
-    nodes = [
-        helper.make_node("Flatten", ["input"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
-    ]
-    graph = helper.make_graph(nodes, "constant", [x], [y], [weights, bias])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in (metadata if metadata is not None else {"not_a_digit_threshold": "0.5"}).items():
-        model.metadata_props.add(key=key, value=value)
-    path = tmp_path / "constant.onnx"
-    onnx.save(model, str(path))
-    return path
-
-
 @pytest.mark.parametrize(("rejected", "status"), [(-1.0, "ok"), (4.0, "not_a_digit")], ids=["digit", "not"])
 def test_not_a_digit_when_its_probability_reaches_the_threshold(
     tmp_path: Path, rejected: float, status: str
@@ -127,7 +106,7 @@ def test_a_ten_logit_model_is_refused(tmp_path: Path) -> None:
 def test_letter_is_not_a_digit(predictor: Predictor, letter_h: Strokes) -> None:
     (answer,) = predictor.predict([StrokesFrame(letter_h, 280, 280, 16)])
     assert answer.status == "not_a_digit" and answer.digit is None
-    assert answer.not_a_digit_score is not None and answer.not_a_digit_score >= predictor.threshold
+    assert answer.not_a_digit_score is not None and answer.not_a_digit_score >= predictor.threshold_for(7)
 
 
 def test_wrong_input_contract_is_refused(tmp_path: Path) -> None:
@@ -143,3 +122,34 @@ def test_wrong_input_contract_is_refused(tmp_path: Path) -> None:
     onnx.save(model, str(path))
     with pytest.raises(errors.ModelError, match=r"\(N, 1, 28, 28\)"):
         Predictor(path)
+
+
+def test_each_model_must_take_its_forms_planes(tmp_path: Path) -> None:
+    strokes_model = constant_model(tmp_path, one_hot(7), planes=7, name="strokes.onnx")
+    image_model = constant_model(tmp_path, one_hot(3), name="image.onnx")
+    with pytest.raises(errors.ModelError, match=r"strokes.onnx.*\(N, 1, 28, 28\)"):
+        Predictor(strokes_model)
+    with pytest.raises(errors.ModelError, match=r"image.onnx.*\(N, 7, 28, 28\)"):
+        Predictor(image_model, 1, image_model)
+
+
+def test_strokes_go_to_the_strokes_model_and_images_to_the_image_model(tmp_path: Path) -> None:
+    image_model = constant_model(tmp_path, one_hot(3), {"not_a_digit_threshold": "0.9"}, name="i.onnx")
+    strokes_model = constant_model(tmp_path, one_hot(7), {"not_a_digit_threshold": "0.8"}, 7, "s.onnx")
+    predictor = Predictor(image_model, 1, strokes_model)
+    line = StrokesFrame([[[140, 40], [140, 240]]], 280, 280, 16)
+    canvas = np.full((280, 280), 255, np.uint8)
+    canvas[40:240, 132:148] = 0
+    png = ImageFrame(grey_png(canvas))
+    answers = predictor.predict([line, png, line, StrokesFrame([], 280, 280), png])
+    assert [a.digit for a in answers] == [7, 3, 7, None, 3]
+    assert predictor.models.image.input_shape == ["N", 1, 28, 28]
+    assert predictor.models.strokes.input_shape == ["N", 7, 28, 28]
+    assert (predictor.threshold_for(1), predictor.threshold_for(7)) == (0.9, 0.8)
+
+
+def test_without_a_strokes_model_strokes_are_read_as_their_raster(tmp_path: Path) -> None:
+    predictor = Predictor(constant_model(tmp_path, one_hot(3)))
+    (answer,) = predictor.predict([StrokesFrame([[[140, 40], [140, 240]]], 280, 280, 16)])
+    assert answer.digit == 3
+    assert predictor.models.strokes == predictor.models.image

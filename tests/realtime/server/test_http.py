@@ -187,9 +187,12 @@ def test_payload_too_large_without_content_length(client: httpx.Client) -> None:
 def test_routes(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
-    info = client.get("/model").json()
-    assert info["input_shape"][1:] == [1, 28, 28] and len(info["sha256"]) == 64
-    assert info["output_shape"][1:] == [11] and 0 < info["not_a_digit_threshold"] <= 1
+    models = client.get("/model").json()
+    assert set(models) == {"image", "strokes"}
+    for form, planes in (("image", 1), ("strokes", 7)):
+        info = models[form]
+        assert info["input_shape"][1:] == [planes, 28, 28] and len(info["sha256"]) == 64
+        assert info["output_shape"][1:] == [11] and 0 < info["not_a_digit_threshold"] <= 1
     assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]
     assert client.get("/docs").status_code == 200
     page = client.get("/")
