@@ -124,21 +124,24 @@ def evaluate_numbers(
     count: int = 2000,
     seed: int = NUMBER_SEED,
     as_png: bool = False,
+    strokes_model_path: Path | None = None,
 ) -> dict[str, Any]:
     """Compose ``count`` numbers from one writer set and score the model's readings.
 
     Args:
-        model_path: The ``.onnx`` file.
+        model_path: The image model's ``.onnx`` file.
         data_dir: The shared data folder.
         writers: ``"heldout"`` (never trained on) or ``"train"`` (the training writers' trained inks).
         count: Numbers to compose.
         seed: Composition seed.
         as_png: Send each number's canvas as a PNG instead of strokes.
+        strokes_model_path: The strokes model (reads the segmented strokes), or ``None``: strokes are read
+            as rasters by ``model_path``'s image model.
 
     Returns:
         A JSON-ready report: overall figures, by digit count, touching numbers, and the misread numbers.
     """
-    predictor = Predictor(model_path, intra_op_num_threads=1)
+    predictor = Predictor(model_path, 1, strokes_model_path)
     split = pen_split(data_dir)
     inks = split.heldout if writers == "heldout" else split.train
     composer = NumberComposer(inks, PEN_WIDTH_RANGE)
@@ -148,6 +151,8 @@ def evaluate_numbers(
     return {
         "model": str(model_path),
         "sha256": predictor.info.sha256,
+        "strokes_model": None if strokes_model_path is None else str(strokes_model_path),
+        "strokes_sha256": predictor.models.strokes.sha256,
         "writers": writers,
         "writer_count": len(composer.writers),
         "seed": seed,
@@ -165,7 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: prints the figures, writes the JSON report."""
     settings = Settings()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, default=settings.model_path)
+    ap.add_argument("--model", type=Path, default=settings.model_path, help="the image model")
+    ap.add_argument(
+        "--strokes-model",
+        type=Path,
+        default=settings.strokes_model_path,
+        help="the strokes model ('none': strokes read as rasters by the image model)",
+    )
     ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
     ap.add_argument("--writers", choices=("heldout", "train"), default="heldout")
     ap.add_argument("--count", type=int, default=2000)
@@ -180,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         count=args.count,
         seed=args.seed,
         as_png=args.png,
+        strokes_model_path=None if str(args.strokes_model) == "none" else args.strokes_model,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))

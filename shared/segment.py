@@ -24,8 +24,9 @@ An image character much wider than a digit (:data:`SPLIT_WIDTH`) is digits whose
 connected components cannot tell apart; it is cut where the least ink crosses its middle half.
 
 Each character then goes through the single-digit preprocessing unchanged
-(:func:`shared.preprocess.rasterize_strokes` for its strokes, :func:`shared.preprocess.normalize` for
-its pixels), so the model sees exactly what it would for that digit drawn alone.
+(:func:`shared.preprocess.strokes_planes` for its strokes: the raster and the pen's motion, read by the
+strokes model; :func:`shared.preprocess.normalize` for its pixels), so the model sees exactly what it
+would for that digit drawn alone.
 
 The constants were chosen on numbers composed from the pen inks of the training writers only
 (:mod:`shared.compose`, ``python -m model.evaluate_numbers --writers train``): a grid over the rule-2
@@ -56,6 +57,7 @@ from shared.preprocess import (
     StrokesFrame,
     normalize,
     rasterize_strokes,
+    strokes_planes,
 )
 
 MARK_FRACTION = 0.2
@@ -108,8 +110,9 @@ class Character:
         bbox: ``(x0, y0, x1, y1)`` of its ink, canvas px (strokes: points grown by the pen's radius and
             clipped to the canvas; images: its pixels, the right and bottom edges exclusive).
         strokes: Indices of its strokes in the frame's ``strokes`` list, ascending; empty for images.
-        tensor: ``(1, 1, 28, 28)`` float32 NCHW in [0, 1], the model's input for it alone, or ``None``
-            when its ink is blank by the single-digit rule (``shared.preprocess``).
+        tensor: ``(1, P, 28, 28)`` float32 NCHW in [0, 1], the model's input for it alone (``P`` = 7 for
+            strokes, 1 for images, as :func:`shared.preprocess.preprocess`), or ``None`` when its ink is
+            blank by the single-digit rule (``shared.preprocess``).
     """
 
     bbox: Box
@@ -231,13 +234,13 @@ def segment_strokes(
     out = []
     for group in group_boxes(boxes):
         members = [indices[g] for g in group]
-        tensor = rasterize_strokes([strokes[i] for i in members], w, h, pen, limits)
+        tensor = strokes_planes([strokes[i] for i in members], w, h, pen, limits)
         if tensor is None:
             continue
         x0, y0 = min(boxes[g][0] for g in group), min(boxes[g][1] for g in group)
         x1, y1 = max(boxes[g][2] for g in group), max(boxes[g][3] for g in group)
         bbox = (max(x0 - radius, 0.0), max(y0 - radius, 0.0), min(x1 + radius, w), min(y1 + radius, h))
-        out.append(Character(bbox, tuple(members), tensor.reshape(1, 1, MNIST_SIDE, MNIST_SIDE)))
+        out.append(Character(bbox, tuple(members), tensor[None]))
     return out
 
 

@@ -82,9 +82,7 @@ def test_all_held_out_writers_digits(data_dir: Path, predictor: Predictor, as_pn
     x, blank = pen_batch(inks, seed=PEN_SEED, workers=2, as_png=as_png)
     assert x.shape[1] == (1 if as_png else 7)  # each form reaches its own model
     acc = _accuracy(predictor, x, blank, labels)
-    assert acc >= gate, (
-        f"held-out writers top-1 {acc:.4f} < {gate} ({round((1 - acc) * len(inks))} errors)"
-    )
+    assert acc >= gate, f"held-out writers top-1 {acc:.4f} < {gate} ({round((1 - acc) * len(inks))} errors)"
 
 
 def test_pen_drawing_is_seeded(pen_inks_200: list[Ink]) -> None:

@@ -81,10 +81,11 @@ def _check_error(exc: errors.MnistLiveError, allowed: set[str], submitted: bytes
     assert exc.to_dict() == {"code": exc.code, "message": exc.message}
 
 
-def _check_result(out: Any) -> None:
+def _check_result(out: Any, planes: int = 1) -> None:
+    """A model input: ``(1, planes, 28, 28)`` float32 in [0, 1] (1 plane for images, 7 for strokes)."""
     if out is None:
         return
-    assert out.shape == (1, 1, 28, 28)
+    assert out.shape == (1, planes, 28, 28)
     assert out.dtype == np.float32
     assert float(out.min()) >= 0.0
     assert float(out.max()) <= 1.0
@@ -92,7 +93,7 @@ def _check_result(out: Any) -> None:
 
 def _outcome(frame: ImageFrame | StrokesFrame) -> str:
     try:
-        _check_result(preprocess(frame))
+        _check_result(preprocess(frame), 7 if isinstance(frame, StrokesFrame) else 1)
     except errors.MnistLiveError as exc:
         _check_error(exc, IMAGE_CODES | STROKE_CODES)
         return exc.code
@@ -451,7 +452,7 @@ def test_fuzz_decode_base64(text: str) -> None:
 )
 def test_fuzz_preprocess_strokes(frame: StrokesFrame) -> None:
     try:
-        _check_result(preprocess(frame))
+        _check_result(preprocess(frame), 7)
     except errors.MnistLiveError as exc:
         _check_fuzz_error(exc, STROKE_CODES)
 

@@ -102,6 +102,7 @@ def test_thin_strokes_are_drawn_at_the_minimum_width() -> None:
     strokes = [[[500.0, 100.0], [500.0, 900.0]]]
     a = preprocess(StrokesFrame(strokes, 1000, 1000, 1.0))
     b = preprocess(ImageFrame(render_png(strokes, 1000, 1000, 1.0)))
+    a = None if a is None else a[:, :1]  # the raster
     for t in (a, b):
         assert t is not None
         assert float(t.max()) >= 0.85  # full, less the centring's sub-pixel shift (0.29 before)
