@@ -20,6 +20,7 @@ import onnxruntime as ort
 import torch
 
 from model.contract import INPUT_NAME, MAX_BYTES, OPSET, OUTPUT_NAME, OUTPUTS, REQUIRED_METADATA
+from model.fuse import FusedStrokes
 from model.net import DigitCNN, export_form
 
 TOLERANCE = 1e-4
@@ -30,7 +31,7 @@ class ExportError(RuntimeError):
     """The exported file breaks the contract (checker, parity with PyTorch, size)."""
 
 
-def to_onnx_bytes(model: DigitCNN, temperature: float, metadata: Mapping[str, str]) -> bytes:
+def to_onnx_bytes(model: DigitCNN | FusedStrokes, temperature: float, metadata: Mapping[str, str]) -> bytes:
     """Serialize ``model.eval()(x) / temperature`` as an ONNX model with metadata.
 
     Args:
@@ -41,7 +42,7 @@ def to_onnx_bytes(model: DigitCNN, temperature: float, metadata: Mapping[str, st
     Returns:
         The serialized, ``onnx.checker``-validated model.
     """
-    net = export_form(model, temperature)
+    net = model.served(temperature) if isinstance(model, FusedStrokes) else export_form(model, temperature)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
@@ -66,7 +67,9 @@ def to_onnx_bytes(model: DigitCNN, temperature: float, metadata: Mapping[str, st
     return proto.SerializeToString()
 
 
-def check_export(data: bytes, model: DigitCNN, temperature: float, probe: npt.NDArray[np.float32]) -> float:
+def check_export(
+    data: bytes, model: DigitCNN | FusedStrokes, temperature: float, probe: npt.NDArray[np.float32]
+) -> float:
     """Check the contract and that onnxruntime matches PyTorch.
 
     Args:

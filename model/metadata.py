@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from model.fuse import FusedStrokes, sha256
 from model.net import WIDTHS, DigitCNN, count_parameters
 from model.nondigits import NOT_A_DIGIT
 from model.rejection import nondigit_inks
-from shared.settings import REPO_ROOT
+from shared.settings import REPO_ROOT, Settings
 
 if TYPE_CHECKING:
     from model.calibrate import Calibration
@@ -26,7 +27,11 @@ STROKES_VERSION = "1.0.0"
 
 
 def describe(
-    cfg: Config, data: TrainingData, model: DigitCNN, cal: Calibration, provenance: tuple[str, str]
+    cfg: Config,
+    data: TrainingData,
+    model: DigitCNN | FusedStrokes,
+    cal: Calibration,
+    provenance: tuple[str, str],
 ) -> dict[str, str]:
     """The ``metadata_props`` entries known before the test sets are evaluated (``model/contract.py``)."""
     split, nondigits = data.pen, data.nondigits
@@ -50,7 +55,19 @@ def describe(
             "held out for calibration); UNIPEN 1a pen inks used only to measure, never to fit"
         )
     w = WIDTHS
-    return {
+    architecture = (
+        f"DigitCNN ({model.planes} input planes) conv3x3+BN+ReLU widths {list(w)}, "
+        f"maxpool after conv 1, 2, 4; linear {w[-1] * 9}->{NOT_A_DIGIT + 1}"
+    )
+    extra = {}
+    if isinstance(model, FusedStrokes):
+        image = Settings().model_path
+        architecture = (
+            f"mean of the logits of {architecture} and of the image model {image.name} on plane 0 "
+            "(model.fuse.FusedStrokes), divided by the temperature"
+        )
+        extra["fused_image_model_sha256"] = sha256(image)
+    return extra | {
         "version": STROKES_VERSION if model.planes > 1 else VERSION,
         "git_commit": commit,
         "git_dirty_files": " ".join(line[3:] for line in dirty.splitlines() if not line.endswith(".onnx")),
@@ -70,10 +87,7 @@ def describe(
         "temperature_applied": "yes: exported logits are logits / temperature (folded into the last layer)",
         "ece_calibration_before": f"{cal.ece_before:.6f}",
         "ece_calibration_after": f"{cal.ece_after:.6f}",
-        "architecture": (
-            f"DigitCNN ({model.planes} input planes) conv3x3+BN+ReLU widths {list(w)}, "
-            f"maxpool after conv 1, 2, 4; linear {w[-1] * 9}->{NOT_A_DIGIT + 1}"
-        ),
+        "architecture": architecture,
         "parameters": str(count_parameters(model)),
         "seed": str(cfg.seed),
         "config": json.dumps(cfg.__dict__),

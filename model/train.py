@@ -47,6 +47,7 @@ from model.batches import CanvasBatches, loader
 from model.calibrate import Calibration, accuracy, calibrate, pen_eval_batch
 from model.data import PenSplit, load_mnist, pen_split, resolve_data_dir
 from model.export import check_export, to_onnx_bytes, write
+from model.fuse import FusedStrokes, image_network
 from model.metadata import cpu_seconds, describe, git
 from model.net import WIDTHS, DigitCNN, count_parameters
 from model.nondigits import NOT_A_DIGIT, NonDigitSplit, nondigit_split
@@ -88,6 +89,9 @@ class Config:
     """Which model: ``image`` (the raster; :data:`shared.settings.Settings.model_path`) or ``strokes``
     (the raster and the motion planes, :func:`shared.preprocess.strokes_planes`;
     ``Settings.strokes_model_path``)."""
+    fuse_image: int = 1
+    """Strokes model: 1 ships the mean of its logits and the shipped image model's on the raster
+    (:class:`model.fuse.FusedStrokes`, calibrated as one model); 0 the motion network alone."""
     motion_dropout: float = 0.2
     """Strokes model: share of drawn rows whose motion planes are zeroed
     (:class:`model.batches.CanvasBatches`)."""
@@ -241,7 +245,7 @@ def fit(cfg: Config, data: TrainingData, started: float) -> tuple[DigitCNN, list
 def export_and_evaluate(  # noqa: PLR0917 (the run's results, in the order they are made)
     cfg: Config,
     data: TrainingData,
-    model: DigitCNN,
+    model: DigitCNN | FusedStrokes,
     cal: Calibration,
     provenance: tuple[str, str],
     out: Path,
@@ -312,8 +316,11 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
     data = load_data(cfg, data_dir)
-    model, history = fit(cfg, data, started)
+    trained, history = fit(cfg, data, started)
     train_seconds = time.perf_counter() - started
+    model: DigitCNN | FusedStrokes = trained
+    if cfg.form == "strokes" and cfg.fuse_image:
+        model = FusedStrokes(trained, image_network(Settings().model_path))
     cal = calibrate(
         model,
         None if cfg.form == "strokes" else data.images[data.val_idx],  # the strokes model sees no images
