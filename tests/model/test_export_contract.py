@@ -73,13 +73,25 @@ def test_metadata_records_provenance(proto: onnx.ModelProto) -> None:
     json.loads(meta["config"])
 
 
+RECORDED_PEN_GATE = {"image": 0.9773, "strokes": 0.9822}
+"""Each file's recorded held-out pen accuracy (its ``accuracy_pen_heldout_writers``, strokes path) must not
+fall below the shipped figure (model/README.md)."""
+
+
+def test_recorded_held_out_pen_accuracy_holds(proto: onnx.ModelProto, form: str) -> None:
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert float(meta["accuracy_pen_heldout_writers"]) >= RECORDED_PEN_GATE[form]
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="model 2.0.0: 97.73% on the 120 held-out writers; the goal is 98.5% (model/README.md)",
+    reason="the strokes model: 98.22 % on the 120 held-out writers; the target is 99.2 % (model/README.md)",
 )
-def test_recorded_held_out_pen_accuracy_meets_the_98_5_percent_gate(proto: onnx.ModelProto) -> None:
-    meta = {p.key: p.value for p in proto.metadata_props}
-    assert float(meta["accuracy_pen_heldout_writers"]) >= 0.985
+def test_the_strokes_models_recorded_held_out_accuracy_meets_the_99_2_percent_target(
+    settings: Settings,
+) -> None:
+    meta = {p.key: p.value for p in onnx.load(settings.strokes_model_path).metadata_props}
+    assert float(meta["accuracy_pen_heldout_writers"]) >= 0.992
 
 
 @pytest.mark.parametrize("n", [1, 5, 32])

@@ -3,10 +3,11 @@
 Non-digits: the non-look-alike characters of ``unipen1bcd_dev_sample.jsonl`` whose writers are held out
 (375 inks), drawn as a person would (random size, position and pen, seeded), through the strokes path and
 the rendered PNG. The target, at least 95 % answered ``not_a_digit`` (gate 92 %: 3 points of tolerance,
-about 2.7 standard errors of a 95 % rate on 375 inks), is not met by model 2.0.0 (55.2 % and 49.1 %; the
-model card gives the trade-off): that gate is a strict xfail, and a regression gate holds the measured
-level (at least 44 %, about 2 standard errors below the PNG figure). Digits: all 7,761 inks of the held-out
-writers, strokes path: at most 0.5 % answered ``not_a_digit`` (the target; the full set, no tolerance).
+about 2.7 standard errors of a 95 % rate on 375 inks), is not met (the strokes model 61.6 %, the image
+model 49.1 %; the model card gives the trade-off): that gate is a strict xfail, and regression gates hold
+the measured levels (56 % and 44 %, about 2 standard errors below each). Digits: all 7,761 inks of the
+held-out writers, strokes path: at most 0.5 % answered ``not_a_digit`` (the target; the full set, no
+tolerance).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from shared.inference import Predictor, not_a_digit_scores
 from shared.inks import load_inks
 
 NONDIGIT_TARGET_GATE = 0.92
-NONDIGIT_REGRESSION_GATE = 0.44
+NONDIGIT_REGRESSION_GATE = {False: 0.56, True: 0.44}
+"""Strokes (False) and PNG (True) paths: about 2 standard errors below the shipped models' figures."""
 DIGITS_TURNED_AWAY_MAX = 0.005
 SYNTHETIC_GATE = 0.6
 NAMED_MARKS_GATE = 0.85
@@ -60,7 +62,7 @@ def test_the_writer_split_keeps_evaluation_writers_out_of_training(data_dir: Pat
 
 UNMET_TARGET = pytest.mark.xfail(
     strict=True,
-    reason="model 2.0.0 turns away 55.2 % (strokes) and 49.1 % (PNG) of these inks at a threshold set to "
+    reason="the models turn away 61.6 % (strokes) and 49.1 % (PNG) of these inks at a threshold set to "
     "keep unseen writers' digits (model/README.md, Not a digit); the target is 95 %",
 )
 
@@ -69,8 +71,8 @@ UNMET_TARGET = pytest.mark.xfail(
 @pytest.mark.parametrize(
     ("as_png", "gate"),
     [
-        (False, NONDIGIT_REGRESSION_GATE),
-        (True, NONDIGIT_REGRESSION_GATE),
+        (False, NONDIGIT_REGRESSION_GATE[False]),
+        (True, NONDIGIT_REGRESSION_GATE[True]),
         pytest.param(False, NONDIGIT_TARGET_GATE, marks=UNMET_TARGET),
         pytest.param(True, NONDIGIT_TARGET_GATE, marks=UNMET_TARGET),
     ],
