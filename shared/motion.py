@@ -62,13 +62,24 @@ def numpy_motion_planes(  # noqa: PLR0917 (the kernel's signature)
     """
     ends = np.cumsum(lengths)
     starts = ends - lengths
-    at: list[npt.NDArray[np.float64]] = [points[starts], points[ends - 1]]
-    values: list[npt.NDArray[np.float64]] = [np.ones(len(starts)), np.ones(len(starts))]
-    planes: list[npt.NDArray[np.int64]] = [np.full(len(starts), 4), np.full(len(starts), 5)]
+    tips = np.concatenate([points[starts], points[ends - 1]])
+    on_canvas = np.all((tips >= 0) & (tips <= canvas), axis=1)
+    at: list[npt.NDArray[np.float64]] = [tips[on_canvas]]
+    values: list[npt.NDArray[np.float64]] = [np.ones(int(on_canvas.sum()))]
+    planes: list[npt.NDArray[np.int64]] = [np.repeat(np.array([4, 5]), len(starts))[on_canvas]]
     if len(points) > 1:
         same_stroke = np.ones(len(points) - 1, dtype=bool)
         same_stroke[ends[:-1] - 1] = False  # the jump from one stroke's end to the next one's start
         a, d = points[:-1][same_stroke], np.diff(points, axis=0)[same_stroke]
+        lo, hi = _window(canvas, sx, sy, ox, oy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ta, tb = (lo - a) / d, (hi - a) / d  # Liang-Barsky: where each segment crosses the window
+        inside = np.all((d != 0) | ((a >= lo) & (a <= hi)), axis=1)
+        t0 = np.max(np.where(d != 0, np.minimum(ta, tb), 0.0), axis=1, initial=0.0)
+        t1 = np.min(np.where(d != 0, np.maximum(ta, tb), 1.0), axis=1, initial=1.0)
+        keep = inside & (t1 > t0)
+        a, d, t0, t1 = a[keep] + t0[keep, None] * d[keep], d[keep], t0[keep], t1[keep]
+        d = d * (t1 - t0)[:, None]  # the part of each segment inside the window
         field = d * np.array((sx, sy))  # the pieces are cut and weighed in field px
         length = np.hypot(field[:, 0], field[:, 1])
         moving = length > 0
@@ -87,8 +98,6 @@ def numpy_motion_planes(  # noqa: PLR0917 (the kernel's signature)
                 values.append(piece[keep] * component[keep])
                 planes.append(np.full(int(keep.sum()), plane))
     where, value, plane_of = np.concatenate(at), np.concatenate(values), np.concatenate(planes)
-    on_canvas = np.all((where >= 0) & (where <= canvas), axis=1)
-    where, value, plane_of = where[on_canvas], value[on_canvas], plane_of[on_canvas]
     p = where * np.array((sx, sy)) + np.array((ox - 0.5, oy - 0.5))  # pixel-centre coordinates
     base = np.floor(p)
     frac = p - base
@@ -123,6 +132,7 @@ def _motion_planes_loops(  # noqa: PLR0917 (a kernel: positional, typed argument
     """:func:`numpy_motion_planes` as one loop nest (compiled by numba)."""
     acc = np.zeros((MOTION_PLANES, MNIST_SIDE, MNIST_SIDE), np.float64)
     width, height = canvas[0], canvas[1]
+    lo, hi = _window(canvas, sx, sy, ox, oy)
     first = 0
     for n in lengths:
         last = first + n - 1
@@ -133,6 +143,18 @@ def _motion_planes_loops(  # noqa: PLR0917 (a kernel: positional, typed argument
         for i in range(first, last):
             ax, ay = points[i, 0], points[i, 1]
             dx, dy = points[i + 1, 0] - ax, points[i + 1, 1] - ay
+            t0, t1 = 0.0, 1.0  # Liang-Barsky: the part of the segment inside the window
+            for a, d, low, high in ((ax, dx, lo[0], hi[0]), (ay, dy, lo[1], hi[1])):
+                if d == 0:
+                    if a < low or a > high:
+                        t1 = -1.0
+                else:
+                    ta, tb = (low - a) / d, (high - a) / d
+                    t0, t1 = max(t0, min(ta, tb)), min(t1, max(ta, tb))
+            if t1 <= t0:
+                continue
+            ax, ay = ax + t0 * dx, ay + t0 * dy
+            dx, dy = dx * (t1 - t0), dy * (t1 - t0)
             fdx, fdy = dx * sx, dy * sy
             length = math.sqrt(fdx * fdx + fdy * fdy)
             if length <= 0:
@@ -142,10 +164,7 @@ def _motion_planes_loops(  # noqa: PLR0917 (a kernel: positional, typed argument
             ux, uy = fdx / length, fdy / length
             for k in range(pieces):
                 t = (k + 0.5) / pieces
-                x, y = ax + t * dx, ay + t * dy
-                if not (0 <= x <= width and 0 <= y <= height):
-                    continue
-                mx, my = x * sx + ox - 0.5, y * sy + oy - 0.5
+                mx, my = (ax + t * dx) * sx + ox - 0.5, (ay + t * dy) * sy + oy - 0.5
                 if ux > 0:
                     _splat_one(acc, 0, mx, my, piece * ux)
                 elif ux < 0:
@@ -161,6 +180,20 @@ def _motion_planes_loops(  # noqa: PLR0917 (a kernel: positional, typed argument
             for j in range(MNIST_SIDE):
                 out[c, i, j] = min(max(acc[c, i, j], 0.0), 1.0)
     return out
+
+
+def _window(
+    canvas: npt.NDArray[np.float64], sx: float, sy: float, ox: float, oy: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Corners ``(lo, hi)``, canvas px, of the region whose motion is drawn.
+
+    It is the canvas, cut to the points whose splat can reach the field (pixel-centre coordinate in
+    ``(-1, 28)``). Only the path inside it is resampled, so a point far off the canvas or the field costs
+    nothing.
+    """
+    lo = np.maximum(np.array(((-0.5 - ox) / sx, (-0.5 - oy) / sy)), 0.0)
+    hi = np.minimum(np.array(((MNIST_SIDE + 0.5 - ox) / sx, (MNIST_SIDE + 0.5 - oy) / sy)), canvas)
+    return lo, hi
 
 
 def _splat_one(acc: npt.NDArray[np.float64], plane: int, x: float, y: float, value: float) -> None:
@@ -182,6 +215,9 @@ motion_planes = numpy_motion_planes
 installed (:func:`_motion_planes_loops`), else :func:`numpy_motion_planes`; both agree within 1e-5
 (tested)."""
 if kernels.BACKEND == "numba":
+    _window = kernels.compile_kernel(
+        "UniTuple(float64[::1], 2)(float64[::1], float64, float64, float64, float64)", _window
+    )
     _splat_one = kernels.compile_kernel(
         "void(float64[:, :, ::1], int64, float64, float64, float64)", _splat_one
     )

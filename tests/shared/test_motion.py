@@ -139,3 +139,16 @@ def test_compiled_and_numpy_motion_planes_agree(
         *offset,
     )
     np.testing.assert_allclose(motion.motion_planes(*args), motion.numpy_motion_planes(*args), atol=1e-5)
+
+
+def test_path_off_the_canvas_is_not_drawn_and_far_points_cost_no_pieces() -> None:
+    far = strokes_planes([[[-100, 140], [380, 140]], [[140, 40], [140, 240]]], 280, 280, 60)
+    near = strokes_planes([[[0, 140], [280, 140]], [[140, 40], [140, 240]]], 280, 280, 60)
+    assert far is not None and near is not None
+    np.testing.assert_array_equal(far[0], near[0])  # the canvas clips the raster the same way
+    assert float(far[RIGHT].sum()) == pytest.approx(float(near[RIGHT].sum()), rel=0.02)
+    assert float(far[PEN_DOWN].sum()) == pytest.approx(1.0, abs=1e-5)  # only the on-canvas stroke's start
+    # A zigzag between far points is cut to the window before it is resampled: both forms agree.
+    zigzag = np.array([[(-9e5 if i % 2 else 9e5), 140.0 + i % 7] for i in range(4000)])
+    args = (zigzag, np.array([4000]), np.array((280.0, 280.0)), 0.07, 0.07, 1.0, 1.0)
+    np.testing.assert_allclose(motion.motion_planes(*args), motion.numpy_motion_planes(*args), atol=1e-5)
