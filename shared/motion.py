@@ -98,7 +98,17 @@ def numpy_motion_planes(  # noqa: PLR0917 (the kernel's signature)
                 values.append(piece[keep] * component[keep])
                 planes.append(np.full(int(keep.sum()), plane))
     where, value, plane_of = np.concatenate(at), np.concatenate(values), np.concatenate(planes)
-    p = where * np.array((sx, sy)) + np.array((ox - 0.5, oy - 0.5))  # pixel-centre coordinates
+    return _splat_all(where * np.array((sx, sy)) + np.array((ox - 0.5, oy - 0.5)), value, plane_of)
+
+
+def _splat_all(
+    p: npt.NDArray[np.float64], value: npt.NDArray[np.float64], plane_of: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """Bilinear splats of ``value`` at pixel-centre coordinates ``p`` (``(K, 2)``) into their planes.
+
+    Returns:
+        ``(6, 28, 28)`` float32, each plane clipped to [0, 1].
+    """
     base = np.floor(p)
     frac = p - base
     col, row = base[:, 0].astype(np.int64), base[:, 1].astype(np.int64)

@@ -47,7 +47,8 @@ def _check_characters(characters: list[Character], frame: Any) -> None:
     seen: set[int] = set()
     for c in characters:
         assert all(math.isfinite(v) for v in c.bbox) and c.bbox[0] <= c.bbox[2] and c.bbox[1] <= c.bbox[3]
-        assert c.tensor is not None and c.tensor.shape == (1, 1, 28, 28) and c.tensor.dtype == np.float32
+        planes = 7 if isinstance(frame, StrokesFrame) else 1  # strokes: the raster and the motion planes
+        assert c.tensor is not None and c.tensor.shape == (1, planes, 28, 28) and c.tensor.dtype == np.float32
         assert float(c.tensor.min()) >= 0.0 and float(c.tensor.max()) <= 1.0
         if isinstance(frame, StrokesFrame):
             assert c.strokes and not seen & set(c.strokes), "each stroke in one character at most"
