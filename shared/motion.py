@@ -72,7 +72,7 @@ def numpy_motion_planes(  # noqa: PLR0917 (the kernel's signature)
         same_stroke[ends[:-1] - 1] = False  # the jump from one stroke's end to the next one's start
         a, d = points[:-1][same_stroke], np.diff(points, axis=0)[same_stroke]
         lo, hi = _window(canvas, sx, sy, ox, oy)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):  # d == 0 gives inf or nan, masked below; tiny d may overflow
             ta, tb = (lo - a) / d, (hi - a) / d  # Liang-Barsky: where each segment crosses the window
         inside = np.all((d != 0) | ((a >= lo) & (a <= hi)), axis=1)
         t0 = np.max(np.where(d != 0, np.minimum(ta, tb), 0.0), axis=1, initial=0.0)

@@ -97,7 +97,12 @@ def _lifespan(
             await anyio.to_thread.run_sync(runtime.predictor.warm_up)
             runtime.ready = True
             log.info(
-                "model_ready", extra={"sha256": runtime.predictor.info.sha256, "ms": logs.elapsed_ms(start)}
+                "model_ready",
+                extra={
+                    "sha256": runtime.predictor.models.image.sha256,
+                    "strokes_sha256": runtime.predictor.models.strokes.sha256,
+                    "ms": logs.elapsed_ms(start),
+                },
             )
         # Everything built so far lives as long as the process: imports, numba's kernels, the model.
         # Keep it out of the cyclic collector: a full collection over those ~140,000 objects took

@@ -57,6 +57,17 @@ def _serve(args: argparse.Namespace) -> int:
     _compile_notice()
     # Importing the server imports the core, which compiles its kernels on a first start.
     from realtime.server.runtime import uvicorn_options
+    from shared.errors import ModelError
+    from shared.inference import Predictor
+
+    try:  # a file that is there but is no model of its form: refuse now, not answer 503 to every frame
+        Predictor.of(settings)
+    except ModelError as exc:
+        print(
+            f"mnist-live: {exc.message} (MNIST_LIVE_MODEL_PATH, MNIST_LIVE_STROKES_MODEL_PATH)",
+            file=sys.stderr,
+        )
+        return 2
 
     options = {"log_level": args.log_level.lower(), "access_log": args.access_log}
     options.update(uvicorn_options(settings))

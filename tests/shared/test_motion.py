@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -152,3 +154,11 @@ def test_path_off_the_canvas_is_not_drawn_and_far_points_cost_no_pieces() -> Non
     zigzag = np.array([[(-9e5 if i % 2 else 9e5), 140.0 + i % 7] for i in range(4000)])
     args = (zigzag, np.array([4000]), np.array((280.0, 280.0)), 0.07, 0.07, 1.0, 1.0)
     np.testing.assert_allclose(motion.motion_planes(*args), motion.numpy_motion_planes(*args), atol=1e-5)
+
+
+def test_subnormal_steps_raise_no_floating_point_warning() -> None:
+    points = np.array([[0.0, 0.0], [0.0, 5e-324], [200.0, 200.0]])
+    args = (points, np.array([3]), np.array((280.0, 280.0)), 0.1, 0.1, 1.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(motion.numpy_motion_planes(*args), motion.motion_planes(*args), atol=1e-5)

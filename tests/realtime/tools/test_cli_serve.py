@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from realtime.tools.cli import main
-from shared.settings import Settings
+from shared.settings import REPO_ROOT, Settings
 from tests.servers import run_server
 
 
@@ -49,6 +49,16 @@ def test_a_bad_serve_flag_is_one_line_and_status_2(
         ("MNIST_LIVE_LOG_LEVEL", "LOUD", "mnist-live: invalid setting MNIST_LIVE_LOG_LEVEL:"),
         ("MNIST_LIVE_ALLOWED_ORIGINS", "notjson", "mnist-live: invalid setting MNIST_LIVE_ALLOWED_ORIGINS:"),
         ("MNIST_LIVE_MODEL_PATH", "/nonexistent/m.onnx", "mnist-live: no model file at /nonexistent/m.onnx"),
+        (
+            "MNIST_LIVE_STROKES_MODEL_PATH",
+            str(REPO_ROOT / "model" / "mnist_cnn.onnx"),  # the image model, given for strokes
+            "mnist-live: mnist_cnn.onnx: the model's input must be one (N, 7, 28, 28) float32 tensor.",
+        ),
+        (
+            "MNIST_LIVE_MODEL_PATH",
+            str(REPO_ROOT / "README.md"),
+            "mnist-live: onnxruntime cannot load README.md.",
+        ),
     ],
 )
 def test_a_bad_address_setting_is_one_line_and_status_2(
