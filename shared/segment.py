@@ -1,6 +1,7 @@
 """Segmentation of a written number into characters, left to right: pure and stateless per snapshot.
 
-A strokes snapshot is grouped by what the pen drew; a canvas image by its connected components. Both
+A strokes snapshot is grouped by what the pen drew (each stroke's point box, clipped to the canvas; a
+stroke whose ink is all off the canvas is left out); a canvas image by its connected components. Both
 then share one rule, :func:`group_boxes`, on bounding boxes:
 
 1. The number's height ``H`` is the tallest box's height (a digit has at least one stroke of about its
@@ -13,7 +14,8 @@ then share one rule, :func:`group_boxes`, on bounding boxes:
    of a two-stroke 4 (a thin box inside the box of its other stroke) and the flag of a 5 (over its
    body) join their character, while a 1 beside a 7, or neighbours whose boxes touch or overlap by a
    few pixels, stay apart: a thin 1 must overlap its neighbour by a real share of ``H``, not just its
-   own width, to join it. Joining repeats on the joined boxes until nothing changes.
+   own width, to join it. A stroke traced again over another joins it too (:data:`RETRACE_FRACTION`).
+   Joining repeats on the joined boxes until nothing changes.
 3. Then a box less tall than :data:`SHORT_FRACTION` x ``H`` and smaller than :data:`PART_AREA` x
    ``H`` squared is a part of a digit, not a whole one, and joins the neighbour it is closest to when
    their horizontal gap is at most :data:`ABUT_FRACTION` x ``H`` (closest pair first, repeated): a 7's
@@ -80,6 +82,11 @@ CENTRE_MARGIN = -0.04
 negative: inside) from its edges, joins it: the stem of a 4 crossing its other stroke, the flag of a 5
 over its body. A 1 touching its neighbour has its centre near the neighbour's edge, not inside it."""
 
+RETRACE_FRACTION = 0.02
+"""A stroke drawn again over another (a 1 traced twice to darken it) joins it: their boxes' centres at
+most this share of the number's height apart horizontally, and their heights overlapping by at least
+half the shorter one's. Written neighbours' boxes are at least 0.05 H apart, their centres more."""
+
 SHORT_FRACTION = 0.75
 """A character box less tall than this share of the number's height may be part of a digit (a 7's
 serif, a 5's flag, the open top of a 4 written beside its stem: 0.1-0.6 H in the training writers'
@@ -138,6 +145,10 @@ def group_boxes(boxes: Sequence[Box]) -> list[list[int]]:
     floor = MIN_WIDTH_FRACTION * height
 
     def overlapping(a: Box, b: Box) -> bool:
+        if abs((a[0] + a[2]) - (b[0] + b[2])) / 2 <= RETRACE_FRACTION * height:
+            shorter = min(a[3] - a[1], b[3] - b[1])
+            if min(a[3], b[3]) - max(a[1], b[1]) >= 0.5 * shorter:
+                return True
         narrow, wide = (a, b) if a[2] - a[0] < b[2] - b[0] else (b, a)
         centre, margin = (narrow[0] + narrow[2]) / 2, CENTRE_MARGIN * height
         if wide[0] - margin <= centre <= wide[2] + margin:
@@ -224,13 +235,17 @@ def segment_strokes(
     # The page's pen is 16 px on its 280 px high canvas, square or wide: the default follows the shorter
     # side here (a digit frame's default follows the longer side of its square canvas).
     pen = DEFAULT_STROKE_FRACTION * min(w, h) if stroke_width is None else float(stroke_width)
-    indices = [i for i, s in enumerate(strokes) if len(s)]
-    boxes: list[Box] = []
-    for i in indices:
-        xy = np.asarray(strokes[i], dtype=np.float64)[:, :2]
-        (x0, y0), (x1, y1) = xy.min(axis=0).tolist(), xy.max(axis=0).tolist()
-        boxes.append((x0, y0, x1, y1))
     radius = pen / 2
+    indices, boxes = [], []
+    for i, stroke in enumerate(strokes):
+        if not len(stroke):
+            continue
+        xy = np.asarray(stroke, dtype=np.float64)[:, :2]
+        (x0, y0), (x1, y1) = xy.min(axis=0).tolist(), xy.max(axis=0).tolist()
+        if x1 + radius <= 0 or y1 + radius <= 0 or x0 - radius >= w or y0 - radius >= h:
+            continue  # its ink is off the canvas: nothing to read, and its points must not set the height
+        indices.append(i)
+        boxes.append((min(max(x0, 0.0), w), min(max(y0, 0.0), h), min(max(x1, 0.0), w), min(max(y1, 0.0), h)))
     out = []
     for group in group_boxes(boxes):
         members = [indices[g] for g in group]

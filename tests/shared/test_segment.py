@@ -77,6 +77,21 @@ def test_a_thin_one_grazing_its_neighbour_stays_apart() -> None:
     assert group_boxes([one, seven]) == [[0], [1]]
 
 
+def test_a_stroke_traced_again_joins_the_first() -> None:
+    one, again, beside = (100.0, 20.0, 100.0, 260.0), (101.0, 25.0, 101.0, 255.0), (114.0, 20.0, 114.0, 260.0)
+    assert group_boxes([one, again]) == [[0, 1]]  # a 1 traced twice to darken it
+    assert group_boxes([one, beside]) == [[0], [1]]  # "11": 0.05 H apart stays two
+
+
+def test_strokes_off_the_canvas_neither_count_nor_set_the_height() -> None:
+    seven, one = [[60, 60], [220, 60], [120, 240]], [[400, 30], [400, 250]]
+    down_past_the_edge = [[600, 30], [600, 1500]]
+    far_off = [[-5000, -5000], [-5000, 5000]]
+    got = [c.strokes for c in segment_strokes([seven, one, down_past_the_edge], 840, 280)]
+    assert got == [(0,), (1,), (2,)]
+    assert [c.strokes for c in segment_strokes([seven, one, far_off], 840, 280)] == [(0,), (1,)]
+
+
 def test_marks_are_not_characters() -> None:
     digit, dot = (0.0, 0.0, 60.0, 100.0), (100.0, 90.0, 105.0, 95.0)
     assert group_boxes([digit, dot]) == [[0]]
