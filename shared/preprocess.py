@@ -105,7 +105,7 @@ class StrokesFrame:
 
     Attributes:
         strokes: ``[[[x, y], ...], ...]``: strokes in drawing order, points in canvas px, y down; a
-            third value per point (a timestamp) is allowed (a number) and ignored.
+            third value per point (a timestamp) is allowed (a finite number) and ignored.
         width: Canvas width, px, > :data:`MIN_CANVAS_PX` (1).
         height: Canvas height, px, > :data:`MIN_CANVAS_PX` (1).
         stroke_width: Pen diameter, px, > 0; default ``DEFAULT_STROKE_FRACTION * max(width, height)``.

@@ -50,7 +50,8 @@ MIN_CANVAS_PX = 1.0
 def stroke_points(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64], list[int]]:
     """Validate strokes into one ``(P, 2)`` float64 array of all points and each stroke's point count.
 
-    Empty strokes are dropped; a third value per point (pressure, time) must be a number and is ignored.
+    Empty strokes are dropped; a third value per point (pressure, time) must be a finite number (as a
+    coordinate, but with no range) and is ignored.
     Booleans are refused (numpy would read JSON ``true`` as 1 next to integers).
 
     The common case (every point ``[x, y]`` or every point ``[x, y, t]``, plain ints and floats, as
@@ -76,9 +77,11 @@ def stroke_points(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.float64]
     if len(widths) != 1 or not widths <= {2, 3} or not set(map(type, flat)) <= {int, float}:
         return _stroke_points_each(strokes, limits)
     try:
-        xy = np.array(flat, dtype=np.float64).reshape(-1, widths.pop())[:, :2]
+        points = np.array(flat, dtype=np.float64).reshape(-1, widths.pop())
     except OverflowError:  # an integer beyond float64
         return _stroke_points_each(strokes, limits)
+    _check_third_values(points)
+    xy = points[:, :2]
     _check_coordinates(xy, limits)
     return xy, lengths
 
@@ -96,6 +99,7 @@ def _stroke_points_each(strokes: Any, limits: Limits) -> tuple[npt.NDArray[np.fl
             raise errors.InvalidStrokes("Each point must be a pair of numbers [x, y].")
         if bool in set(map(type, chain.from_iterable(stroke))):  # JSON true/false, read as 1/0 by numpy
             raise errors.InvalidStrokes("Each point must be a pair of numbers [x, y].")
+        _check_third_values(arr)
         arrays.append(arr[:, :2])
         lengths.append(len(arr))
     if not arrays:
@@ -121,6 +125,12 @@ def _nonempty_strokes(strokes: list[Any] | tuple[Any, ...], limits: Limits) -> I
         if total > limits.max_points:
             raise errors.InvalidStrokes(f"At most {limits.max_points} points are allowed per frame.")
         yield stroke
+
+
+def _check_third_values(points: npt.NDArray[Any]) -> None:
+    """Refuse a non-finite third value (NaN, infinity): every number a point holds must be finite."""
+    if points.shape[1] == 3 and not np.isfinite(points[:, 2]).all():
+        raise errors.InvalidStrokes("A point's third value (a timestamp) must be a finite number.")
 
 
 def _check_coordinates(xy: npt.NDArray[np.float64], limits: Limits) -> None:

@@ -234,6 +234,13 @@ def test_points_may_carry_a_timestamp() -> None:
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("stamp", [float("nan"), float("inf"), 10**400], ids=["nan", "inf", "huge"])
+def test_a_timestamp_that_is_not_a_finite_number_is_refused(stamp: float) -> None:
+    """The same rule on both validation paths: a huge integer takes the stroke-by-stroke one."""
+    with pytest.raises(errors.InvalidStrokes):
+        preprocess(StrokesFrame([[[60, 60, stamp], [220, 60, 1], [120, 240, 2]]], 280, 280))
+
+
 # ------------------------------------------------------------------------------------------------ fuzz
 # Examples come from a seeded ``random.Random`` (one hypothesis draw each): generation stays cheap, so
 # 2,000 examples per entry point fit the CI budget; hypothesis still replays and reports the seed.
