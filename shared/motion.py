@@ -5,6 +5,8 @@ reads them as six planes in the same 28x28 field as the raster (stroke-direction
 manner of DirectMap, Zhang, Bengio & Liu 2017, arXiv:1606.05763; path features beside the raster as in
 Graham 2013, arXiv:1308.0371):
 
+This module's planes 0-5 are planes 1-6 of the strokes model's input (plane 0 is the raster):
+
 * planes 0-3, **direction**: the path is resampled every :data:`STEP_PX` field px; each piece's length
   is split over four directions by its unit vector ``(ux, uy)`` (y down), ``max(ux, 0)``, ``max(-ux, 0)``,
   ``max(uy, 0)``, ``max(-uy, 0)`` (right, left, down, up), and splatted bilinearly at its midpoint. A
@@ -25,8 +27,8 @@ import numpy.typing as npt
 
 from shared import kernels
 
-MNIST_SIDE = 28
-"""Side of the field, px (LeCun et al. 1998; the raster's)."""
+MNIST_SIDE = kernels.MNIST_SIDE
+"""Side of the field, px: the raster's."""
 MOTION_PLANES = 6
 """Planes this module draws: four directions, pen-down, pen-up."""
 STEP_PX = 0.5
@@ -121,9 +123,8 @@ def _splat_all(
         (1, 1, fy * fx),
     ):
         r, c = row + dr, col + dc
-        inside = (
-            (r >= 0) & (r < MNIST_SIDE) & (c >= 0) & (c < MNIST_SIDE)
-        )  # past the edge: cut, as the raster
+        # Past the field's edge: cut, as the raster's ink is.
+        inside = (r >= 0) & (r < MNIST_SIDE) & (c >= 0) & (c < MNIST_SIDE)
         flat.append(plane_of[inside] * _FIELD + r[inside] * MNIST_SIDE + c[inside])
         weights.append((value * w)[inside])
     out = np.bincount(np.concatenate(flat), np.concatenate(weights), minlength=MOTION_PLANES * _FIELD)
