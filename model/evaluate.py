@@ -328,10 +328,12 @@ def evaluate(  # noqa: PLR0917 (the evaluation's inputs)
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; prints a summary table and writes the report and confusion PNG."""
-    settings = Settings()
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_model_options(ap: argparse.ArgumentParser, settings: Settings) -> None:
+    """Add ``--model`` (the image model) and ``--strokes-model``, defaulting to the shipped files.
+
+    ``--strokes-model none`` reads strokes frames as rasters with the image model; :func:`models_of`
+    reads both options back.
+    """
     ap.add_argument("--model", type=Path, default=settings.model_path, help="the image model")
     ap.add_argument(
         "--strokes-model",
@@ -339,6 +341,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=settings.strokes_model_path,
         help="the strokes model ('none': strokes frames read as rasters by the image model)",
     )
+
+
+def models_of(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The image model's path and the strokes model's (``None`` for ``none``), as parsed."""
+    return args.model, None if str(args.strokes_model) == "none" else args.strokes_model
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; prints a summary table and writes the report and confusion PNG."""
+    settings = Settings()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_model_options(ap, settings)
     ap.add_argument(
         "--data-dir", type=Path, default=settings.data_dir, help="shared data folder (or its mnist/)"
     )
@@ -348,10 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=PEN_SEED)
     ap.add_argument("--pen-png", action="store_true", help="also run held-out pen inks as rendered PNGs")
     args = ap.parse_args(argv)
-    strokes = None if str(args.strokes_model) == "none" else args.strokes_model
-    report = evaluate(
-        args.model, resolve_data_dir(args.data_dir), args.workers, args.seed, args.pen_png, strokes
-    )
+    image, strokes = models_of(args)
+    report = evaluate(image, resolve_data_dir(args.data_dir), args.workers, args.seed, args.pen_png, strokes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     confusion_png(report["results"], args.confusion)

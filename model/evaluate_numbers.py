@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from model.data import PEN_WIDTH_RANGE, pen_split, resolve_data_dir
+from model.evaluate import add_model_options, models_of
 from shared.compose import ComposedNumber, NumberComposer
 from shared.inference import Predictor
 from shared.inks import render_png
@@ -170,13 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: prints the figures, writes the JSON report."""
     settings = Settings()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, default=settings.model_path, help="the image model")
-    ap.add_argument(
-        "--strokes-model",
-        type=Path,
-        default=settings.strokes_model_path,
-        help="the strokes model ('none': strokes read as rasters by the image model)",
-    )
+    add_model_options(ap, settings)
     ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
     ap.add_argument("--writers", choices=("heldout", "train"), default="heldout")
     ap.add_argument("--count", type=int, default=2000)
@@ -184,14 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--png", action="store_true", help="send each number as its canvas PNG")
     ap.add_argument("--out", type=Path, default=Path("reports/numbers.json"))
     args = ap.parse_args(argv)
+    image, strokes = models_of(args)
     report = evaluate_numbers(
-        args.model,
+        image,
         resolve_data_dir(args.data_dir),
         writers=args.writers,
         count=args.count,
         seed=args.seed,
         as_png=args.png,
-        strokes_model_path=None if str(args.strokes_model) == "none" else args.strokes_model,
+        strokes_model_path=strokes,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))

@@ -21,11 +21,11 @@ from model.net import WIDTHS, DigitCNN, export_form
 from model.nondigits import NOT_A_DIGIT
 
 
-def image_network(path: Path) -> nn.Sequential:
+def image_network(data: bytes) -> nn.Sequential:
     """The image model's served network (BatchNorm and temperature folded in) as a frozen PyTorch module.
 
     Args:
-        path: The image model's ONNX file, exported by :func:`model.export.to_onnx_bytes`.
+        data: The image model's ONNX file's bytes, as :func:`model.export.to_onnx_bytes` wrote them.
 
     Returns:
         An eval-mode module, ``(N, 1, 28, 28)`` float32 to the file's ``(N, 11)`` served logits.
@@ -34,17 +34,12 @@ def image_network(path: Path) -> nn.Sequential:
         RuntimeError: the file's weights do not fit :func:`model.net.export_form`'s layers.
     """
     net = export_form(DigitCNN(WIDTHS, outputs=NOT_A_DIGIT + 1), 1.0)
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(data)
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
     net.load_state_dict(weights, strict=True)
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval()
-
-
-def sha256(path: Path) -> str:
-    """Hex digest of a file (the image model a fused file was built with)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class FusedStrokes(nn.Module):
@@ -55,12 +50,17 @@ class FusedStrokes(nn.Module):
 
     Args:
         motion: The trained strokes network (7 input planes).
-        image: :func:`image_network` of the shipped image model (frozen).
+        image_path: The image model's ONNX file; read once, rebuilt by :func:`image_network` (frozen).
+
+    Attributes:
+        image_path: As given. image_sha256: Hex digest of the file read (recorded in the metadata).
     """
 
-    def __init__(self, motion: DigitCNN, image: nn.Sequential) -> None:
+    def __init__(self, motion: DigitCNN, image_path: Path) -> None:
         super().__init__()
-        self.motion, self.image = motion, image
+        data = image_path.read_bytes()
+        self.motion, self.image = motion, image_network(data)
+        self.image_path, self.image_sha256 = image_path, hashlib.sha256(data).hexdigest()
         self.planes = motion.planes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

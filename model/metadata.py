@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from model.fuse import FusedStrokes, sha256
+from model.fuse import FusedStrokes
 from model.net import WIDTHS, DigitCNN, count_parameters
 from model.nondigits import NOT_A_DIGIT
 from model.rejection import nondigit_inks
-from shared.settings import REPO_ROOT, Settings
+from shared.settings import REPO_ROOT
 
 if TYPE_CHECKING:
     from model.calibrate import Calibration
@@ -61,12 +61,11 @@ def describe(
     )
     extra = {}
     if isinstance(model, FusedStrokes):
-        image = Settings().model_path
         architecture = (
-            f"mean of the logits of {architecture} and of the image model {image.name} on plane 0 "
-            "(model.fuse.FusedStrokes), divided by the temperature"
+            f"mean of the logits of {architecture} and of the image model {model.image_path.name} on "
+            "plane 0 (model.fuse.FusedStrokes), divided by the temperature"
         )
-        extra["fused_image_model_sha256"] = sha256(image)
+        extra["fused_image_model_sha256"] = model.image_sha256
     return extra | {
         "version": STROKES_VERSION if model.planes > 1 else VERSION,
         "git_commit": commit,

@@ -47,7 +47,7 @@ from model.batches import CanvasBatches, loader
 from model.calibrate import Calibration, accuracy, calibrate, pen_eval_batch
 from model.data import PenSplit, load_mnist, pen_split, resolve_data_dir
 from model.export import check_export, to_onnx_bytes, write
-from model.fuse import FusedStrokes, image_network
+from model.fuse import FusedStrokes
 from model.metadata import cpu_seconds, describe, git
 from model.net import WIDTHS, DigitCNN, count_parameters
 from model.nondigits import NOT_A_DIGIT, NonDigitSplit, nondigit_split
@@ -320,7 +320,7 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     train_seconds = time.perf_counter() - started
     model: DigitCNN | FusedStrokes = trained
     if cfg.form == "strokes" and cfg.fuse_image:
-        model = FusedStrokes(trained, image_network(Settings().model_path))
+        model = FusedStrokes(trained, Settings().model_path)
     cal = calibrate(
         model,
         None if cfg.form == "strokes" else data.images[data.val_idx],  # the strokes model sees no images

@@ -36,7 +36,7 @@ MNIST_SIDE = 28
 """Side of MNIST's field, px (LeCun et al. 1998)."""
 SIMPLIFY_PX = 0.5
 """Polyline points closer than this (output px, path length) to the previous kept point are dropped."""
-_CENTRE = (MNIST_SIDE - 1) / 2
+FIELD_CENTRE = (MNIST_SIDE - 1) / 2
 """Centre of the 28x28 field in index space (pixel i covers [i, i + 1)): 13.5."""
 
 
@@ -158,8 +158,8 @@ def _center_by_mass_loops(box: npt.NDArray[np.float32]) -> npt.NDArray[np.float3
     out = np.zeros((MNIST_SIDE, MNIST_SIDE), np.float32)
     if total <= 0:
         return out
-    shift_y = _CENTRE - row_moment / total
-    shift_x = _CENTRE - col_moment / total
+    shift_y = FIELD_CENTRE - row_moment / total
+    shift_x = FIELD_CENTRE - col_moment / total
     ky = math.floor(-shift_y)  # output row i reads rows i + ky (weight 1 - fy) and i + ky + 1 (fy)
     fy = -shift_y - ky
     kx = math.floor(-shift_x)
@@ -445,8 +445,8 @@ def numpy_center_by_mass(box: npt.NDArray[np.float32]) -> npt.NDArray[np.float32
     total = float(rows.sum())
     if total <= 0:
         return np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
-    shift_y = _CENTRE - float(rows @ _INDEX[:h]) / total
-    shift_x = _CENTRE - float(cols @ _INDEX[:w]) / total
+    shift_y = FIELD_CENTRE - float(rows @ _INDEX[:h]) / total
+    shift_x = FIELD_CENTRE - float(cols @ _INDEX[:w]) / total
     weights = _INDEX_DIFF - np.array([[[shift_y]], [[shift_x]]], dtype=np.float32)
     np.abs(weights, out=weights)
     np.subtract(np.float32(1), weights, out=weights)

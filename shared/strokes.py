@@ -96,8 +96,8 @@ def strokes_planes(
     rows, cols = drawn.box.sum(axis=1, dtype=np.float64), drawn.box.sum(axis=0, dtype=np.float64)
     total = float(rows.sum())
     # The shift center_by_mass applies (its docstring): box coordinate u lands at u + shift in the field.
-    shift_x = _FIELD_CENTRE - float(cols @ np.arange(w)) / total
-    shift_y = _FIELD_CENTRE - float(rows @ np.arange(h)) / total
+    shift_x = kernels.FIELD_CENTRE - float(cols @ np.arange(w)) / total
+    shift_y = kernels.FIELD_CENTRE - float(rows @ np.arange(h)) / total
     out = np.empty((STROKES_PLANES, MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
     out[0] = kernels.center_by_mass(drawn.box)
     ox, oy = shift_x - drawn.x0 * drawn.sx, shift_y - drawn.y0 * drawn.sy
@@ -108,8 +108,6 @@ def strokes_planes(
 
 STROKES_PLANES = 1 + motion.MOTION_PLANES
 """Planes of the strokes model's input (:func:`strokes_planes`): the raster, then the motion planes."""
-_FIELD_CENTRE = (MNIST_SIDE - 1) / 2
-"""Centre of the 28x28 field in index space (pixel i covers [i, i + 1)): 13.5, as the kernels'."""
 
 
 @dataclass(frozen=True, slots=True)

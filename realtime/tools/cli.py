@@ -56,12 +56,13 @@ def _serve(args: argparse.Namespace) -> int:
     announce = f"mnist-live: serving the page at http://{shown}:{port}/ (WebSocket /ws, POST /predict)"
     _compile_notice()
     # Importing the server imports the core, which compiles its kernels on a first start.
+    from realtime.server.app import create_app
     from realtime.server.runtime import uvicorn_options
     from shared.errors import ModelError
     from shared.inference import Predictor
 
     try:  # a file that is there but is no model of its form: refuse now, not answer 503 to every frame
-        Predictor.of(settings)
+        predictor = Predictor.of(settings)
     except ModelError as exc:
         print(
             f"mnist-live: {exc.message} (MNIST_LIVE_MODEL_PATH, MNIST_LIVE_STROKES_MODEL_PATH)",
@@ -73,12 +74,13 @@ def _serve(args: argparse.Namespace) -> int:
     options.update(uvicorn_options(settings))
     if args.workers > 1 and workers.supported():  # one socket per worker: the kernel balances connections
         return workers.run(args.workers, host, port, options, announce=announce)
-    app = "realtime.server.app:create_app"
     if args.workers > 1:  # uvicorn's own supervisor: no hook for "listening", so say it before
         print(announce, file=sys.stderr)
-        uvicorn.run(app, factory=True, host=host, port=port, workers=args.workers, **options)
+        factory = "realtime.server.app:create_app"
+        uvicorn.run(factory, factory=True, host=host, port=port, workers=args.workers, **options)
         return 0
-    config = uvicorn.Config(app, factory=True, host=host, port=port, **options)
+    # One process: it serves the models just checked instead of loading them again.
+    config = uvicorn.Config(create_app(settings, predictor), host=host, port=port, **options)
     server = workers.AnnouncingServer(config, announce)
     server.run()
     return 0 if server.started else workers.STARTUP_FAILURE

@@ -14,12 +14,13 @@ from model.export import check_export, to_onnx_bytes  # noqa: E402
 from model.fuse import FusedStrokes, image_network  # noqa: E402
 from model.net import DigitCNN  # noqa: E402
 from model.train import Config  # noqa: E402
+from shared.inference import Predictor  # noqa: E402
 from shared.inks import Ink  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 
 def test_the_image_network_rebuilt_from_its_file_serves_the_same_logits(settings: Settings) -> None:
-    net = image_network(settings.model_path)
+    net = image_network(settings.model_path.read_bytes())
     x = np.random.default_rng(0).random((9, 1, 28, 28), dtype=np.float32)
     session = ort.InferenceSession(str(settings.model_path), providers=["CPUExecutionProvider"])
     (want,) = session.run(None, {"input": x})
@@ -32,8 +33,9 @@ def test_the_image_network_rebuilt_from_its_file_serves_the_same_logits(settings
 def test_the_fused_model_is_the_mean_of_both_and_exports_as_one_file(settings: Settings) -> None:
     torch.manual_seed(0)
     motion = DigitCNN(outputs=11, planes=7).eval()
-    image = image_network(settings.model_path)
-    fused = FusedStrokes(motion, image)
+    fused = FusedStrokes(motion, settings.model_path)
+    image = fused.image
+    assert fused.image_sha256 == Predictor.of(settings).models.image.sha256
     x = torch.rand(5, 7, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), 0.5 * (motion(x) + image(x[:, :1])))
