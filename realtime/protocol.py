@@ -193,21 +193,6 @@ class Session:
         self.in_flight, self.pending = self.pending, None
         return self.in_flight
 
-    def supersede(self) -> Job | None:
-        """Make the pending frame the in-flight job, for an adapter that withdrew the in-flight one unrun.
-
-        The adapter calls this after swapping the queued (not yet started) in-flight frame for the
-        pending one; the withdrawn job is counted as coalesced and must not be completed.
-
-        Returns:
-            The new in-flight job, or ``None`` (nothing changed) when nothing is in flight or pending.
-        """
-        if self.in_flight is None or self.pending is None:
-            return None
-        self.in_flight, self.pending = self.pending, None
-        self.stats.coalesced += 1
-        return self.in_flight
-
     def complete(
         self, job: Job, outcome: Prediction | errors.MnistLiveError, now: float
     ) -> list[ServerMessage]:

@@ -1,24 +1,27 @@
-"""Dynamic batching: worker threads that preprocess queued frames and ask the model once per batch.
+"""Dynamic batching: worker threads that preprocess frames and ask the model once per batch.
 
 Handing each frame to a thread pool costs two thread wake-ups and anyio's bookkeeping per frame, which
-on a 2-core machine costs more than classifying a stroke frame. Here the event loop appends jobs to a
-queue; a worker drains everything queued (up to ``max_batch``), preprocesses each frame, runs one
-:meth:`~shared.inference.Predictor.classify` for the batch, and hands all results back to the loop in
-one ``call_soon_threadsafe``. Under load batches grow, so the per-frame cost falls as traffic rises.
+on a 2-core machine costs more than classifying a stroke frame. Here callers register a
+:class:`Source` on the event loop; whenever a worker is idle the loop pulls one frame from each waiting
+source (up to ``max_batch``) and hands the batch to that worker, which preprocesses each frame, runs
+one :meth:`~shared.inference.Predictor.classify` for the batch, and hands all results back to the loop
+in one ``call_soon_threadsafe``. Under load batches grow, so the per-frame cost falls as traffic rises.
 Two workers by default, so one slow frame (a large image) never stalls every connection.
 
-A queued job's frame can be swapped for a newer one until a worker takes it (:meth:`InferenceBatcher.
-replace`): a WebSocket connection whose newer snapshot arrives while its previous one still waits in the
-queue keeps its place in line instead of paying for the stale frame and queueing again.
+A frame is pulled only when a worker is free to run it, so a WebSocket session whose newer snapshot
+arrives while it waits for a worker is asked for its frame then, and answers with its newest one:
+latest-wins stays the session's own rule (:class:`realtime.protocol.Session`), nothing queued is swapped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from realtime.protocol import infer
 from shared import errors
@@ -29,23 +32,35 @@ from shared.preprocess import Frame, preprocess
 from shared.schemas import Prediction
 
 Outcome = Prediction | errors.MnistLiveError
+Batch = list[tuple["Source", Frame]]
 
 
-class Ticket:
-    """A queued frame: ``await ticket.future`` for its outcome.
+class Source(Protocol):
+    """Something waiting for a worker; both methods are called on the event loop."""
 
-    Attributes:
-        frame: The frame a worker will classify (swappable until taken).
-        future: Resolved on the event loop with the :data:`Outcome`.
-        taken: Set by the worker that took the job (under the batcher's lock).
-    """
+    def take(self) -> Frame | None:
+        """The frame to run now that a worker is free, or ``None`` when there is nothing left to run."""
 
-    __slots__ = ("frame", "future", "taken")
+    def deliver(self, outcome: Outcome) -> None:
+        """The outcome of the frame :meth:`take` returned."""
+
+
+class _Once:
+    """One frame whose outcome resolves a future (:meth:`InferenceBatcher.submit`)."""
+
+    __slots__ = ("frame", "future")
 
     def __init__(self, frame: Frame, future: asyncio.Future[Outcome]) -> None:
-        self.frame = frame
+        self.frame: Frame | None = frame
         self.future = future
-        self.taken = False
+
+    def take(self) -> Frame | None:
+        frame, self.frame = self.frame, None
+        return None if self.future.done() else frame  # a cancelled waiter's frame is not run
+
+    def deliver(self, outcome: Outcome) -> None:
+        if not self.future.done():  # the waiter may have gone away meanwhile (cancelled)
+            self.future.set_result(outcome)
 
 
 class InferenceBatcher:
@@ -69,8 +84,10 @@ class InferenceBatcher:
         self._predictor = predictor
         self._limits = limits
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._waiting: collections.deque[Source] = collections.deque()  # on the loop only
+        self._idle = workers  # idle workers, counted on the loop
+        self._batches: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._threads = [
             threading.Thread(target=self._run, name=f"mnist-live-infer-{n}", daemon=True)
             for n in range(workers)
@@ -80,55 +97,58 @@ class InferenceBatcher:
 
     async def submit(self, frame: Frame) -> Outcome:
         """Preprocess and classify ``frame``; errors are returned, not raised."""
-        return await self.enqueue(frame).future
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.request(_Once(frame, future))
+        return await future
 
-    def enqueue(self, frame: Frame) -> Ticket:
-        """Queue ``frame`` (call on the event loop); ``await ticket.future`` for the outcome."""
-        ticket = Ticket(frame, asyncio.get_running_loop().create_future())
-        self._queue.put(ticket)
-        return ticket
-
-    def replace(self, ticket: Ticket, frame: Frame) -> bool:
-        """Swap a queued ticket's frame for ``frame`` if no worker has taken it yet.
-
-        Returns:
-            ``True`` when swapped: the ticket's outcome will be ``frame``'s.
-        """
-        with self._lock:
-            if ticket.taken:
-                return False
-            ticket.frame = frame
-            return True
+    def request(self, source: Source) -> None:
+        """Wait for a worker (call on the event loop): ``source.take()`` is called once one is free."""
+        self._loop = asyncio.get_running_loop()
+        self._waiting.append(source)
+        self._dispatch()
 
     def close(self) -> None:
-        """Stop the workers after the jobs already queued."""
+        """Stop the workers after the batches they already have; sources still waiting are not run."""
+        self._waiting.clear()
         for _ in self._threads:
-            self._queue.put(None)
+            self._batches.put(None)
         for t in self._threads:
             t.join(5)
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
+    def _dispatch(self) -> None:
+        """Give each idle worker a batch: one frame from each waiting source, oldest first."""
+        while self._idle and self._waiting:
+            batch: Batch = []
+            while self._waiting and len(batch) < self._max_batch:
+                source = self._waiting.popleft()
+                frame = source.take()
+                if frame is not None:
+                    batch.append((source, frame))
+            if not batch:
                 return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    self._queue.put(None)  # leave the stop signal for after this batch
-                    break
-                batch.append(job)
-            with self._lock:
-                for ticket in batch:
-                    ticket.taken = True
-                frames = [ticket.frame for ticket in batch]
-            outcomes = self._classify(frames)
-            loop = batch[0].future.get_loop()
-            loop.call_soon_threadsafe(_deliver, [ticket.future for ticket in batch], outcomes)
+            self._idle -= 1
+            self._batches.put(batch)
+
+    def _finished(self, batch: Batch, outcomes: list[Outcome]) -> None:
+        """On the loop: hand out a worker's outcomes, then give it more work."""
+        self._idle += 1
+        for (source, _), outcome in zip(batch, outcomes, strict=True):
+            try:
+                source.deliver(outcome)
+            except Exception:  # one broken source must not keep the others' outcomes or the worker
+                logging.getLogger("mnist_live").exception("deliver_failed")
+        self._dispatch()
+
+    def _run(self) -> None:
+        while (batch := self._batches.get()) is not None:
+            frames = [frame for _, frame in batch]
+            try:
+                outcomes = self._classify(frames)
+            except Exception:  # never lose a worker (its idle slot) to a bug
+                logging.getLogger("mnist_live").exception("inference_failed")
+                outcomes = [errors.ServerError() for _ in frames]
+            assert self._loop is not None  # set by request() before any batch exists
+            self._loop.call_soon_threadsafe(self._finished, batch, outcomes)
 
     def _classify(self, frames: list[Frame]) -> list[Outcome]:
         """Outcomes in order: digit frames in one model call, each number-mode frame in one of its own."""
@@ -163,9 +183,3 @@ class InferenceBatcher:
             logging.getLogger("mnist_live").exception("inference_failed")
             return [o if o is not None else errors.ServerError() for o in outcomes]
         return [o if o is not None else next(predictions) for o in outcomes]
-
-
-def _deliver(futures: list[asyncio.Future[Outcome]], outcomes: list[Outcome]) -> None:
-    for future, outcome in zip(futures, outcomes, strict=True):
-        if not future.done():  # the connection may have gone away meanwhile (cancelled)
-            future.set_result(outcome)

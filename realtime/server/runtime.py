@@ -8,7 +8,7 @@ from typing import Any
 
 from realtime import access
 from realtime.protocol import SessionConfig, infer
-from realtime.server.batcher import InferenceBatcher, Outcome, Ticket
+from realtime.server.batcher import InferenceBatcher, Outcome, Source
 from shared.inference import Predictor
 from shared.preprocess import Frame, StrokesFrame
 from shared.settings import Settings
@@ -107,10 +107,15 @@ class Runtime:
             outcome = infer(self.predictor, frame, self.settings.limits)
             self.inline_budget.spend(time.perf_counter() - start)
             return outcome
-        return await self.enqueue(frame).future
+        return await self.batcher.submit(frame)
 
-    def enqueue(self, frame: Frame) -> Ticket:
-        """Queue one frame for inference; ``await ticket.future`` (see :meth:`InferenceBatcher.enqueue`)."""
+    def request(self, source: Source) -> None:
+        """Wait for an inference worker: ``source.take()`` runs once one is free (on the event loop)."""
+        self.batcher.request(source)
+
+    @property
+    def batcher(self) -> InferenceBatcher:
+        """The inference workers, started on first use."""
         if self._batcher is None:
             self._batcher = InferenceBatcher(
                 lambda: self.predictor,
@@ -118,11 +123,7 @@ class Runtime:
                 workers=self.settings.inference_threads,
                 max_batch=self.settings.inference_max_batch,
             )
-        return self._batcher.enqueue(frame)
-
-    def replace(self, ticket: Ticket, frame: Frame) -> bool:
-        """Swap a queued ticket's frame if no worker took it yet (:meth:`InferenceBatcher.replace`)."""
-        return self._batcher is not None and self._batcher.replace(ticket, frame)
+        return self._batcher
 
     def close(self) -> None:
         """Stop the inference workers."""

@@ -11,10 +11,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from realtime import access, logs
 from realtime.messages import ServerMessage, encode
-from realtime.protocol import Session, parse
-from realtime.server.batcher import Ticket
+from realtime.protocol import Job, Session, parse
+from realtime.server.batcher import Outcome
 from realtime.server.runtime import Runtime
 from shared import errors
+from shared.preprocess import Frame
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
@@ -25,7 +26,7 @@ never wait behind one client's big snapshots."""
 
 
 async def serve_websocket(websocket: WebSocket, runtime: Runtime) -> None:
-    """Run one WebSocket connection: checks, then reader + worker + writer over a :class:`Session`."""
+    """Run one WebSocket connection: checks, then a reader and a writer over a :class:`Session`."""
     settings = runtime.settings
     log = logs.get_logger()
     peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "?"
@@ -67,7 +68,12 @@ async def serve_websocket(websocket: WebSocket, runtime: Runtime) -> None:
 
 
 class WebSocketConnection:
-    """The I/O around one :class:`~realtime.protocol.Session`: it owns the timers and the tasks."""
+    """The I/O around one :class:`~realtime.protocol.Session`: it owns the timers and the tasks.
+
+    It is also the session's :class:`~realtime.server.batcher.Source`: while the session has a frame
+    pending and none in flight, the connection waits for an inference worker, and hands over the
+    session's newest frame only when one is free.
+    """
 
     _ids = 0
 
@@ -83,13 +89,13 @@ class WebSocketConnection:
         self.close_code: int | None = None
         self.closing = asyncio.Event()
         self._reading: asyncio.Timeout | None = None
-        self._ticket: Ticket | None = None  # the in-flight frame's place in the inference queue
+        self._job: Job | None = None  # the session's in-flight job, taken by an inference worker
+        self._waiting = False  # registered with the inference workers, not yet taken
         self._closer: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         """Read frames until the peer leaves, the connection idles out or is closed for flow control."""
         writer = asyncio.create_task(self._writer())
-        worker: asyncio.Task[None] | None = None
         try:
             while not self.closing.is_set():
                 # One timeout per frame, no extra tasks: _stop_reading() expires it early to close.
@@ -120,38 +126,40 @@ class WebSocketConnection:
                     # receive() does not suspend while frames are buffered: let the writer send
                     # before reading on, or a burst of pings fills the outbox of a healthy reader.
                     await asyncio.sleep(0)
-                pending = self.session.pending
-                # The in-flight frame still waits in the queue: run the newer one in its place.
-                if (
-                    pending is not None
-                    and self._ticket is not None
-                    and self.runtime.replace(self._ticket, pending.frame)
-                ):
-                    self.session.supersede()
-                if self.session.pending is not None and (worker is None or worker.done()):
-                    worker = asyncio.create_task(self._work())
+                self._request_worker()
         except WebSocketDisconnect as exc:
             self.close_code = exc.code
         finally:
-            for task in (worker, writer):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            self.closing.set()  # a worker freed later takes nothing from this connection
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
             if self._closer is not None:  # send the close frame (1008) before the server drops the socket
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._closer
 
-    async def _work(self) -> None:
-        while (job := self.session.next_job()) is not None:
-            self._ticket = self.runtime.enqueue(job.frame)
-            try:
-                outcome = await self._ticket.future
-            finally:
-                self._ticket = None
-            job = self.session.in_flight or job  # the reader may have swapped in a newer frame
-            for out in self.session.complete(job, outcome, self.loop.time()):
-                self._enqueue(out)
+    def take(self) -> Frame | None:
+        """A worker is free: the session's pending frame goes in flight (``None`` once closing)."""
+        self._waiting = False
+        if self.closing.is_set():
+            return None
+        self._job = self.session.next_job()
+        return None if self._job is None else self._job.frame
+
+    def deliver(self, outcome: Outcome) -> None:
+        """The in-flight job's outcome: reply, then wait for a worker again if a newer frame came."""
+        job, self._job = self._job, None
+        if job is None or self.closing.is_set():
+            return
+        for out in self.session.complete(job, outcome, self.loop.time()):
+            self._enqueue(out)
+        self._request_worker()
+
+    def _request_worker(self) -> None:
+        session = self.session
+        if not self._waiting and session.in_flight is None and session.pending is not None:
+            self._waiting = True
+            self.runtime.request(self)
 
     def _enqueue(self, message: ServerMessage) -> None:
         try:

@@ -55,24 +55,6 @@ def test_latest_wins_while_in_flight() -> None:
     assert isinstance(reply, PredictionMessage) and reply.seq == 4
 
 
-def test_supersede_swaps_an_unstarted_in_flight_job_for_the_pending_one() -> None:
-    s = Session(0.0)
-    assert s.supersede() is None  # nothing in flight
-    s.receive(frame(1), 0.0)
-    job = s.next_job()
-    assert job is not None and s.supersede() is None  # nothing pending: unchanged
-    assert s.in_flight is job
-    s.receive(frame(2), 0.001)
-    s.receive(frame(3), 0.002)
-    newer = s.supersede()
-    assert newer is not None and newer.seq == 3 and s.in_flight is newer and s.pending is None
-    assert s.stats.coalesced == 2  # 2 replaced while pending, 1 withdrawn from flight
-    assert s.receive(frame(3), 0.003) == [] and s.stats.stale == 1  # still ordered by the newest seq
-    (reply,) = s.complete(newer, OK, 0.004)
-    assert isinstance(reply, PredictionMessage) and reply.seq == 3
-    assert s.next_job() is None
-
-
 def test_stale_and_duplicate_seq_dropped() -> None:
     s = Session(0.0)
     s.receive(frame(5), 0.0)

@@ -39,7 +39,10 @@ async def test_concurrent_frames_get_their_own_answers(predictor: Predictor) -> 
 
 
 @pytest.mark.asyncio
-async def test_a_queued_frame_can_be_replaced_until_a_worker_takes_it(predictor: Predictor) -> None:
+async def test_a_waiting_source_is_asked_for_its_frame_only_when_a_worker_is_free(
+    predictor: Predictor,
+) -> None:
+    """Latest-wins needs no swapping: a source gives its newest frame at the moment a worker takes it."""
     gate = threading.Event()
 
     class Gated:
@@ -47,23 +50,36 @@ async def test_a_queued_frame_can_be_replaced_until_a_worker_takes_it(predictor:
             gate.wait(5)
             return predictor.classify(tensors)  # type: ignore[arg-type]
 
-    gated = Gated()
-    batcher = InferenceBatcher(lambda: gated, DEFAULT_LIMITS, workers=1, max_batch=1)  # type: ignore[arg-type,return-value]
+    class Latest:
+        def __init__(self, frame: StrokesFrame) -> None:
+            self.frame = frame
+            self.taken: list[StrokesFrame] = []
+            self.outcomes: list[object] = []
+
+        def take(self) -> StrokesFrame:
+            self.taken.append(self.frame)
+            return self.frame
+
+        def deliver(self, outcome: object) -> None:
+            self.outcomes.append(outcome)
+
+    batcher = InferenceBatcher(Gated, DEFAULT_LIMITS, workers=1, max_batch=1)  # type: ignore[arg-type,return-value]
+    busy, waiting = Latest(ONE), Latest(ONE)
     try:
-        first = batcher.enqueue(ONE)  # taken at once, then held at the gate
-        for _ in range(100):
-            if first.taken:
+        batcher.request(busy)  # taken at once, then held at the gate
+        batcher.request(waiting)  # the only worker is busy: not asked yet
+        assert busy.taken == [ONE] and waiting.taken == []
+        waiting.frame = SEVEN  # a newer snapshot arrives while it waits
+        gate.set()
+        for _ in range(500):
+            if waiting.outcomes:
                 break
             await asyncio.sleep(0.01)
-        queued = batcher.enqueue(ONE)
-        assert not batcher.replace(first, SEVEN), "a frame a worker took cannot change"
-        assert batcher.replace(queued, SEVEN)
-        gate.set()
-        outcomes = [await first.future, await queued.future]
     finally:
         gate.set()
         batcher.close()
-    assert [o.digit for o in outcomes if isinstance(o, Prediction)] == [1, 7]
+    assert waiting.taken == [SEVEN]
+    assert [o.digit for o in busy.outcomes + waiting.outcomes if isinstance(o, Prediction)] == [1, 7]
 
 
 @pytest.mark.asyncio
