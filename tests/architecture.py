@@ -16,6 +16,8 @@ PACKAGES = ("shared", "realtime", "model")
 MAX_FILE_LINES = 500
 MAX_CLASS_LINES = 250
 MAX_FUNCTION_LINES = 80
+SPECIAL_LIMITS = {"model/train.py": 400, "model/README.md": 220}
+"""Files with a limit of their own, lines: the training recipe kept to its steps, the model card short."""
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,30 @@ def _is_kernel_loop(path: str, node: ast.AST) -> bool:
     return path == "shared/kernels.py" and getattr(node, "name", "").endswith("_loops")
 
 
+def _kernel_loop_lines(rel: str, tree: ast.Module) -> int:
+    """Lines of a file's compiled kernel loops, which its own length does not count."""
+    return sum(
+        (node.end_lineno or node.lineno) - node.lineno + 1 for node in tree.body if _is_kernel_loop(rel, node)
+    )
+
+
 def oversized(root: Path, packages: Iterable[str] = PACKAGES) -> list[Oversize]:
-    """Every file over :data:`MAX_FILE_LINES`, class over :data:`MAX_CLASS_LINES` and function over
-    :data:`MAX_FUNCTION_LINES` lines (decorators excluded, docstrings included) under ``root``."""
+    """Every file over :data:`MAX_FILE_LINES` (compiled kernel loops not counted, :data:`SPECIAL_LIMITS`
+    where named), class over :data:`MAX_CLASS_LINES` and function over :data:`MAX_FUNCTION_LINES` lines
+    (decorators excluded, docstrings included) under ``root``."""
     found: list[Oversize] = []
+    for rel, limit in SPECIAL_LIMITS.items():
+        file = root / rel
+        if file.suffix == ".py" or not file.exists():  # sources are measured below
+            continue
+        if (n := len(file.read_text(encoding="utf-8").splitlines())) > limit:
+            found.append(Oversize(rel, "file", "", n))
     for file in _sources(root, packages):
         rel = file.relative_to(root).as_posix()
         text = file.read_text(encoding="utf-8")
-        if (n := len(text.splitlines())) > MAX_FILE_LINES:
+        tree = ast.parse(text)
+        n = len(text.splitlines()) - _kernel_loop_lines(rel, tree)
+        if n > SPECIAL_LIMITS.get(rel, MAX_FILE_LINES):
             found.append(Oversize(rel, "file", "", n))
 
         def visit(node: ast.AST, prefix: str, rel: str = rel) -> None:
@@ -68,7 +86,7 @@ def oversized(root: Path, packages: Iterable[str] = PACKAGES) -> list[Oversize]:
                 else:
                     visit(child, prefix, rel)
 
-        visit(ast.parse(text), "")
+        visit(tree, "")
     return found
 
 
