@@ -65,7 +65,8 @@ def _random_linear(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
     shr[:, 0, 1] = shear
     scale = np.zeros((n, 2, 2))
     scale[:, 0, 0], scale[:, 1, 1] = sx, sy
-    return rot @ shr @ scale
+    out: npt.NDArray[np.float64] = rot @ shr @ scale
+    return out
 
 
 def augment_mnist(
@@ -103,11 +104,11 @@ def augment_mnist(
         else:
             part = F.max_pool2d(part, 2 * kind - 1, 1, kind - 1)
         big[idx] = part
-    big = big.squeeze(1).clamp_(0, 1).numpy()
+    levels = big.squeeze(1).clamp_(0, 1).numpy()
     keep_clean = rng.random(n) < CLEAN_FRACTION
     out = np.empty((n, 28, 28), dtype=np.float32)
     for i in range(n):
-        digit = None if keep_clean[i] else normalize(big[i])
+        digit = None if keep_clean[i] else normalize(levels[i])
         out[i] = clean[i] if digit is None else digit
     return out
 
@@ -126,7 +127,8 @@ def _elastic_points(p: npt.NDArray[np.float64], rng: np.random.Generator) -> npt
         + control[:, j + 1, i] * (1 - fx) * fy
         + control[:, j + 1, i + 1] * fx * fy
     )
-    return p + d.T
+    moved: npt.NDArray[np.float64] = p + d.T
+    return moved
 
 
 def _jitter_strokes(
@@ -159,7 +161,8 @@ def _slash(
     direction = np.array([math.cos(angle), -math.sin(angle)])  # y down: positive angle goes up
     half = 0.5 * rng.uniform(1.0, 2.2) * float(np.hypot(*(size * np.abs(direction)))) + 1e-9
     t = np.linspace(-half, half, 12)[:, None]
-    return centre + t * direction
+    line: npt.NDArray[np.float64] = centre + t * direction
+    return line
 
 
 def augment_pen(ink: Ink, rng: np.random.Generator, motion: bool = False) -> npt.NDArray[np.float32] | None:

@@ -14,6 +14,7 @@ import torch
 from model import evaluate, rejection
 from model.data import draw_like_a_person
 from model.nondigits import NOT_A_DIGIT
+from shared.inference import softmax
 from shared.inks import Ink
 from shared.preprocess import StrokesFrame, preprocess
 
@@ -146,8 +147,8 @@ def calibrate(  # noqa: PLR0917 (the calibration split's parts)
         {k: v / temperature for k, v in digit_cal.items()}, nd_cal_logits / temperature, reject_digit_rate
     )
     print(f"not-a-digit threshold {threshold:.4f}; calibration: {figures}", file=sys.stderr)
-    ece_before = evaluate.expected_calibration_error(evaluate.softmax(cal_logits), cal_y)
-    ece_after = evaluate.expected_calibration_error(evaluate.softmax(cal_logits / temperature), cal_y)
+    ece_before = evaluate.expected_calibration_error(softmax(cal_logits), cal_y)
+    ece_after = evaluate.expected_calibration_error(softmax(cal_logits / temperature), cal_y)
     print(
         f"temperature {temperature:.4f}; calibration ECE {ece_before:.4f} -> {ece_after:.4f}", file=sys.stderr
     )

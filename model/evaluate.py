@@ -43,6 +43,9 @@ ECE_BINS = 15
 NONDIGIT_PNG_STRIDE = 4
 """Every this-many-th held-out non-digit also goes through the PNG path (the strokes path takes them all)."""
 
+Labels = npt.NDArray[np.integer[Any]]
+"""Class labels, any integer dtype, ``(N,)``."""
+
 
 # ------------------------------------------------------------------------------------------ inputs
 
@@ -140,7 +143,7 @@ def nondigit_figures(
 
 
 def expected_calibration_error(
-    probs: npt.NDArray[np.floating], labels: npt.NDArray[np.integer], bins: int = ECE_BINS
+    probs: npt.NDArray[np.floating[Any]], labels: Labels, bins: int = ECE_BINS
 ) -> float:
     """Top-label ECE with equal-width confidence bins.
 
@@ -165,7 +168,7 @@ def expected_calibration_error(
 
 def score(
     logits: npt.NDArray[np.float32],
-    labels: npt.NDArray[np.integer],
+    labels: Labels,
     blank: npt.NDArray[np.bool_],
     temperature: float | None = None,
     threshold: float = 1.0,
@@ -272,7 +275,7 @@ def evaluate(  # noqa: PLR0917 (the evaluation's inputs)
     """
     predictor = Predictor(model_path, 1, strokes_model_path)
 
-    def scored(x: npt.NDArray[np.float32], y: npt.NDArray[np.integer], blank: npt.NDArray[np.bool_]) -> Any:
+    def scored(x: npt.NDArray[np.float32], y: Labels, blank: npt.NDArray[np.bool_]) -> Any:
         info = predictor.models.strokes if x.shape[1] > 1 else predictor.models.image
         temp = info.metadata.get("temperature")
         threshold = predictor.threshold_for(x.shape[1])
@@ -280,7 +283,6 @@ def evaluate(  # noqa: PLR0917 (the evaluation's inputs)
 
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
-
     t = time.perf_counter()
     images, labels = load_mnist(data_dir, "test")
     x, blank = mnist_canvas_batch(images, workers)

@@ -49,7 +49,7 @@ def to_onnx_bytes(model: DigitCNN | FusedStrokes, temperature: float, metadata: 
         torch.onnx.export(
             net,
             (torch.zeros(1, model.planes, 28, 28),),
-            buf,
+            buf,  # type: ignore[arg-type]  # a file-like object is accepted; the stubs name paths only
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
@@ -64,7 +64,8 @@ def to_onnx_bytes(model: DigitCNN | FusedStrokes, temperature: float, metadata: 
     for key, value in sorted(metadata.items()):
         proto.metadata_props.add(key=key, value=str(value))
     onnx.checker.check_model(proto, full_check=True)
-    return proto.SerializeToString()
+    data: bytes = proto.SerializeToString()
+    return data
 
 
 def check_export(

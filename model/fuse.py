@@ -21,7 +21,7 @@ from model.net import WIDTHS, DigitCNN, export_form
 from model.nondigits import NOT_A_DIGIT
 
 
-def image_network(data: bytes) -> nn.Sequential:
+def image_network(data: bytes) -> nn.Module:
     """The image model's served network (BatchNorm and temperature folded in) as a frozen PyTorch module.
 
     Args:
@@ -65,7 +65,8 @@ class FusedStrokes(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The fused logits, before this model's own temperature."""
-        return 0.5 * (self.motion(x) + self.image(x[:, :1]))
+        logits: torch.Tensor = 0.5 * (self.motion(x) + self.image(x[:, :1]))
+        return logits
 
     def served(self, temperature: float) -> nn.Module:
         """The export form: BatchNorm folded into the motion network, the mean divided by ``temperature``."""
@@ -78,4 +79,5 @@ class _Served(nn.Module):
         self.motion, self.image, self.scale = motion, image, 0.5 / temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.motion(x) + self.image(x[:, :1])) * self.scale
+        logits: torch.Tensor = (self.motion(x) + self.image(x[:, :1])) * self.scale
+        return logits

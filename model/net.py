@@ -52,7 +52,8 @@ class DigitCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, planes, 28, 28)`` float32 to ``(N, outputs)`` float32 logits."""
-        return self.head(self.dropout(self.features(x)))
+        logits: torch.Tensor = self.head(self.dropout(self.features(x)))
+        return logits
 
 
 def export_form(model: DigitCNN, temperature: float) -> nn.Module:

@@ -170,7 +170,7 @@ class Trainer:
         self.cfg, self.per_epoch = cfg, data.per_epoch
         planes = STROKES_PLANES if cfg.form == "strokes" else 1
         self.model = DigitCNN(WIDTHS, outputs=NOT_A_DIGIT + 1, planes=planes).to(
-            memory_format=torch.channels_last
+            memory_format=torch.channels_last  # type: ignore[call-overload]  # torch's stubs lack it
         )
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.cycle_steps = data.per_epoch * cfg.epochs
@@ -193,7 +193,7 @@ class Trainer:
             x = batch.contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             self.opt.step()
             done = self.step + 1
             if done < self.cycle_steps:
