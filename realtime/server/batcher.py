@@ -1,16 +1,18 @@
 """Dynamic batching: worker threads that preprocess frames and ask the model once per batch.
 
 Handing each frame to a thread pool costs two thread wake-ups and anyio's bookkeeping per frame, which
-on a 2-core machine costs more than classifying a stroke frame. Here callers register a
-:class:`Source` on the event loop; whenever a worker is idle the loop pulls one frame from each waiting
-source (up to ``max_batch``) and hands the batch to that worker, which preprocesses each frame, runs
-one :meth:`~shared.inference.Predictor.classify` for the batch, and hands all results back to the loop
-in one ``call_soon_threadsafe``. Under load batches grow, so the per-frame cost falls as traffic rises.
+on a 2-core machine costs more than classifying a stroke frame. Here the event loop appends frames to a
+queue; a worker drains everything queued (up to ``max_batch`` frames), preprocesses each frame, runs one
+:meth:`~shared.inference.Predictor.classify` for the batch, and hands all results back to the loop in
+one ``call_soon_threadsafe``. Under load batches grow, so the per-frame cost falls as traffic rises.
 Two workers by default, so one slow frame (a large image) never stalls every connection.
 
-A frame is pulled only when a worker is free to run it, so a WebSocket session whose newer snapshot
-arrives while it waits for a worker is asked for its frame then, and answers with its newest one:
-latest-wins stays the session's own rule (:class:`realtime.protocol.Session`), nothing queued is swapped.
+A frame that cannot change (``POST /predict``, :meth:`InferenceBatcher.submit`) is queued at once. A
+WebSocket session's frame can: a newer snapshot replaces the pending one. So a connection registers as
+a :class:`Source` instead (:meth:`InferenceBatcher.request`), and the loop asks it for its frame only
+when fewer batches are queued or running than there are workers. The session then hands over its
+newest frame: latest-wins stays the session's own rule (:class:`realtime.protocol.Session`), and
+nothing queued is ever swapped.
 """
 
 from __future__ import annotations
@@ -46,17 +48,15 @@ class Source(Protocol):
 
 
 class _Once:
-    """One frame whose outcome resolves a future (:meth:`InferenceBatcher.submit`)."""
+    """A frame that cannot change, queued at once; its outcome resolves a future."""
 
-    __slots__ = ("frame", "future")
+    __slots__ = ("future",)
 
-    def __init__(self, frame: Frame, future: asyncio.Future[Outcome]) -> None:
-        self.frame: Frame | None = frame
+    def __init__(self, future: asyncio.Future[Outcome]) -> None:
         self.future = future
 
     def take(self) -> Frame | None:
-        frame, self.frame = self.frame, None
-        return None if self.future.done() else frame  # a cancelled waiter's frame is not run
+        return None  # never waits: :meth:`InferenceBatcher.submit` queues its frame directly
 
     def deliver(self, outcome: Outcome) -> None:
         if not self.future.done():  # the waiter may have gone away meanwhile (cancelled)
@@ -83,10 +83,11 @@ class InferenceBatcher:
     ) -> None:
         self._predictor = predictor
         self._limits = limits
+        self._workers = workers
         self._max_batch = max_batch
         self._waiting: collections.deque[Source] = collections.deque()  # on the loop only
-        self._idle = workers  # idle workers, counted on the loop
-        self._batches: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._outstanding = 0  # batches queued or running, counted on the loop
+        self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads = [
             threading.Thread(target=self._run, name=f"mnist-live-infer-{n}", daemon=True)
@@ -97,8 +98,9 @@ class InferenceBatcher:
 
     async def submit(self, frame: Frame) -> Outcome:
         """Preprocess and classify ``frame``; errors are returned, not raised."""
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self.request(_Once(frame, future))
+        self._loop = loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._put([(_Once(future), frame)])
         return await future
 
     def request(self, source: Source) -> None:
@@ -108,16 +110,20 @@ class InferenceBatcher:
         self._dispatch()
 
     def close(self) -> None:
-        """Stop the workers after the batches they already have; sources still waiting are not run."""
+        """Stop the workers after the batches already queued; sources still waiting are not run."""
         self._waiting.clear()
         for _ in self._threads:
-            self._batches.put(None)
+            self._queue.put(None)
         for t in self._threads:
             t.join(5)
 
+    def _put(self, batch: Batch) -> None:
+        self._outstanding += 1
+        self._queue.put(batch)
+
     def _dispatch(self) -> None:
-        """Give each idle worker a batch: one frame from each waiting source, oldest first."""
-        while self._idle and self._waiting:
+        """While a worker would otherwise wait, queue one frame from each waiting source, oldest first."""
+        while self._outstanding < self._workers and self._waiting:
             batch: Batch = []
             while self._waiting and len(batch) < self._max_batch:
                 source = self._waiting.popleft()
@@ -126,13 +132,12 @@ class InferenceBatcher:
                     batch.append((source, frame))
             if not batch:
                 return
-            self._idle -= 1
-            self._batches.put(batch)
+            self._put(batch)
 
-    def _finished(self, batch: Batch, outcomes: list[Outcome]) -> None:
-        """On the loop: hand out a worker's outcomes, then give it more work."""
-        self._idle += 1
-        for (source, _), outcome in zip(batch, outcomes, strict=True):
+    def _finished(self, batches: int, taken: Batch, outcomes: list[Outcome]) -> None:
+        """On the loop: hand out a worker's outcomes, then let waiting sources in."""
+        self._outstanding -= batches
+        for (source, _), outcome in zip(taken, outcomes, strict=True):
             try:
                 source.deliver(outcome)
             except Exception:  # one broken source must not keep the others' outcomes or the worker
@@ -140,15 +145,26 @@ class InferenceBatcher:
         self._dispatch()
 
     def _run(self) -> None:
-        while (batch := self._batches.get()) is not None:
-            frames = [frame for _, frame in batch]
+        while (first := self._queue.get()) is not None:
+            taken, batches = list(first), 1
+            while len(taken) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # leave the stop signal for after this batch
+                    break
+                taken += more
+                batches += 1
+            frames = [frame for _, frame in taken]
             try:
                 outcomes = self._classify(frames)
-            except Exception:  # never lose a worker (its idle slot) to a bug
+            except Exception:  # never lose a worker (its queued count) to a bug
                 logging.getLogger("mnist_live").exception("inference_failed")
                 outcomes = [errors.ServerError() for _ in frames]
-            assert self._loop is not None  # set by request() before any batch exists
-            self._loop.call_soon_threadsafe(self._finished, batch, outcomes)
+            assert self._loop is not None  # set before anything was queued
+            self._loop.call_soon_threadsafe(self._finished, batches, taken, outcomes)
 
     def _classify(self, frames: list[Frame]) -> list[Outcome]:
         """Outcomes in order: digit frames in one model call, each number-mode frame in one of its own."""

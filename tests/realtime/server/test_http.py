@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 from PIL import Image
 
-from realtime.server.batcher import Source
+from realtime.server.batcher import Outcome
 from realtime.server.predict import NumberPredictResponse, PredictResponse
 from realtime.server.runtime import INLINE_MAX_POINTS, InlineBudget, Runtime, runs_inline
 from shared.inference import Predictor
@@ -321,13 +321,13 @@ async def test_runtime_sends_frames_to_the_workers_when_the_inline_budget_is_spe
     now = [0.0]
     runtime.inline_budget = InlineBudget(share=0.5, burst=0.005, clock=lambda: now[0])
     queued: list[object] = []
-    real_request = runtime.batcher.request
+    real_submit = runtime.batcher.submit
 
-    def request(source: Source) -> None:
-        queued.append(getattr(source, "frame", None))  # read before a worker takes it
-        real_request(source)
+    async def submit(frame: StrokesFrame) -> Outcome:
+        queued.append(frame)
+        return await real_submit(frame)
 
-    runtime.batcher.request = request  # type: ignore[method-assign]
+    runtime.batcher.submit = submit
     small = StrokesFrame(LINE, 280, 280)
     try:
         assert (await runtime.infer(small)).digit == 1 and not queued  # inline
