@@ -25,9 +25,9 @@ What it reproduces:
   id): POST (200; 413 over 128 KB, decided from ``Content-Length`` before reading; 400 for a malformed
   one, 411 for chunked), GET (connectedAt, lastActiveAt, identity), DELETE (204); 410 with
   ``x-amzn-ErrorType: GoneException`` for unknown ids. A second port because the WebSocket server
-  cannot read request bodies. It is a small keep-alive HTTP/1.1 server on the gateway's event loop.
-  The handler does not call it (its replies are route responses); it is there for clients of the
-  management API, as on AWS.
+  cannot read request bodies. It is a Starlette app served by uvicorn on the gateway's event loop
+  (:mod:`realtime.tools.gateway_management`). The handler does not call it (its replies are route
+  responses); it is there for clients of the management API, as on AWS.
 * Plain GETs on the WebSocket port serve the page (``site/``); its default ``ws://host/ws`` works
   because any path upgrades, like a custom domain's mapping. Paths outside ``site/`` or not valid file
   names (``%00``) are 404.

@@ -1,32 +1,54 @@
-"""The ``@connections`` management API of the emulator: a small keep-alive HTTP/1.1 server.
+"""The ``@connections`` management API of the emulator: a Starlette app served by uvicorn.
 
-``POST``, ``GET`` and ``DELETE /{stage}/@connections/{id}`` (percent-encoded id) as on AWS: 200; 413 over
-128 KB, decided from ``Content-Length`` before reading; 400 for a malformed one, 411 for chunked; 410 with
-``x-amzn-ErrorType: GoneException`` for unknown ids. It runs on the gateway's own event loop, not in a
-ThreadingHTTPServer: each ``post_to_connection`` then costs no thread hand-offs (HTTP thread -> loop ->
-HTTP thread), which under the GIL were most of a reply's latency.
+``POST``, ``GET`` and ``DELETE /{stage}/@connections/{id}`` (percent-encoded id) as on AWS: 200 (GET's body
+is ``GetConnection``'s: connectedAt, lastActiveAt, identity), 204 for DELETE, 410 with
+``x-amzn-ErrorType: GoneException`` for unknown ids, 403 for another stage; other paths are 404 and other
+methods 405, with AWS's ``{"message": ...}`` bodies and ``x-amzn-ErrorType``.
+
+Request bodies: 413 over 128 KB, decided from ``Content-Length`` before reading; 411 for
+``Transfer-Encoding`` (chunked bodies are not supported). uvicorn then skips the unread body (framed by
+its ``Content-Length`` or chunks, so never parsed as a request) and keeps the connection, so a client
+that sends its whole body before reading the answer gets the 413, not a reset connection. A malformed
+``Content-Length`` (not digits, over 20 digits, two that differ) is refused before the app runs by
+uvicorn's HTTP/1.1 parser (h11): a plain-text 400 and the connection closes.
+
+uvicorn runs as a task on the gateway's own event loop (:meth:`uvicorn.Server.serve`), not in a thread:
+each ``post_to_connection`` then costs no thread hand-offs (HTTP thread -> loop -> HTTP thread), which
+under the GIL would be most of a reply's latency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import http
 import json
 import logging
-import re
+import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator
 from typing import Any, Protocol
-from urllib.parse import unquote
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from realtime.aws.lambda_types import MAX_MESSAGE_BYTES
 
-MANAGEMENT_TIMEOUT_S = 10.0
-"""How long the ``@connections`` server waits for a request's head or body, seconds, before dropping it."""
+KEEP_ALIVE_TIMEOUT_S = 10
+"""How long an idle keep-alive ``@connections`` connection stays open, seconds (uvicorn's
+``timeout_keep_alive``; boto3 reuses its connections)."""
+SHUTDOWN_TIMEOUT_S = 5
+"""How long :meth:`ManagementApi.stop` lets requests in progress finish, seconds, before cancelling them
+(uvicorn's ``timeout_graceful_shutdown``)."""
 MAX_HEADER_BYTES = 64 * 1024
-"""Largest ``@connections`` request head, bytes (larger: the connection is dropped)."""
+"""Largest ``@connections`` request head, bytes (uvicorn's ``h11_max_incomplete_event_size``; larger:
+a 400 and the connection closes)."""
+
+_ERROR_TYPES = {404: "NotFoundException", 405: "MethodNotAllowedException"}
 
 
 class Connections(Protocol):
@@ -45,6 +67,28 @@ class Connections(Protocol):
         """Close the connection; ``False`` when gone."""
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """A :class:`uvicorn.Server` that shares its event loop with the gateway.
+
+    It installs no signal handlers (the gateway's CLI owns Ctrl-C; uvicorn's would stop this server
+    only), and sets :attr:`listening` once it accepts connections.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave the process's signal handlers alone."""
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Uvicorn's start-up, then :attr:`listening` is set."""
+        await super().startup(sockets)
+        self.listening.set()
+
+
 class ManagementApi:
     """The ``@connections`` HTTP server for one gateway's connections."""
 
@@ -52,137 +96,123 @@ class ManagementApi:
         self.connections = connections
         self.log = connections.log
         self.port = 0
-        self._server: asyncio.Server | None = None
-        self._streams: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.app = Starlette(
+            routes=[
+                Route(path, self._endpoint, methods=["GET", "POST", "DELETE"])
+                for path in ("/@connections/{connection_id}", "/{stage}/@connections/{connection_id}")
+            ],
+            exception_handlers={HTTPException: _http_error},
+        )
+        self.app.router.redirect_slashes = False  # a trailing slash is another path (404), as on AWS
+        self._server: _EmbeddedServer | None = None
+        self._serving: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (0: ephemeral); returns the port."""
-        self._server = await asyncio.start_server(self._connection, host, port, limit=MAX_HEADER_BYTES)
-        self.port = self._server.sockets[0].getsockname()[1]
+        """Listen on ``host:port`` (0: ephemeral) and serve on this event loop; returns the port.
+
+        Raises:
+            OSError: The address cannot be resolved or bound (``socket.gaierror`` for a bad host).
+        """
+        sock = await _listen(host, port)
+        config = uvicorn.Config(
+            self.app,
+            http="h11",  # the parser whose limits are set here, whatever else is installed
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
+            timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        )
+        self._server = _EmbeddedServer(config)
+        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
+        listening = asyncio.create_task(self._server.listening.wait())
+        await asyncio.wait({self._serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+        if not listening.done():  # uvicorn ended before it listened (its app or options failed to load)
+            listening.cancel()
+            sock.close()
+            self._serving.result()
+            raise RuntimeError("the @connections server stopped before listening")
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self.port
 
     async def stop(self) -> None:
-        """Stop listening and close keep-alive connections."""
-        if self._server is None:
+        """Stop listening, close keep-alive connections and wait for uvicorn to finish."""
+        if self._server is None or self._serving is None:
             return
-        self._server.close()  # stops listening; keep-alive connections are closed below
-        for writer in self._streams.values():
-            writer.close()  # its reader sees EOF and the task ends (cancelling it would log noise)
-        if self._streams:
-            await asyncio.wait(list(self._streams), timeout=5)
+        self._server.should_exit = True
+        await self._serving
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve keep-alive requests on one connection until the client or an error closes it."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._streams[task] = writer
+    async def _endpoint(self, request: Request) -> Response:
+        """One ``@connections`` call; a failure of the emulator is logged and answered with a 500."""
         try:
-            while await self._request(reader, writer):
-                pass
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # stalled, gone, or oversized headers: drop the connection
+            return await self._manage(request)
         except Exception:
             self.log.exception("gateway_management_failed")
-            with contextlib.suppress(Exception):
-                _write_response(
-                    writer, 500, {"message": "Internal server error"}, "InternalServerErrorException"
-                )
-        finally:
-            writer.close()
-            if task is not None:
-                self._streams.pop(task, None)
+            return _response(500, {"message": "Internal server error"}, "InternalServerErrorException")
 
-    async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Read, answer and flush one request; ``False`` when the connection must close."""
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), MANAGEMENT_TIMEOUT_S)
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            _write_response(writer, 400, {"message": "Bad Request"}, "BadRequestException", close=True)
-            return False
-        method, target, version = parts
-        headers: dict[str, list[str]] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers.setdefault(name.strip().lower(), []).append(value.strip())
-        connection = ",".join(headers.get("connection", [])).lower()
-        keep_alive = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
-        length = 0
-        if method == "POST" or "content-length" in headers or "transfer-encoding" in headers:
-            checked = _content_length(headers)
-            if isinstance(checked, tuple):  # refused before reading: the unread body ends the connection
-                _write_response(writer, *checked, close=True)
-                await writer.drain()
-                return False
-            length = checked
-        body = await asyncio.wait_for(reader.readexactly(length), MANAGEMENT_TIMEOUT_S) if length else b""
-        status, reply, error_type = await self._manage(method, target, body)
-        _write_response(writer, status, reply, error_type, close=not keep_alive)
-        await writer.drain()
-        return keep_alive
-
-    async def _manage(
-        self, method: str, target: str, body: bytes
-    ) -> tuple[int, dict[str, Any] | None, str | None]:
-        """``(status, JSON body, x-amzn-ErrorType)`` for one ``@connections`` call."""
-        match = _CONNECTIONS_PATH.match(target.partition("?")[0])
-        if match is None:
-            return 404, {"message": "Not Found"}, "NotFoundException"
-        if match["stage"] is not None and match["stage"] != self.connections.stage:
-            return 403, {"message": "Forbidden"}, "ForbiddenException"
-        connection_id = unquote(match["id"])
-        gone = (410, {"message": None}, "GoneException")
-        if method == "POST":
-            return (200, None, None) if await self.connections.post_to(connection_id, body) else gone
-        if method == "GET":
-            info = await self.connections.describe(connection_id)
-            return (200, info, None) if info is not None else gone
-        if method == "DELETE":
-            return (204, None, None) if await self.connections.disconnect(connection_id) else gone
-        return 405, {"message": "Method Not Allowed"}, "MethodNotAllowedException"
+    async def _manage(self, request: Request) -> Response:
+        stage = request.path_params.get("stage")
+        if stage is not None and stage != self.connections.stage:
+            return _response(403, {"message": "Forbidden"}, "ForbiddenException")
+        refusal = _refuse_body(request.headers)
+        if refusal is not None:
+            return refusal
+        connection_id = request.path_params["connection_id"]
+        gone = _response(410, {"message": None}, "GoneException")
+        if request.method == "POST":
+            sent = await self.connections.post_to(connection_id, await request.body())
+            return _response(200) if sent else gone
+        if request.method == "DELETE":
+            return _response(204) if await self.connections.disconnect(connection_id) else gone
+        info = await self.connections.describe(connection_id)  # GET (and HEAD)
+        return _response(200, info) if info is not None else gone
 
 
-_DIGITS = re.compile(r"[0-9]+")
-_CONNECTIONS_PATH = re.compile(r"^(?:/(?P<stage>[^/@]+))?/@connections/(?P<id>[^/]+)$")
+async def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on the first address ``host`` resolves to.
 
-
-def _content_length(headers: Mapping[str, list[str]]) -> int | tuple[int, dict[str, Any], str]:
-    """The request body's size in bytes, or the refusal ``(status, body, error type)`` to send unread.
-
-    400 for a malformed or conflicting ``Content-Length``, 411 for ``Transfer-Encoding`` (chunked
-    bodies are not supported), 413 over :data:`MAX_MESSAGE_BYTES` (decided from the header alone).
+    Bound here rather than by uvicorn, whose start-up turns a bind error into ``sys.exit``: an
+    :class:`OSError` from here reaches the caller (the CLI's "cannot listen" line).
     """
-    values = headers.get("content-length", [])
-    if headers.get("transfer-encoding"):
-        return 411, {"message": "Length Required"}, "BadRequestException"
-    if len(set(values)) > 1 or not all(_DIGITS.fullmatch(v) for v in values):
-        return 400, {"message": "Invalid Content-Length"}, "BadRequestException"
-    if values and (len(values[0]) > 9 or int(values[0]) > MAX_MESSAGE_BYTES):  # never int("9" * 5000)
-        return 413, {"message": "Request Entity Too Large"}, "PayloadTooLargeException"
-    return int(values[0]) if values else 0
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    return socket.create_server(address, family=family)
 
 
-def _write_response(
-    writer: asyncio.StreamWriter,
-    status: int,
-    body: dict[str, Any] | None = None,
-    error_type: str | None = None,
-    *,
-    close: bool = False,
-) -> None:
-    """Write one HTTP/1.1 response with a JSON body (empty for ``None``) and AWS's headers."""
-    data = json.dumps(body).encode() if body is not None else b""
-    lines = [
-        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
-        "Server: mnist-live-gateway",
-        f"Date: {email.utils.formatdate(usegmt=True)}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(data)}",
-        f"x-amzn-RequestId: {uuid.uuid4()}",
-    ]
+def _refuse_body(headers: Headers) -> Response | None:
+    """The refusal to send without reading the body, or ``None`` when the body may be read.
+
+    411 for ``Transfer-Encoding``, 413 for a ``Content-Length`` over :data:`MAX_MESSAGE_BYTES` (h11 has
+    already checked it is at most 20 digits).
+    """
+    if "transfer-encoding" in headers:
+        return _response(411, {"message": "Length Required"}, "BadRequestException")
+    if int(headers.get("content-length", "0")) > MAX_MESSAGE_BYTES:
+        return _response(413, {"message": "Request Entity Too Large"}, "PayloadTooLargeException")
+    return None
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's 404 (no route) and 405 (other methods) with AWS's JSON body and error type."""
+    assert isinstance(exc, HTTPException)
+    response = _response(exc.status_code, {"message": exc.detail}, _ERROR_TYPES.get(exc.status_code))
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _response(status: int, body: dict[str, Any] | None = None, error_type: str | None = None) -> Response:
+    """A JSON response (empty for ``None``) with AWS's ``x-amzn-RequestId`` and ``x-amzn-ErrorType``.
+
+    The ``x-amzn-*`` names keep AWS's spelling on the wire (Starlette would lower-case them).
+    """
+    response = Response(json.dumps(body) if body is not None else b"", status, media_type="application/json")
+    response.raw_headers.append((b"x-amzn-RequestId", str(uuid.uuid4()).encode()))
     if error_type:
-        lines.append(f"x-amzn-ErrorType: {error_type}")
-    if close:
-        lines.append("Connection: close")
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
+        response.raw_headers.append((b"x-amzn-ErrorType", error_type.encode()))
+    return response
