@@ -41,6 +41,23 @@ def configure(level: str = "INFO") -> logging.Logger:
     return logger
 
 
+UVICORN_LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": JsonFormatter}},
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    },
+    "loggers": {
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
+}
+"""uvicorn's ``log_config``: its loggers write JSON lines too, so an error a client provokes (a text frame
+that is not UTF-8, a malformed request) is one line with its ``exc_type``, never a multi-line traceback."""
+
+
 def get_logger() -> logging.Logger:
     """The project logger."""
     return logging.getLogger(LOGGER_NAME)

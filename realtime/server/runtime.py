@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from realtime import access
+from realtime import access, logs
 from realtime.protocol import SessionConfig, infer
 from realtime.server.batcher import InferenceBatcher, Outcome, Source
 from shared.inference import Predictor
@@ -137,7 +137,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
     WebSocket keepalive pings are off (the protocol has its own ``ping`` action, and API Gateway sends
     none); frames above ``ws_hard_max_bytes`` close the connection (1009); permessage-deflate is only
-    offered when ``ws_per_message_deflate`` is set.
+    offered when ``ws_per_message_deflate`` is set; uvicorn logs as JSON lines (:data:`realtime.logs.
+    UVICORN_LOG_CONFIG`).
     """
     return {
         "ws_max_size": settings.ws_hard_max_bytes,
@@ -145,4 +146,5 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_ping_interval": None,
         "limit_concurrency": settings.max_concurrency,
         "proxy_headers": False,
+        "log_config": logs.UVICORN_LOG_CONFIG,
     }

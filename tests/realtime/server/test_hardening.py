@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 
@@ -17,6 +20,7 @@ from starlette.websockets import WebSocketState
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from realtime.logs import JsonFormatter
 from realtime.server.runtime import Runtime
 from realtime.server.websocket import WebSocketConnection
 from shared.inference import Predictor
@@ -211,15 +215,15 @@ def _ws_frames(data: bytes) -> list[tuple[int, bytes]]:
     return frames
 
 
-@pytest.mark.parametrize("payload", [b'{"action": "ping"}', b"{nope"])
-def test_a_burst_in_one_tcp_write_is_answered_in_full(live_server: LiveServer, payload: bytes) -> None:
-    """300 frames arriving together: a client that reads gets every reply, and no 1008."""
-    import os
-    import socket
-
-    port = int(live_server.http_url.rsplit(":", 1)[1])
+def _masked_text_frame(payload: bytes) -> bytes:
     mask = os.urandom(4)
-    frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@contextlib.contextmanager
+def _raw_ws(server: LiveServer) -> Iterator[tuple[socket.socket, bytes]]:
+    """A raw socket upgraded to WebSocket on ``/ws``, and what came after the 101 response's head."""
+    port = int(server.http_url.rsplit(":", 1)[1])
     key = base64.b64encode(os.urandom(16)).decode()
     with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
         sock.sendall(
@@ -230,8 +234,15 @@ def test_a_burst_in_one_tcp_write_is_answered_in_full(live_server: LiveServer, p
         while b"\r\n\r\n" not in data:
             data += sock.recv(4096)
         assert data.startswith(b"HTTP/1.1 101")
-        data = data.split(b"\r\n\r\n", 1)[1]
-        sock.sendall(frame * 300)
+        yield sock, data.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.parametrize("payload", [b'{"action": "ping"}', b"{nope"])
+def test_a_burst_in_one_tcp_write_is_answered_in_full(live_server: LiveServer, payload: bytes) -> None:
+    """300 frames arriving together: a client that reads gets every reply, and no 1008."""
+    with _raw_ws(live_server) as (sock, head_rest):
+        data = head_rest
+        sock.sendall(_masked_text_frame(payload) * 300)
         deadline = time.monotonic() + 10
         while len(_ws_frames(data)) < 300 and time.monotonic() < deadline:
             data += sock.recv(65536)
@@ -243,9 +254,30 @@ def test_a_burst_in_one_tcp_write_is_answered_in_full(live_server: LiveServer, p
     assert all(r == expected or r.get("error", {}).get("code") == expected for r in replies)
 
 
-def _raw_http(port: int, head: bytes, body_parts: list[bytes], pause: float) -> bytes:
-    import socket
+def test_a_text_frame_that_is_not_utf8_closes_1007_and_logs_one_json_line(live_server: LiveServer) -> None:
+    """uvicorn refuses the frame (RFC 6455 §8.1); its log record is one JSON line, never a traceback."""
+    records = Records()
+    uvicorn_log = logging.getLogger("uvicorn")
+    uvicorn_log.addHandler(records)
+    try:
+        with _raw_ws(live_server) as (sock, head_rest):
+            data = head_rest
+            sock.sendall(_masked_text_frame(b'{"strokes": "\xff\xfe"}'))
+            deadline = time.monotonic() + 5
+            while not any(op == 8 for op, _ in _ws_frames(data)) and time.monotonic() < deadline:
+                data += sock.recv(4096)
+    finally:
+        uvicorn_log.removeHandler(records)
+    closes = [payload for op, payload in _ws_frames(data) if op == 8]
+    assert closes and int.from_bytes(closes[0][:2], "big") == 1007
+    (record,) = [r for r in records.records if r.exc_info and r.exc_info[0] is UnicodeDecodeError]
+    (handler,) = [h for h in uvicorn_log.handlers if isinstance(h.formatter, JsonFormatter)]
+    line = handler.format(record)
+    assert "\n" not in line and "Traceback" not in line
+    assert json.loads(line)["exc_type"] == "UnicodeDecodeError"
 
+
+def _raw_http(port: int, head: bytes, body_parts: list[bytes], pause: float) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(head)
         for part in body_parts:
@@ -272,8 +304,6 @@ def test_slow_body_gets_408(predictor: Predictor) -> None:
 
 
 def test_client_leaving_mid_body_is_not_a_server_error(live_server: LiveServer, records: Records) -> None:
-    import socket
-
     port = int(live_server.http_url.rsplit(":", 1)[1])
     for _ in range(5):
         with socket.create_connection(("127.0.0.1", port)) as sock:
