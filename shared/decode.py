@@ -165,10 +165,14 @@ def _canvas_png_pixels(raw: bytes, img: Image.Image) -> npt.NDArray[np.uint8] | 
         ``(H, W)`` or ``(H, W, C)`` uint8 (C = 3 or 4), as Pillow would decode it; ``None`` for other
         formats, bit depths and colour types, a side over :data:`MAX_WORKING_SIDE`, any of
         :data:`_PILLOW_ONLY_PNG_MARKERS` (a substring test: a false match only costs speed), a chunk cut
-        short (:func:`_png_chunks_complete`), or any decoding error. libspng checks every chunk's CRC
+        short (:func:`_png_chunks_complete`), or any other decoding error. libspng checks every chunk's CRC
         but stops after the last scanline, so it does not verify the zlib stream's own checksum: a file
         crafted with a wrong adler32 and recomputed CRCs decodes to the pixels it holds, where Pillow
         would refuse it.
+
+    Raises:
+        TruncatedImage: The image data (IDAT's zlib stream) ends before the last row. Pillow would fill
+            the missing rows with background and classify the rest.
     """
     if (
         img.format != "PNG"
@@ -182,7 +186,9 @@ def _canvas_png_pixels(raw: bytes, img: Image.Image) -> npt.NDArray[np.uint8] | 
         return None
     try:
         pixels: npt.NDArray[np.uint8] = pyspng.load(raw)
-    except (RuntimeError, ValueError):  # pyspng's errors: Pillow will name what is wrong
+    except (RuntimeError, ValueError) as exc:  # pyspng's errors: Pillow will name what is wrong, except
+        if "too short" in str(exc):  # a zlib stream that ends before the last row, which Pillow decodes
+            raise errors.TruncatedImage("The image data is truncated.") from exc
         return None
     channels = _CANVAS_PNG_CHANNELS[raw[25]]
     shape = (img.height, img.width) if channels == 1 else (img.height, img.width, channels)

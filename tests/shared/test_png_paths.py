@@ -9,6 +9,7 @@ for bit, check which files take which path, and that broken files still get thei
 from __future__ import annotations
 
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from shared import decode, errors, kernels
-from tests.shared.imaging import encode, png_chunk
+from tests.shared.imaging import encode, png_chunk, png_with_header
 
 DIGIT = np.zeros((120, 90), dtype=bool)
 DIGIT[20:100, 40:52] = True  # a "1"
@@ -187,3 +188,14 @@ def test_cut_canvas_pngs_end_as_pillow_ends_them(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(decode.pyspng, "load", off)
     assert fast == [_outcome(c) for c in cuts]
+
+
+@pytest.mark.parametrize("rows", [1, 100, 279])
+def test_a_canvas_png_whose_image_data_ends_early_is_truncated(rows: int) -> None:
+    """A whole zlib stream holding fewer rows than IHDR declares: refused, not read with rows missing."""
+    grey = np.zeros((280, 280), np.uint8)
+    grey[40:240, 130:150] = 255
+    scanlines = [b"\x00" + row.tobytes() for row in grey]  # filter type 0, then the row
+    with pytest.raises(errors.TruncatedImage):
+        decode.decode_image(png_with_header(280, 280, zlib.compress(b"".join(scanlines[:rows]))))
+    assert decode.decode_image(png_with_header(280, 280, zlib.compress(b"".join(scanlines)))) is not None
