@@ -150,8 +150,10 @@ def _draw_strokes(strokes: Any, width: Any, height: Any, stroke_width: Any, limi
         return None  # every point is off the canvas, or only an invisible sliver of pen is on it
     if max(x1 - x0, y1 - y0) <= TAP_FRACTION * min(w, h):
         return None  # a tap: as small on the canvas as its PNG would be (_blank)
-    # Thin pens: a pen of MIN_STROKE_PX in the 20 px box covers extent * m / (20 - m) canvas px.
-    floor = extent * MIN_STROKE_PX / (MNIST_BOX - MIN_STROKE_PX)
+    # Thin pens: a pen of MIN_STROKE_PX in the 20 px box covers extent * m / (20 - m) canvas px, the
+    # extent measured on the canvas (a point far off it draws nothing there, and must not shrink the ink).
+    shown = max(min(hx, w) - max(lx, 0.0), min(hy, h) - max(ly, 0.0))
+    floor = shown * MIN_STROKE_PX / (MNIST_BOX - MIN_STROKE_PX)
     if pen < floor:  # the wider pen grows the box the canvas clipped, so the box holds all its ink
         grow = (floor - pen) / 2
         x0, y0, x1, y1 = x0 - grow, y0 - grow, x1 + grow, y1 + grow

@@ -177,3 +177,13 @@ def test_no_mnist_test_image_is_blank(data_dir: Path) -> None:
     with gzip.open(data_dir / "mnist" / "t10k-images-idx3-ubyte.gz") as fh:
         images = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28)
     assert all(normalize(image) is not None for image in images)
+
+
+def test_a_stroke_running_far_off_the_canvas_is_drawn_as_the_part_the_canvas_shows() -> None:
+    """The thin-pen floor is measured on the canvas: a point a million px away must not shrink the ink."""
+    seven = [[[70.0, 50.0], [210.0, 50.0], [120.0, 240.0]]]
+    to_edge = preprocess(StrokesFrame([*seven, [[20.0, 140.0], [0.0, 140.0]]], 280, 280, 16))
+    far_off = preprocess(StrokesFrame([*seven, [[20.0, 140.0], [-1e6, 140.0]]], 280, 280, 16))
+    assert to_edge is not None and far_off is not None
+    # raster and motion alike; only the pen-up plane differs (the pen left the canvas before lifting)
+    np.testing.assert_allclose(far_off[0, :6], to_edge[0, :6], atol=1e-5)
