@@ -12,7 +12,8 @@ WebSocket session's frame can: a newer snapshot replaces the pending one. So a c
 a :class:`Source` instead (:meth:`InferenceBatcher.request`), and the loop asks it for its frame only
 when fewer batches are queued or running than there are workers. The session then hands over its
 newest frame: latest-wins stays the session's own rule (:class:`realtime.protocol.Session`), and
-nothing queued is ever swapped.
+nothing queued is ever swapped. While any session waits, new fixed frames wait behind it in the same
+line (first come, first served), so no stream of requests can hold a session back.
 """
 
 from __future__ import annotations
@@ -48,15 +49,17 @@ class Source(Protocol):
 
 
 class _Once:
-    """A frame that cannot change, queued at once; its outcome resolves a future."""
+    """A frame that cannot change; its outcome resolves a future (:meth:`InferenceBatcher.submit`)."""
 
-    __slots__ = ("future",)
+    __slots__ = ("frame", "future")
 
-    def __init__(self, future: asyncio.Future[Outcome]) -> None:
+    def __init__(self, frame: Frame, future: asyncio.Future[Outcome]) -> None:
+        self.frame: Frame | None = frame
         self.future = future
 
     def take(self) -> Frame | None:
-        return None  # never waits: :meth:`InferenceBatcher.submit` queues its frame directly
+        frame, self.frame = self.frame, None
+        return None if self.future.done() else frame  # a cancelled waiter's frame is not run
 
     def deliver(self, outcome: Outcome) -> None:
         if not self.future.done():  # the waiter may have gone away meanwhile (cancelled)
@@ -100,7 +103,11 @@ class InferenceBatcher:
         """Preprocess and classify ``frame``; errors are returned, not raised."""
         self._loop = loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        self._put([(_Once(future), frame)])
+        once = _Once(frame, future)
+        if self._waiting:  # sessions are waiting: line up behind them, or a stream of these starves them
+            self.request(once)
+        else:
+            self._put([(once, frame)])
         return await future
 
     def request(self, source: Source) -> None:

@@ -89,6 +89,8 @@ IDLE_TIMEOUT_S = 600.0
 DEFAULT_PORT = 8001
 HANDSHAKE_WAIT_S = 5.0
 """How long an @connections call waits for a just-accepted connection's handshake to finish."""
+STOP_WAIT_S = 2.0
+"""How long :meth:`Gateway.stop` waits for the WebSocket server's connections to finish closing, seconds."""
 MAX_IN_FLIGHT = 8
 """Invocations per connection running or waiting for a worker; beyond it the socket is not read."""
 INVOKE_WORKERS = 8
@@ -216,7 +218,10 @@ class Gateway:
         """Close every connection (their ``$disconnect`` runs), then both servers."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            # A peer that never closes its side (e.g. after a refused POST) would hold wait_closed()
+            # for websockets' close_timeout (10 s); its handler is cancelled with the loop instead.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), STOP_WAIT_S)
         tasks = [t for c in self.connections.values() for t in c.tasks]
         if tasks:
             await asyncio.wait(tasks, timeout=5)

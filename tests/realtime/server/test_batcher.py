@@ -135,3 +135,38 @@ async def test_no_model_still_reports_the_clients_own_mistake_first() -> None:
         batcher.close()
     assert isinstance(bad, errors.InvalidStrokes) and bad.http_status == 422
     assert isinstance(good, errors.ModelError) and good.http_status == 503
+
+
+@pytest.mark.asyncio
+async def test_a_stream_of_fixed_frames_cannot_starve_a_waiting_session(predictor: Predictor) -> None:
+    """Requests arriving after a session started waiting are served after it (first come, first served)."""
+    gate = threading.Event()
+    order: list[str] = []
+
+    class Gated:
+        def classify(self, tensors: list[object]) -> list[Prediction]:
+            gate.wait(5)
+            return predictor.classify(tensors)  # type: ignore[arg-type]
+
+    class Session:
+        def take(self) -> StrokesFrame:
+            return SEVEN
+
+        def deliver(self, outcome: object) -> None:
+            order.append("session")
+
+    batcher = InferenceBatcher(Gated, DEFAULT_LIMITS, workers=1, max_batch=1)  # type: ignore[arg-type,return-value]
+    try:
+        first = asyncio.ensure_future(batcher.submit(ONE))  # the only worker takes it, then waits
+        await asyncio.sleep(0.05)
+        batcher.request(Session())  # no worker free: the session waits
+        later = [asyncio.ensure_future(batcher.submit(ONE)) for _ in range(5)]
+        for task in later:
+            task.add_done_callback(lambda _: order.append("request"))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(first, *later), 10)
+    finally:
+        gate.set()
+        batcher.close()
+    assert order == ["session"] + ["request"] * 5
