@@ -19,8 +19,6 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-import torch
-import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
 from shared.canvas import CANVAS_PX
 from shared.inks import Ink
@@ -82,6 +80,9 @@ def augment_mnist(
     Returns:
         ``(B, 28, 28)`` float32 in [0, 1], each the output of :func:`shared.preprocess.normalize`.
     """
+    import torch  # here, not at the top: augment_pen, which evaluation uses, needs only numpy
+    import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+
     n = len(images)
     linear = _random_linear(rng, n) * FIELD  # output field -> input coordinates
     theta = torch.from_numpy(np.concatenate([linear, np.zeros((n, 2, 1))], axis=2)).float()

@@ -128,3 +128,14 @@ def test_the_architecture_doc_and_the_readme_name_every_package_of_the_tree() ->
             assert module.name == "__init__.py" or stem in doc, f"{module} is not in docs/architecture.md"
     for module in sorted((REPO_ROOT / "realtime").glob("*.py")):
         assert module.name == "__init__.py" or f"`{module.name}`" in doc, f"{module} is not in the doc"
+
+
+def test_evaluation_and_the_tests_it_serves_import_without_pytorch() -> None:
+    """``./scripts/test`` installs no PyTorch: the model's evaluation code must not need it to import."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['torch'] = None; import model.evaluate, model.error_sheet"
+    run = [sys.executable, "-c", code]
+    result = subprocess.run(run, check=False, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr.strip().splitlines()[-1:]

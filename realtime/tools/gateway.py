@@ -217,9 +217,7 @@ class Gateway:
     async def stop(self) -> None:
         """Close every connection (their ``$disconnect`` runs), then both servers."""
         if self._server is not None:
-            self._server.close()
-            # A peer that never closes its side (e.g. after a refused POST) would hold wait_closed()
-            # for websockets' close_timeout (10 s); its handler is cancelled with the loop instead.
+            self._server.close()  # a peer that never closes its side must not hold this for 10 s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), STOP_WAIT_S)
         tasks = [t for c in self.connections.values() for t in c.tasks]

@@ -25,6 +25,7 @@ from realtime.aws.lambda_types import TWO_WAY_ROUTES
 from realtime.tools import gateway as gateway_module
 from realtime.tools.gateway import (
     MAX_IN_FLIGHT,
+    Gateway,
     Handler,
     lambda_handler_factory,
     new_connection_id,
@@ -615,3 +616,22 @@ async def test_connections_api_keeps_connections_alive(gateway: tuple[LiveGatewa
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_stop_does_not_wait_for_peers_that_never_close() -> None:
+    """A client holding a refused request's socket open must not stall the emulator's shutdown (Ctrl-C)."""
+    gateway = Gateway(lambda url: lambda event, context: {"statusCode": 200}, stage="prod")
+    await gateway.start("127.0.0.1", 0, 0)
+    port = int(gateway.http_url.rstrip("/").rsplit(":", 1)[1])
+    held = []
+    for _ in range(3):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")  # refused; held
+        held.append(writer)
+    await asyncio.sleep(0.2)
+    start = time.monotonic()
+    await gateway.stop()
+    assert time.monotonic() - start < gateway_module.STOP_WAIT_S + 2.0
+    for writer in held:
+        writer.close()
