@@ -28,13 +28,16 @@ def check_origin(origin: str | None, host: str | None, allowed: Sequence[str]) -
         allowed: Exact origins (``scheme://host[:port]``), or ``*`` for any.
 
     Raises:
-        ForbiddenOrigin: any other origin.
+        ForbiddenOrigin: any other origin, or one that is not a URL.
     """
     if origin is None or "*" in allowed or origin in allowed:
         return
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+        hostname = (parts.hostname or "").lower()
+    except ValueError:  # not a URL (e.g. "http://[::1"): no origin we allow
+        raise errors.ForbiddenOrigin("This origin is not allowed to connect.") from None
     web = parts.scheme in ("http", "https") and "@" not in parts.netloc and not parts.path.strip("/")
-    hostname = (parts.hostname or "").lower()
     if web and (hostname in LOCAL_HOSTS or (host is not None and parts.netloc.lower() == host.lower())):
         return
     raise errors.ForbiddenOrigin("This origin is not allowed to connect.")

@@ -274,6 +274,7 @@ def test_refused_frames_are_counted_and_answered() -> None:
         "null",
         "https://evil.example",
         "http://localhost/evil",
+        "http://[::1",  # not a URL at all
     ],
 )
 def test_origin_check_refuses_lookalikes(origin: str) -> None:

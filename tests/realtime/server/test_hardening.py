@@ -44,7 +44,9 @@ async def wait_for_zero_connections(server: LiveServer, timeout: float = 5.0) ->
     assert connections(server) == 0
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://127.0.0.2.evil.example"])
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "null", "http://127.0.0.2.evil.example", "http://[::1"]
+)
 @pytest.mark.asyncio
 async def test_foreign_origin_is_refused_at_handshake(live_server: LiveServer, origin: str) -> None:
     with pytest.raises(InvalidStatus) as info:
