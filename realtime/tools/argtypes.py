@@ -62,3 +62,34 @@ def port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be 0-65535 (got {value})")
     return value
+
+
+def http_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host (``--url`` of a server)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        parts.port  # noqa: B018 (read for its check: a port outside 0-65535 raises)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise argparse.ArgumentTypeError(f"not an http(s)://host URL: {text!r}")
+    return text
+
+
+WORKERS_PER_CORE = 4
+"""Most server processes per CPU core: beyond a few per core they only contend (uvicorn's docs suggest
+about two per core)."""
+
+
+def worker_count(text: str) -> int:
+    """A number of server processes: 1 to :data:`WORKERS_PER_CORE` per CPU core."""
+    import os
+
+    value = positive_int(text)
+    most = WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if value > most:
+        raise argparse.ArgumentTypeError(f"at most {most} ({WORKERS_PER_CORE} per CPU core; got {value})")
+    return value

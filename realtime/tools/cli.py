@@ -125,7 +125,7 @@ def add_command(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=None, help="port, 0-65535 (default 8000, MNIST_LIVE_PORT)")
     serve.add_argument(
         "--workers",
-        type=argtypes.positive_int,
+        type=argtypes.worker_count,
         default=1,
         help="worker processes (default 1); on Linux each gets its own SO_REUSEPORT socket",
     )
@@ -173,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidSetting as exc:  # a bad MNIST_LIVE_* value: say which, without a traceback
         _print_invalid(exc, {})
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the server has already shut down gracefully; no traceback
+        return 130
     return code
 
 

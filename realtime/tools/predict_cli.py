@@ -270,7 +270,12 @@ def add_command(sub: Any) -> None:
         help="which ink of a .jsonl file, 0-based (default 0); with --number, several: 3,17,42",
     )
     p.add_argument("--number", action="store_true", help="read it as a number (number mode)")
-    p.add_argument("--url", default=None, help="server to ask (http://host:port); default: in-process")
+    p.add_argument(
+        "--url",
+        type=argtypes.http_url,
+        default=None,
+        help="server to ask (http://host:port); default: in-process",
+    )
     p.add_argument("--token", default=None, help="Bearer token for --url")
     p.add_argument(
         "--timeout", type=argtypes.positive_float, default=10.0, help="seconds to wait for --url (default 10)"

@@ -28,6 +28,9 @@ INKS = "tests/data/golden_preprocess.npz"  # any existing file: argparse refuses
         ["gateway", "--port", "-1"],
         ["gateway", "--management-port", "70000"],
         ["serve", "--workers", "0"],
+        ["serve", "--workers", "100000"],
+        ["predict", "x.png", "--url", "http://[::1"],
+        ["predict", "x.png", "--url", "ftp://example.com"],
     ],
 )
 def test_an_impossible_flag_value_is_one_usage_line(

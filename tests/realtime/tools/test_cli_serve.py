@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -126,3 +127,23 @@ def test_readiness_says_why_the_model_could_not_be_loaded(tmp_path: Path) -> Non
         r = httpx.get(f"{server.http_url}/readyz")
     assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable"
     assert "not loaded yet" not in r.json()["error"]["message"]
+
+
+def test_ctrl_c_stops_the_server_without_a_traceback() -> None:
+    exe = Path(sys.executable).with_name("mnist-live")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", "0"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("serving" in line for line in lines):
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, rest = proc.communicate(timeout=20)
+    assert any("serving" in line for line in lines), lines
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest[-500:]
+    assert proc.returncode == 130
