@@ -24,7 +24,8 @@ What it reproduces:
 * The ``@connections`` management API on a second port (``/{stage}/@connections/{id}``, percent-encoded
   id): POST (200; 413 over 128 KB, decided from ``Content-Length`` before reading; 400 for a malformed
   one, 411 for chunked), GET (connectedAt, lastActiveAt, identity), DELETE (204); 410 with
-  ``x-amzn-ErrorType: GoneException`` for unknown ids. A second port because the WebSocket server
+  ``x-amzn-ErrorType: GoneException`` for unknown ids. A client that stops reading is dropped once a
+  POST or DELETE has waited :data:`SEND_TIMEOUT_S` for it. A second port because the WebSocket server
   cannot read request bodies. It is a Starlette app served by uvicorn on the gateway's event loop
   (:mod:`realtime.tools.gateway_management`). The handler does not call it (its replies are route
   responses); it is there for clients of the management API, as on AWS.
@@ -89,6 +90,9 @@ IDLE_TIMEOUT_S = 600.0
 DEFAULT_PORT = 8001
 HANDSHAKE_WAIT_S = 5.0
 """How long an @connections call waits for a just-accepted connection's handshake to finish."""
+SEND_TIMEOUT_S = 5.0
+"""How long an ``@connections`` POST or DELETE waits for a client that is not reading, seconds; then
+the connection is dropped and the call answers (410 for a POST)."""
 STOP_WAIT_S = 2.0
 """How long :meth:`Gateway.stop` waits for the WebSocket server's connections to finish closing, seconds."""
 MAX_IN_FLIGHT = 8
@@ -347,11 +351,7 @@ class Gateway:
             payload: str | bytes = data.decode()
         except UnicodeDecodeError:
             payload = data
-        try:
-            await ws.send(payload)
-        except ConnectionClosed:
-            return False
-        return True
+        return await _send_or_drop(ws, payload)
 
     async def describe(self, connection_id: str) -> dict[str, Any] | None:
         """``GetConnection``'s body, or ``None`` when gone."""
@@ -364,8 +364,26 @@ class Gateway:
         ws = await conn.open_ws() if conn is not None else None
         if ws is None:
             return False
-        await ws.close(1000, "Goodbye")
+        with contextlib.suppress(TimeoutError):  # a client that stopped reading cannot stall the call
+            await asyncio.wait_for(ws.close(1000, "Goodbye"), SEND_TIMEOUT_S)
+        ws.transport.abort()  # closed by now, or stuck: drop it (a no-op on a closed transport)
         return True
+
+
+async def _send_or_drop(ws: ServerConnection, payload: str | bytes) -> bool:
+    """Send one frame; a client that does not take it within :data:`SEND_TIMEOUT_S` is dropped.
+
+    Returns:
+        ``True`` when sent, ``False`` when the connection was or is now gone.
+    """
+    try:
+        await asyncio.wait_for(ws.send(payload), SEND_TIMEOUT_S)
+    except ConnectionClosed:
+        return False
+    except TimeoutError:  # it stopped reading: API Gateway would not hold the caller either
+        ws.transport.abort()
+        return False
+    return True
 
 
 def static_file(site: Path, connection: ServerConnection, request: Request) -> Response:

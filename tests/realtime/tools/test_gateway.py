@@ -635,3 +635,31 @@ async def test_stop_does_not_wait_for_peers_that_never_close() -> None:
     assert time.monotonic() - start < gateway_module.STOP_WAIT_S + 2.0
     for writer in held:
         writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_stopped_reading_cannot_stall_the_connections_api(
+    gateway: tuple[LiveGateway, Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each POST answers within the send timeout; once the client's buffers are full, it is dropped (410)."""
+    live, _ = gateway
+    monkeypatch.setattr(gateway_module, "SEND_TIMEOUT_S", 0.5)
+    host, port = live.ws_url.split("//")[1].split("/")[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.sendall(
+            b"GET /prod HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert raw.recv(12) == b"HTTP/1.1 101"  # and never read again
+        await asyncio.sleep(0.2)
+        cid = await only_connection_id(live)
+        url = f"{live.callback_url}/@connections/{quote(cid, safe='')}"
+        statuses: list[int] = []
+        async with httpx.AsyncClient(timeout=10) as http:
+            while len(statuses) < 200 and 410 not in statuses:
+                start = time.monotonic()
+                statuses.append((await http.post(url, content=b"x" * 120_000)).status_code)
+                assert time.monotonic() - start < 3.0
+            assert (await http.get(url)).status_code == 410, "the stuck connection was dropped"
+    assert statuses[0] == 200 and statuses[-1] == 410
