@@ -52,10 +52,12 @@ UVICORN_LOG_CONFIG: dict[str, Any] = {
         "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "uvicorn.error": {"level": "INFO"},
         "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "python_multipart": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
 }
-"""uvicorn's ``log_config``: its loggers write JSON lines too, so an error a client provokes (a text frame
-that is not UTF-8, a malformed request) is one line with its ``exc_type``, never a multi-line traceback."""
+"""uvicorn's ``log_config``: its loggers, and the multipart parser's under them, write JSON lines too, so
+what a client provokes (a text frame that is not UTF-8, a malformed request or multipart body) is one
+line with its ``exc_type``, never plain text or a multi-line traceback."""
 
 
 def get_logger() -> logging.Logger:

@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from realtime import logs
 from realtime.aws.lambda_types import MAX_MESSAGE_BYTES
 
 KEEP_ALIVE_TIMEOUT_S = 10
@@ -119,7 +120,7 @@ class ManagementApi:
             http="h11",  # the parser whose limits are set here, whatever else is installed
             ws="none",
             lifespan="off",
-            log_config=None,
+            log_config=logs.UVICORN_LOG_CONFIG,  # JSON lines, like the gateway's own log
             access_log=False,
             proxy_headers=False,
             server_header=False,

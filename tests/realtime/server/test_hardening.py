@@ -366,3 +366,22 @@ async def test_ping_is_answered_during_an_http_strokes_flood(live_server: LiveSe
         answered = sum(await asyncio.gather(*posters))
     assert answered >= 16 and pings >= 5
     assert slowest < 1.0, f"a ping waited {slowest:.3f} s behind the HTTP flood"
+
+
+def test_a_malformed_multipart_body_is_a_4xx_and_one_json_log_line(live_server: LiveServer) -> None:
+    """The multipart parser's complaint about the client's body goes to the JSON log, not stderr text."""
+    records = Records()
+    parser_log = logging.getLogger("python_multipart")
+    parser_log.addHandler(records)
+    try:
+        response = httpx.post(
+            f"{live_server.http_url}/predict",
+            content=b"--x\r\n",
+            headers={"content-type": "multipart/form-data; boundary=zzz"},
+        )
+    finally:
+        parser_log.removeHandler(records)
+    assert 400 <= response.status_code < 500 and response.json()["error"]["code"]
+    assert records.records, "the parser logged its complaint"
+    (handler,) = [h for h in parser_log.handlers if isinstance(h.formatter, JsonFormatter)]
+    assert all("\n" not in handler.format(r) for r in records.records)
