@@ -93,3 +93,12 @@ def worker_count(text: str) -> int:
     if value > most:
         raise argparse.ArgumentTypeError(f"at most {most} ({WORKERS_PER_CORE} per CPU core; got {value})")
     return value
+
+
+def stage_name(text: str) -> str:
+    """An API Gateway stage name: 1-128 letters, digits, hyphens and underscores (AWS's rule)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", text):
+        raise argparse.ArgumentTypeError(f"a stage name is 1-128 letters, digits, - or _ (got {text!r})")
+    return text

@@ -480,7 +480,7 @@ def add_command(sub: Any) -> None:
         default=None,
         help="@connections API port (default: --port + 1)",
     )
-    cmd.add_argument("--stage", default="prod", help="stage name (default prod)")
+    cmd.add_argument("--stage", type=argtypes.stage_name, default="prod", help="stage name (default prod)")
     cmd.add_argument(
         "--log-level", default=None, help="handler log level (default MNIST_LIVE_LOG_LEVEL, INFO)"
     )

@@ -467,3 +467,22 @@ def test_fuzz_preprocess_strokes(frame: StrokesFrame) -> None:
 def test_sliver_at_canvas_edge_does_not_overflow() -> None:
     r = 5e-4
     assert rasterize_strokes([[[-100, 100], [-r + 1e-19, 200]]], 280, 280, 2 * r) is None
+
+
+def test_every_error_code_is_in_the_protocols_table() -> None:
+    """docs/protocol.md lists every code a client can receive, with its HTTP status."""
+    from shared.settings import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    classes = [errors.MnistLiveError, *_subclasses(errors.MnistLiveError)]
+    missing = [
+        c.code
+        for c in classes
+        if not any(f"`{c.code}`" in row and str(c.http_status) in row.split("|")[2] for row in rows)
+    ]
+    assert missing == []
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [s for c in cls.__subclasses__() for s in (c, *_subclasses(c))]
