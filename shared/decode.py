@@ -43,6 +43,11 @@ MAX_WORKING_SIDE = 1024
 JPEG_SCAN_BUDGET = 16
 """Progressive JPEG decoding work allowed: scans x pixels <= 16 x ``max_image_pixels`` (a 4096x4096
 image with 16 scans; a typical progressive colour JPEG has about 10)."""
+# Pillow warns (UserWarning) about corrupt metadata in a client's image ("Corrupt EXIF data", "Tag data
+# larger than file"). Python would print each as plain text on stderr, and remember each distinct text in
+# a registry that only grows. Pillow skips the bad tags either way, so the warnings tell us nothing.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
 _LARGE_DECODES = threading.BoundedSemaphore(2)
 """At most two images above :data:`MAX_WORKING_SIDE` are decoded at once (one per core here), so
 concurrent requests cannot multiply the full-size buffers (~100 MB for a 4096x4096 16-bit PNG)."""

@@ -199,3 +199,30 @@ def test_a_canvas_png_whose_image_data_ends_early_is_truncated(rows: int) -> Non
     with pytest.raises(errors.TruncatedImage):
         decode.decode_image(png_with_header(280, 280, zlib.compress(b"".join(scanlines[:rows]))))
     assert decode.decode_image(png_with_header(280, 280, zlib.compress(b"".join(scanlines)))) is not None
+
+
+def test_corrupt_exif_in_a_clients_image_prints_nothing() -> None:
+    """Pillow's warnings about a client's bad EXIF tags would be plain-text stderr lines, unbounded."""
+    import subprocess
+    import sys
+
+    from shared.settings import REPO_ROOT
+
+    code = """
+import io, struct
+from PIL import Image
+from shared.preprocess import ImageFrame, preprocess
+from tests.shared.imaging import png_chunk
+buf = io.BytesIO()
+Image.new("L", (28, 28), 255).save(buf, "PNG")
+png = buf.getvalue()
+at = png.index(b"IDAT") - 4
+for tag in (256, 257, 258):  # each entry claims more data than the file holds: a warning per tag
+    entry = struct.pack("<HHII", tag, 2, 5000, 0x7FFF0000)
+    ifd = b"II*\\x00\\x08\\x00\\x00\\x00\\x01\\x00" + entry + bytes(4)
+    preprocess(ImageFrame(png[:at] + png_chunk(b"eXIf", ifd) + png[at:]))
+"""
+    run = [sys.executable, "-W", "default", "-c", code]
+    result = subprocess.run(run, check=False, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stderr == ""
