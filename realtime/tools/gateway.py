@@ -221,9 +221,7 @@ class Gateway:
     async def stop(self) -> None:
         """Close every connection (their ``$disconnect`` runs), then both servers."""
         if self._server is not None:
-            self._server.close()  # a peer that never closes its side must not hold this for 10 s
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), STOP_WAIT_S)
+            await _close_within(self._server, STOP_WAIT_S)
         tasks = [t for c in self.connections.values() for t in c.tasks]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
@@ -368,6 +366,22 @@ class Gateway:
             await asyncio.wait_for(ws.close(1000, "Goodbye"), SEND_TIMEOUT_S)
         ws.transport.abort()  # closed by now, or stuck: drop it (a no-op on a closed transport)
         return True
+
+
+async def _close_within(server: Server, seconds: float) -> None:
+    """Close ``server`` and its connections, dropping peers that do not finish closing in time.
+
+    A peer that stopped reading, or holds a refused request's socket open, would otherwise hold the
+    close for websockets' ``close_timeout`` (10 s) or, once the loop cancels the close, for ever.
+    """
+    server.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(server.wait_closed()), seconds)
+        return
+    for connection in list(server.all_connections):
+        connection.transport.abort()  # the handler then ends, $disconnect included
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(server.wait_closed(), seconds)
 
 
 async def _send_or_drop(ws: ServerConnection, payload: str | bytes) -> bool:

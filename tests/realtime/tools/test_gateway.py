@@ -620,7 +620,8 @@ async def test_connections_api_keeps_connections_alive(gateway: tuple[LiveGatewa
 
 @pytest.mark.asyncio
 async def test_stop_does_not_wait_for_peers_that_never_close() -> None:
-    """A client holding a refused request's socket open must not stall the emulator's shutdown (Ctrl-C)."""
+    """Clients holding a refused request's socket, or a connection they never close, must not stall the
+    emulator's shutdown (Ctrl-C)."""
     gateway = Gateway(lambda url: lambda event, context: {"statusCode": 200}, stage="prod")
     await gateway.start("127.0.0.1", 0, 0)
     port = int(gateway.http_url.rstrip("/").rsplit(":", 1)[1])
@@ -629,10 +630,18 @@ async def test_stop_does_not_wait_for_peers_that_never_close() -> None:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")  # refused; held
         held.append(writer)
+    reader, silent = await asyncio.open_connection("127.0.0.1", port)  # upgraded, then never answers
+    silent.write(
+        b"GET /prod HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    held.append(silent)
     await asyncio.sleep(0.2)
     start = time.monotonic()
     await gateway.stop()
-    assert time.monotonic() - start < gateway_module.STOP_WAIT_S + 2.0
+    assert time.monotonic() - start < 2 * gateway_module.STOP_WAIT_S + 1.0
+    assert gateway._server is not None and not gateway._server.all_connections, "every handler ended"
     for writer in held:
         writer.close()
 
