@@ -94,7 +94,8 @@ SEND_TIMEOUT_S = 5.0
 """How long an ``@connections`` POST or DELETE waits for a client that is not reading, seconds; then
 the connection is dropped and the call answers (410 for a POST)."""
 STOP_WAIT_S = 2.0
-"""How long :meth:`Gateway.stop` waits for the WebSocket server's connections to finish closing, seconds."""
+"""How long :meth:`Gateway.stop` waits for connections to finish closing, seconds; then they are aborted
+(a peer that stopped reading would hold websockets' ``close_timeout``, or for ever once cancelled)."""
 MAX_IN_FLIGHT = 8
 """Invocations per connection running or waiting for a worker; beyond it the socket is not read."""
 INVOKE_WORKERS = 8
@@ -369,11 +370,7 @@ class Gateway:
 
 
 async def _close_within(server: Server, seconds: float) -> None:
-    """Close ``server`` and its connections, dropping peers that do not finish closing in time.
-
-    A peer that stopped reading, or holds a refused request's socket open, would otherwise hold the
-    close for websockets' ``close_timeout`` (10 s) or, once the loop cancels the close, for ever.
-    """
+    """Close ``server`` and its connections, aborting peers that have not finished closing in ``seconds``."""
     server.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(server.wait_closed()), seconds)
