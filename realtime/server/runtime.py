@@ -132,12 +132,18 @@ class Runtime:
             self._batcher = None
 
 
+GRACEFUL_SHUTDOWN_S = 5.0
+"""How long a stopping server (Ctrl-C, SIGTERM) lets requests in progress finish, seconds; then uvicorn
+cancels them, so a client trickling a body cannot hold the shutdown."""
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn options every server of this app uses (``mnist-live serve`` and the tests' servers).
 
     WebSocket keepalive pings are off (the protocol has its own ``ping`` action, and API Gateway sends
     none); frames above ``ws_hard_max_bytes`` close the connection (1009); permessage-deflate is only
-    offered when ``ws_per_message_deflate`` is set; uvicorn logs as JSON lines (:data:`realtime.logs.
+    offered when ``ws_per_message_deflate`` is set; shutdown waits at most :data:`GRACEFUL_SHUTDOWN_S`
+    for requests in progress; uvicorn logs as JSON lines (:data:`realtime.logs.
     UVICORN_LOG_CONFIG`).
     """
     return {
@@ -147,4 +153,5 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "limit_concurrency": settings.max_concurrency,
         "proxy_headers": False,
         "log_config": logs.UVICORN_LOG_CONFIG,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }

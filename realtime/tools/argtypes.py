@@ -76,6 +76,12 @@ def http_url(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
     if parts.scheme not in ("http", "https") or not host:
         raise argparse.ArgumentTypeError(f"not an http(s)://host URL: {text!r}")
+    import httpx
+
+    try:  # what the request would refuse later: control characters, length, hostnames IDNA cannot encode
+        httpx.URL(text).host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text[:80]!r} ({exc})") from None
     return text
 
 

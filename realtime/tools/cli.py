@@ -167,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mnist-live`` console script."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)  # imports every command's module: Ctrl-C may come here
         code: int = args.func(args)
     except InvalidSetting as exc:  # a bad MNIST_LIVE_* value: say which, without a traceback
         _print_invalid(exc, {})

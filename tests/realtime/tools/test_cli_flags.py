@@ -34,6 +34,9 @@ INKS = "tests/data/golden_preprocess.npz"  # any existing file: argparse refuses
         ["gateway", "--stage", "@connections"],
         ["predict", "x.png", "--url", "http://[::1"],
         ["predict", "x.png", "--url", "ftp://example.com"],
+        ["predict", "x.png", "--url", "http://" + "a" * 300],
+        ["predict", "x.png", "--url", "http://xn--"],
+        ["predict", "x.png", "--url", "http://a\x01b"],
     ],
 )
 def test_an_impossible_flag_value_is_one_usage_line(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -129,21 +130,38 @@ def test_readiness_says_why_the_model_could_not_be_loaded(tmp_path: Path) -> Non
     assert "not loaded yet" not in r.json()["error"]["message"]
 
 
-def test_ctrl_c_stops_the_server_without_a_traceback() -> None:
+def _serve_until_announced() -> tuple[subprocess.Popen[str], str]:
     exe = Path(sys.executable).with_name("mnist-live")
     proc = subprocess.Popen(
         [str(exe), "serve", "--port", "0"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
     assert proc.stderr is not None
-    lines: list[str] = []
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any("serving" in line for line in lines):
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    _, rest = proc.communicate(timeout=20)
-    assert any("serving" in line for line in lines), lines
+    while time.monotonic() < deadline:
+        found = re.search(r"serving the page at http://127\.0\.0\.1:(\d+)/", proc.stderr.readline())
+        if found:
+            return proc, found.group(1)
+    proc.kill()
+    pytest.fail("no announcement within 60 s")
+
+
+@pytest.mark.parametrize("trickling_client", [False, True])
+def test_ctrl_c_stops_the_server_soon_and_without_a_traceback(trickling_client: bool) -> None:
+    """SIGINT (what Ctrl-C sends) exits 130 quietly, within the graceful-shutdown bound even while a
+    client trickles a request body."""
+    import socket
+
+    from realtime.server.runtime import GRACEFUL_SHUTDOWN_S
+
+    proc, port = _serve_until_announced()
+    with contextlib.ExitStack() as stack:
+        if trickling_client:
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", int(port))))
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+            time.sleep(0.3)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=GRACEFUL_SHUTDOWN_S + 10)
+    assert time.monotonic() - start < GRACEFUL_SHUTDOWN_S + 3
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest[-500:]
     assert proc.returncode == 130
