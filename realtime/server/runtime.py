@@ -8,7 +8,7 @@ from typing import Any
 
 from realtime import access, logs
 from realtime.protocol import SessionConfig, infer
-from realtime.server.batcher import InferenceBatcher, Outcome, Source
+from realtime.server.batcher import InferenceBatcher, Outcome
 from shared.inference import Predictor
 from shared.preprocess import Frame, StrokesFrame
 from shared.settings import Settings
@@ -108,10 +108,6 @@ class Runtime:
             self.inline_budget.spend(time.perf_counter() - start)
             return outcome
         return await self.batcher.submit(frame)
-
-    def request(self, source: Source) -> None:
-        """Wait for an inference worker: ``source.take()`` runs once one is free (on the event loop)."""
-        self.batcher.request(source)
 
     @property
     def batcher(self) -> InferenceBatcher:

@@ -11,7 +11,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from realtime import access, logs
 from realtime.messages import ServerMessage, encode
-from realtime.protocol import Job, Session, parse
+from realtime.protocol import Session, parse
 from realtime.server.batcher import Outcome
 from realtime.server.runtime import Runtime
 from shared import errors
@@ -89,7 +89,6 @@ class WebSocketConnection:
         self.close_code: int | None = None
         self.closing = asyncio.Event()
         self._reading: asyncio.Timeout | None = None
-        self._job: Job | None = None  # the session's in-flight job, taken by an inference worker
         self._waiting = False  # registered with the inference workers, not yet taken
         self._closer: asyncio.Future[None] | None = None
 
@@ -141,14 +140,12 @@ class WebSocketConnection:
     def take(self) -> Frame | None:
         """A worker is free: the session's pending frame goes in flight (``None`` once closing)."""
         self._waiting = False
-        if self.closing.is_set():
-            return None
-        self._job = self.session.next_job()
-        return None if self._job is None else self._job.frame
+        job = None if self.closing.is_set() else self.session.next_job()
+        return None if job is None else job.frame
 
     def deliver(self, outcome: Outcome) -> None:
         """The in-flight job's outcome: reply, then wait for a worker again if a newer frame came."""
-        job, self._job = self._job, None
+        job = self.session.in_flight  # what take() handed over
         if job is None or self.closing.is_set():
             return
         for out in self.session.complete(job, outcome, self.loop.time()):
@@ -159,7 +156,7 @@ class WebSocketConnection:
         session = self.session
         if not self._waiting and session.in_flight is None and session.pending is not None:
             self._waiting = True
-            self.runtime.request(self)
+            self.runtime.batcher.request(self)
 
     def _enqueue(self, message: ServerMessage) -> None:
         try:

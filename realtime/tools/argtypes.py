@@ -65,23 +65,20 @@ def port(text: str) -> int:
 
 
 def http_url(text: str) -> str:
-    """An ``http://`` or ``https://`` URL with a host (``--url`` of a server)."""
-    from urllib.parse import urlsplit
+    """An ``http://`` or ``https://`` URL with a host and a port in 0-65535 (``--url`` of a server).
 
-    try:
-        parts = urlsplit(text)
-        host = parts.hostname
-        parts.port  # noqa: B018 (read for its check: a port outside 0-65535 raises)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise argparse.ArgumentTypeError(f"not an http(s)://host URL: {text!r}")
+    Parsed as httpx will send it, so what the request would refuse later (control characters, a host
+    IDNA cannot encode, a bad port) is a usage error now.
+    """
     import httpx
 
-    try:  # what the request would refuse later: control characters, length, hostnames IDNA cannot encode
-        httpx.URL(text).host.encode("idna")
+    try:
+        url = httpx.URL(text)
+        url.host.encode("idna")
     except (httpx.InvalidURL, UnicodeError) as exc:
         raise argparse.ArgumentTypeError(f"not a URL: {text[:80]!r} ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host or not 0 <= (url.port or 0) <= 65535:
+        raise argparse.ArgumentTypeError(f"not an http(s)://host[:port] URL: {text[:80]!r}")
     return text
 
 
