@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +93,7 @@ class Calibration:
 
     temperature: float
     threshold: float
-    """On the not-a-digit probability of ``softmax(logits / temperature)``."""
+    """On the not-a-digit score (:func:`shared.inference.not_a_digit_scores`) of ``logits / temperature``."""
     rejection: dict[str, float]
     """Per-source turned-away shares on the calibration split (:func:`model.rejection.calibrate`)."""
     ece_before: float
@@ -104,7 +104,8 @@ class Calibration:
 
 
 def calibrate(  # noqa: PLR0917 (the calibration split's parts)
-    model: torch.nn.Module,
+    logits_of: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+    planes: int,
     mnist_val: npt.NDArray[np.uint8] | None,
     mnist_val_labels: npt.NDArray[np.int64],
     pen_val: Sequence[Ink] | None,
@@ -116,7 +117,10 @@ def calibrate(  # noqa: PLR0917 (the calibration split's parts)
     """Fit the temperature on all 11 classes, then the not-a-digit threshold, on the validation split.
 
     Args:
-        model: The trained network.
+        logits_of: ``(N, planes, 28, 28)`` float32 inputs to ``(N, 11)`` float32 logits before the
+            temperature: the trained network (:func:`logits`), or a served file's logits times its
+            temperature (``model.recalibrate``).
+        planes: Input planes (1: the image model; 7: the strokes model).
         mnist_val: ``(N, 28, 28)`` uint8 held-out MNIST training images, drawn through the canvas PNG path;
             ``None`` for the strokes model, which never sees images.
         mnist_val_labels: ``(N,)`` int64 their digits.
@@ -127,19 +131,18 @@ def calibrate(  # noqa: PLR0917 (the calibration split's parts)
         reject_digit_rate: Share of each source's digits the threshold may turn away.
         workers: Processes for the canvas and pen preprocessing.
     """
-    planes = int(getattr(model, "planes", 1))
     digit_cal, cal_y = {}, np.zeros(0, np.int64)
     if mnist_val is not None:
         cal_x, _ = evaluate.mnist_canvas_batch(mnist_val, workers)
-        digit_cal["mnist"] = logits(model, cal_x)
+        digit_cal["mnist"] = logits_of(cal_x)
         cal_y = mnist_val_labels
     if pen_val is not None:
         pen_cal_x, pen_cal_y = pen_eval_batch(pen_val, seed + 2, CALIBRATION_PEN_DRAWS, planes)
-        digit_cal["pen"] = logits(model, pen_cal_x)
+        digit_cal["pen"] = logits_of(pen_cal_x)
         cal_y = np.concatenate([cal_y, pen_cal_y])
     nd_cal_x, _ = evaluate.pen_batch(nondigit_val, seed + 3, workers)
     nd_cal_x = nd_cal_x[:, :planes]
-    nd_cal_logits = logits(model, nd_cal_x)
+    nd_cal_logits = logits_of(nd_cal_x)
     cal_logits = np.concatenate([*digit_cal.values(), nd_cal_logits])
     cal_y = np.concatenate([cal_y, np.full(len(nd_cal_logits), NOT_A_DIGIT)])
     temperature = fit_temperature(cal_logits, cal_y)

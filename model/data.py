@@ -124,6 +124,20 @@ def load_mnist(
     return images, labels
 
 
+MNIST_VAL = 5000
+"""MNIST training images held out of training for validation and calibration."""
+
+
+def mnist_split(count: int, seed: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Split ``count`` MNIST training images into the :data:`MNIST_VAL` held out and the rest, by seed.
+
+    Returns:
+        Sorted ``(MNIST_VAL,)`` validation indices and sorted ``(count - MNIST_VAL,)`` training indices.
+    """
+    perm = np.random.default_rng([seed, 10**6]).permutation(count)
+    return np.sort(perm[:MNIST_VAL]), np.sort(perm[MNIST_VAL:])
+
+
 @dataclass(frozen=True)
 class PenSplit:
     """UNIPEN inks: held-out writers apart, the training writers' inks split into train and calibration.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import resource
 import subprocess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -96,6 +96,17 @@ def describe(
         "(CD-ROM notice; repo CC BY 4.0)",
         "accuracy_mnist_test_canvas": "pending",
         "accuracy_pen_heldout_writers": "pending",
+    }
+
+
+def test_figures(results: dict[str, Any]) -> dict[str, str]:
+    """The ``accuracy_*`` and ``ece_*`` entries from :func:`model.evaluate.evaluate`'s ``results``."""
+    return {
+        "accuracy_mnist_test_canvas": f"{results['mnist_test_canvas']['accuracy']:.4f}",
+        "accuracy_pen_heldout_writers": f"{results['pen_heldout_strokes']['accuracy']:.4f}",
+        "accuracy_pen_200": f"{results['pen_200_strokes']['accuracy']:.4f}",
+        "ece_mnist_test_canvas": f"{results['mnist_test_canvas']['ece']:.4f}",
+        "ece_pen_heldout_writers": f"{results['pen_heldout_strokes']['ece']:.4f}",
     }
 
 

@@ -3,9 +3,9 @@
 The network has an 11th class, :data:`model.nondigits.NOT_A_DIGIT`, trained on real letters and symbols
 of the training writers (look-alikes excluded) and on synthesized marks, each drawn on a random canvas
 and rasterized by the serving path exactly like the pen digits (:func:`model.augment.augment_pen`).
-Serving turns a frame away when the 11th class's probability reaches a threshold
-(:func:`shared.inference.not_a_digit_score`); :func:`fit_threshold` sets it on the calibration split so
-that a chosen share of calibration digits at most is turned away.
+Serving turns a frame away when its not-a-digit score (the 11th class against the likeliest digit,
+:func:`shared.inference.not_a_digit_scores`) reaches a threshold; :func:`fit_threshold` sets it on the
+calibration split so that a chosen share of calibration digits at most is turned away.
 """
 
 from __future__ import annotations

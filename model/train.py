@@ -24,6 +24,7 @@ training batch is a pure function of ``(seed, epoch, batch index)``. Usage (the 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -44,19 +45,16 @@ from tqdm import tqdm
 
 from model import evaluate, swa
 from model.batches import CanvasBatches, loader
-from model.calibrate import Calibration, accuracy, calibrate, pen_eval_batch
-from model.data import PenSplit, load_mnist, pen_split, resolve_data_dir
+from model.calibrate import Calibration, accuracy, calibrate, logits, pen_eval_batch
+from model.data import MNIST_VAL, PenSplit, load_mnist, mnist_split, pen_split, resolve_data_dir
 from model.export import check_export, to_onnx_bytes, write
 from model.fuse import FusedStrokes
-from model.metadata import cpu_seconds, describe, git
+from model.metadata import cpu_seconds, describe, git, test_figures
 from model.net import WIDTHS, DigitCNN, count_parameters
 from model.nondigits import NOT_A_DIGIT, NonDigitSplit, nondigit_split
 from model.rejection import nondigit_inks
 from shared.preprocess import STROKES_PLANES, normalize
 from shared.settings import Settings
-
-MNIST_VAL = 5000
-"""MNIST training images held out for validation and calibration."""
 
 
 @dataclass(frozen=True)
@@ -95,9 +93,10 @@ class Config:
     motion_dropout: float = 0.2
     """Strokes model: share of drawn rows whose motion planes are zeroed
     (:class:`model.batches.CanvasBatches`)."""
-    reject_digit_rate: float = 0.003
+    reject_digit_rate: float = 0.004
     """Share of each source's calibration digits (MNIST validation, calibration writers' pen inks) the
-    not-a-digit threshold may turn away (:func:`model.rejection.calibrate`)."""
+    not-a-digit threshold may turn away (:func:`model.rejection.calibrate`): under the 0.5 % target, with
+    room for the calibration's sampling error (10 of its 2,043 pen draws are 0.5 %)."""
 
 
 @dataclass(frozen=True)
@@ -123,8 +122,7 @@ def load_data(cfg: Config, data_dir: Path) -> TrainingData:
     """Step 1: read and check the data, split it, and build the training batches."""
     images, labels = load_mnist(data_dir, "train")  # checks sha256
     split = pen_split(data_dir, seed=cfg.seed)  # checks sha256
-    perm = np.random.default_rng([cfg.seed, 10**6]).permutation(len(images))
-    val_idx, train_idx = np.sort(perm[:MNIST_VAL]), np.sort(perm[MNIST_VAL:])
+    val_idx, train_idx = mnist_split(len(images), cfg.seed)
     clean = np.empty(images.shape, np.float32)
     for i, img in enumerate(tqdm(images, desc="normalize mnist", unit="img", leave=False, file=sys.stderr)):
         digit = normalize(img)
@@ -285,11 +283,7 @@ def export_and_evaluate(  # noqa: PLR0917 (the run's results, in the order they 
     else:
         res = evaluate.evaluate(candidate, data_dir, workers=eval_workers)
     res = res["results"]
-    metadata["accuracy_mnist_test_canvas"] = f"{res['mnist_test_canvas']['accuracy']:.4f}"
-    metadata["accuracy_pen_heldout_writers"] = f"{res['pen_heldout_strokes']['accuracy']:.4f}"
-    metadata["accuracy_pen_200"] = f"{res['pen_200_strokes']['accuracy']:.4f}"
-    metadata["ece_mnist_test_canvas"] = f"{res['mnist_test_canvas']['ece']:.4f}"
-    metadata["ece_pen_heldout_writers"] = f"{res['pen_heldout_strokes']['ece']:.4f}"
+    metadata |= test_figures(res)
     data_bytes = to_onnx_bytes(model, cal.temperature, metadata)
     parity = max(parity, check_export(data_bytes, model, cal.temperature, probe))
     write(data_bytes, out)
@@ -322,7 +316,8 @@ def train(cfg: Config, data_dir: Path, out: Path, report_path: Path, eval_worker
     if cfg.form == "strokes" and cfg.fuse_image:
         model = FusedStrokes(trained, Settings().model_path)
     cal = calibrate(
-        model,
+        functools.partial(logits, model),
+        model.planes,
         None if cfg.form == "strokes" else data.images[data.val_idx],  # the strokes model sees no images
         data.labels[data.val_idx],
         data.pen.val if cfg.pen_per_batch else None,  # MNIST-only build: no UNIPEN ink sets T

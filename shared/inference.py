@@ -26,12 +26,21 @@ NOT_A_DIGIT_CLASS = NUM_CLASSES
 NUM_OUTPUTS = NUM_CLASSES + 1
 """Logits per row: the ten digits, then "not a digit"."""
 THRESHOLD_KEY = "not_a_digit_threshold"
-"""``metadata_props`` key of the threshold in (0, 1]: a frame whose not-a-digit probability is at or above it
-is answered ``not_a_digit`` (set on the calibration split by ``model/rejection.py``)."""
+"""``metadata_props`` key of the threshold in (0, 1]: a frame whose not-a-digit score
+(:func:`not_a_digit_scores`) is at or above it is answered ``not_a_digit`` (set on the calibration split by
+``model/rejection.py``)."""
 
 
 def not_a_digit_scores(logits: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
-    """The "not a digit" class's softmax probability of each row of served logits.
+    """The not-a-digit score of each row of served logits: "not a digit" against the likeliest digit.
+
+    The score is ``p_nd / (p_nd + p_top)`` of the 11-way softmax, the logistic of the not-a-digit logit
+    minus the largest digit logit: the max-logit out-of-distribution score (Hendrycks et al. 2022,
+    "Scaling Out-of-Distribution Detection for Real-World Settings") for a model with an outlier class.
+    Unlike the 11-way softmax entry it ignores how the other digits share the rest, so a letter that
+    looks a little like several digits is not kept as a digit by their sum; at the same share of
+    calibration digits turned away it turns away more calibration letters and symbols
+    (``docs/experiments.md``).
 
     Args:
         logits: ``(N, 11)`` logits (digits 0-9, then not-a-digit).
@@ -39,7 +48,10 @@ def not_a_digit_scores(logits: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.
     Returns:
         ``(N,)`` float64 in [0, 1].
     """
-    return softmax(logits)[:, NOT_A_DIGIT_CLASS]
+    z = np.asarray(logits, dtype=np.float64)
+    margin = z[:, NOT_A_DIGIT_CLASS] - z[:, :NUM_CLASSES].max(axis=1)
+    out: npt.NDArray[np.float64] = 0.5 * (1.0 + np.tanh(0.5 * margin))  # the logistic, without overflow
+    return out
 
 
 def softmax(logits: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
@@ -224,8 +236,9 @@ class Predictor:
             limits: Input limits.
 
         Returns:
-            One :class:`~shared.schemas.Prediction` per frame, in order; blank frames are ``no_digit``, frames
-            whose not-a-digit probability reaches their model's threshold are ``not_a_digit``.
+            One :class:`~shared.schemas.Prediction` per frame, in order; blank frames are ``no_digit``,
+            frames whose not-a-digit score (:func:`not_a_digit_scores`) reaches their model's threshold
+            are ``not_a_digit``.
 
         Raises:
             ClientError: the first malformed frame (see :func:`shared.preprocess.preprocess`).
@@ -260,15 +273,14 @@ def _decide(logits: list[float], threshold: float) -> Prediction:
     """One row of 11 served logits to ``ok`` or ``not_a_digit`` (``not_a_digit`` at or above ``threshold``).
 
     The ten digit probabilities are the softmax over the ten digit logits (the digits' probabilities
-    given that the drawing is a digit, summing to 1); the score is the 11-way softmax's last entry.
+    given that the drawing is a digit, summing to 1); the score is :func:`not_a_digit_scores`'s.
     """
     digits = logits[:NUM_CLASSES]
     top = max(digits)
     exps = [math.exp(v - top) for v in digits]
     total = math.fsum(exps)
     p = [e / total for e in exps]
-    # log-odds of "a digit" against "not a digit"; the logistic of its negation is the score
-    gap = top + math.log(total) - logits[NOT_A_DIGIT_CLASS]
+    gap = top - logits[NOT_A_DIGIT_CLASS]  # log-odds of the likeliest digit against "not a digit"
     score = 1.0 / (1.0 + math.exp(gap)) if gap <= 0 else math.exp(-gap) / (1.0 + math.exp(-gap))
     if score >= threshold:
         return Prediction(

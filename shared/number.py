@@ -55,7 +55,7 @@ class CharacterReading:
         digit: Arg-max class 0-9 (``None`` when the status is not ``ok``).
         confidence: ``probabilities[digit]``.
         probabilities: Ten softmax probabilities (classes 0-9) for its ink alone.
-        not_a_digit_score: The model's probability, in [0, 1], that its ink is not a digit.
+        not_a_digit_score: Its ink's not-a-digit score, in [0, 1] (as :class:`shared.schemas.Prediction`'s).
         bbox: ``[x0, y0, x1, y1]``: its ink's box, canvas px (y down).
         strokes: Indices of its strokes in the frame's ``strokes`` (strokes frames); ``None`` for images.
     """

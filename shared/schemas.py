@@ -29,8 +29,9 @@ class Prediction:
         probabilities: Ten softmax probabilities of the digits given that the drawing is one (classes 0-9,
             float in [0, 1], summing to 1).
         confidence: ``probabilities[digit]`` (``ok`` only).
-        not_a_digit_score: The model's calibrated probability, in [0, 1], that the drawing is not a digit;
-            the answer is ``not_a_digit`` when it reaches the model's threshold.
+        not_a_digit_score: "Not a digit" against the likeliest digit, ``p / (p + p_top)`` of the
+            calibrated 11-way softmax, in [0, 1] (:func:`shared.inference.not_a_digit_scores`); the
+            answer is ``not_a_digit`` when it reaches the model's threshold.
     """
 
     status: Status
@@ -72,7 +73,7 @@ class ModelInfo:
         sha256: Hex digest of the ONNX file. input_name / input_shape / output_name / output_shape:
             the tensor contract (``[N, 1, 28, 28]`` float32 in for the image model, ``[N, 7, 28, 28]``
             for the strokes model; ``[N, 11]`` logits out, digits 0-9 then not-a-digit; ``N`` dynamic).
-        not_a_digit_threshold: A frame whose not-a-digit probability reaches this is ``not_a_digit``.
+        not_a_digit_threshold: A frame whose not-a-digit score reaches this is ``not_a_digit``.
         intra_op_num_threads: onnxruntime's intra-op threads for this session.
         metadata: The model's ``metadata_props`` (training data, normalization contract, accuracy, ...).
     """

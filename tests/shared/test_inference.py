@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shared import errors
-from shared.inference import Predictor, _softmax_row, softmax, top_k
+from shared.inference import Predictor, _softmax_row, not_a_digit_scores, softmax, top_k
 from shared.inks import Strokes
 from shared.preprocess import ImageFrame, StrokesFrame
 from tests.onnx_models import constant_model, one_hot
@@ -64,18 +64,19 @@ def test_missing_model_is_a_model_error(tmp_path: Path) -> None:
     assert info.value.__cause__ is not None
 
 
-@pytest.mark.parametrize(("rejected", "status"), [(-1.0, "ok"), (4.0, "not_a_digit")], ids=["digit", "not"])
-def test_not_a_digit_when_its_probability_reaches_the_threshold(
+@pytest.mark.parametrize(("rejected", "status"), [(1.0, "ok"), (2.0, "not_a_digit")], ids=["digit", "not"])
+def test_not_a_digit_when_its_score_against_the_likeliest_digit_reaches_the_threshold(
     tmp_path: Path, rejected: float, status: str
 ) -> None:
-    # Ten digit logits of 0 with digit 3 at 2; the 11th logit sets P(not a digit).
+    # Ten digit logits of 0 with digit 3 at 2; the 11th logit against digit 3's sets the score.
     logits = [0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, rejected]
     predictor = Predictor(constant_model(tmp_path, logits, {"not_a_digit_threshold": "0.4"}))
     assert predictor.info.not_a_digit_threshold == 0.4
     (answer,) = predictor.predict([StrokesFrame([[[140, 40], [140, 240]]], 280, 280, 16)])
     p11 = softmax(np.array([logits]))[0]
     assert answer.status == status
-    assert answer.not_a_digit_score == pytest.approx(p11[10], rel=1e-12)
+    assert answer.not_a_digit_score == pytest.approx(p11[10] / (p11[10] + p11[3]), rel=1e-12)
+    assert answer.not_a_digit_score == pytest.approx(not_a_digit_scores(np.array([logits]))[0], rel=1e-12)
     # The ten probabilities are the digits' softmax: given a digit, how likely each is.
     assert answer.probabilities == pytest.approx((p11[:10] / p11[:10].sum()).tolist(), rel=1e-12)
     assert math.fsum(answer.probabilities or []) == pytest.approx(1.0)
@@ -83,6 +84,15 @@ def test_not_a_digit_when_its_probability_reaches_the_threshold(
         assert answer.digit == 3 and answer.confidence == answer.probabilities[3]
     else:
         assert answer.digit is None and answer.confidence is None
+
+
+def test_a_drawing_like_several_digits_at_once_is_scored_against_the_likeliest_alone() -> None:
+    # Nine digits tie; "not a digit" is likelier than each but not than their sum.
+    spread = np.array([[0.0] + [2.0] * 9 + [3.0]])
+    sure = np.array([[0.0] * 9 + [5.0, 3.0]])
+    assert softmax(spread)[0, 10] < 0.5 < not_a_digit_scores(spread)[0]
+    assert not_a_digit_scores(spread)[0] == pytest.approx(1 / (1 + math.exp(-1.0)), rel=1e-12)
+    assert not_a_digit_scores(sure)[0] == pytest.approx(1 / (1 + math.exp(2.0)), rel=1e-12)
 
 
 def test_extreme_logits_give_finite_scores(tmp_path: Path) -> None:
