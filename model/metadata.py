@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 VERSION = "2.0.0"
 """Model version: 2.0.0 adds the not-a-digit class (11 logits) and trains through the thin-pen and tap
 preprocessing; 1.1.0 (10 logits) added per-stroke jitter and weight averaging (1.0.0: commit 1b3d115)."""
-STROKES_VERSION = "1.0.0"
-"""The strokes model's version (``model/strokes_cnn.onnx``): the raster and the pen's motion planes."""
+STROKES_VERSION = "1.1.0"
+"""The strokes model's version (``model/strokes_cnn.onnx``): 1.1.0 averages two motion networks
+(``model.ensemble``); 1.0.0 was one motion network beside the image model."""
 
 
 def describe(
@@ -54,22 +55,16 @@ def describe(
             f"MNIST train only (sha256-checked IDX, {len(data.train_idx)} images; {len(data.val_idx)} "
             "held out for calibration); UNIPEN 1a pen inks used only to measure, never to fit"
         )
-    w = WIDTHS
-    architecture = (
-        f"DigitCNN ({model.planes} input planes) conv3x3+BN+ReLU widths {list(w)}, "
-        f"maxpool after conv 1, 2, 4; linear {w[-1] * 9}->{NOT_A_DIGIT + 1}"
-    )
+    architecture = network_architecture(model.planes)
     extra = {}
     if isinstance(model, FusedStrokes):
-        architecture = (
-            f"mean of the logits of {architecture} and of the image model {model.image_path.name} on "
-            "plane 0 (model.fuse.FusedStrokes), divided by the temperature"
-        )
-        extra["fused_image_model_sha256"] = model.image_sha256
+        architecture = fused_architecture(model, architecture)
+        if model.image_sha256 is not None:
+            extra["fused_image_model_sha256"] = model.image_sha256
     return extra | {
         "version": STROKES_VERSION if model.planes > 1 else VERSION,
         "git_commit": commit,
-        "git_dirty_files": " ".join(line[3:] for line in dirty.splitlines() if not line.endswith(".onnx")),
+        "git_dirty_files": dirty_files(dirty),
         "training_data": training_data,
         "normalization": (
             "input (N,1,28,28) float32 in [0,1], white ink on black: shared.preprocess.preprocess "
@@ -97,6 +92,28 @@ def describe(
         "accuracy_mnist_test_canvas": "pending",
         "accuracy_pen_heldout_writers": "pending",
     }
+
+
+def network_architecture(planes: int) -> str:
+    """The ``architecture`` entry of one :class:`model.net.DigitCNN` reading ``planes`` input planes."""
+    w = WIDTHS
+    return (
+        f"DigitCNN ({planes} input planes) conv3x3+BN+ReLU widths {list(w)}, "
+        f"maxpool after conv 1, 2, 4; linear {w[-1] * 9}->{NOT_A_DIGIT + 1}"
+    )
+
+
+def dirty_files(status: str) -> str:
+    """The ``git_dirty_files`` entry: the paths of ``git status --porcelain`` output, model files aside."""
+    paths = (line.split(maxsplit=1)[1] for line in status.splitlines() if line.strip())
+    return " ".join(p for p in paths if not p.endswith(".onnx"))
+
+
+def fused_architecture(model: FusedStrokes, motion: str) -> str:
+    """The ``architecture`` entry of a strokes model whose motion networks are each ``motion``."""
+    networks = motion if not len(model.more) else f"{1 + len(model.more)} motion networks, each {motion},"
+    image = "" if model.image_path is None else f" and of the image model {model.image_path.name} on plane 0"
+    return f"mean of the logits of {networks}{image} (model.fuse.FusedStrokes), divided by the temperature"
 
 
 def test_figures(results: dict[str, Any]) -> dict[str, str]:

@@ -88,13 +88,14 @@ def served_calibration(
         return out
 
     images, labels = load_mnist(data_dir, "train")
-    val_idx, _ = mnist_split(len(images), cfg["seed"])
+    split_seed = cfg["seed"] if cfg.get("split_seed", -1) < 0 else cfg["split_seed"]
+    val_idx, _ = mnist_split(len(images), split_seed)
     cal = calibrate(
         logits_of,
         planes,
         None if cfg.get("form") == "strokes" else images[val_idx],
         labels[val_idx],
-        pen_split(data_dir, seed=cfg["seed"]).val if cfg["pen_per_batch"] else None,
+        pen_split(data_dir, seed=split_seed).val if cfg["pen_per_batch"] else None,
         nondigit_inks(nondigit_split(data_dir).calibration),
         cfg["seed"],
         rate,

@@ -62,6 +62,9 @@ class Config:
     """Everything that determines the trained weights."""
 
     seed: int = 0
+    split_seed: int = -1
+    """Seed of the data splits (MNIST validation, training and calibration writers); -1: ``seed``. An
+    ensemble's other networks vary ``seed`` alone, so all leave the same writers out."""
     epochs: int = 8
     """Epochs of the one-cycle schedule."""
     swa_epochs: int = 4
@@ -121,8 +124,9 @@ class TrainingData:
 def load_data(cfg: Config, data_dir: Path) -> TrainingData:
     """Step 1: read and check the data, split it, and build the training batches."""
     images, labels = load_mnist(data_dir, "train")  # checks sha256
-    split = pen_split(data_dir, seed=cfg.seed)  # checks sha256
-    val_idx, train_idx = mnist_split(len(images), cfg.seed)
+    split_seed = cfg.seed if cfg.split_seed < 0 else cfg.split_seed
+    split = pen_split(data_dir, seed=split_seed)  # checks sha256
+    val_idx, train_idx = mnist_split(len(images), split_seed)
     clean = np.empty(images.shape, np.float32)
     for i, img in enumerate(tqdm(images, desc="normalize mnist", unit="img", leave=False, file=sys.stderr)):
         digit = normalize(img)

@@ -1,0 +1,182 @@
+"""Build the strokes model from several trained strokes files: their motion networks' logits averaged.
+
+Each member is a file written by ``model.train --form strokes`` with the same data splits
+(``--split-seed``) and its own ``--seed``; its first motion network is taken
+(:func:`model.fuse.motion_network`) and the shipped image model is added unless ``--image none``. The
+mean is calibrated as one model, exactly as training calibrates a strokes model
+(:func:`model.calibrate.calibrate` on the members' calibration writers), checked against onnxruntime,
+written, then evaluated as training does and its test figures
+recorded. The shipped strokes model is built this way (model/README.md)::
+
+    .venv/bin/python -m model.train --form strokes --out /tmp/member0.onnx
+    .venv/bin/python -m model.train --form strokes --seed 1 --split-seed 0 --out /tmp/member1.onnx
+    .venv/bin/python -m model.ensemble /tmp/member0.onnx /tmp/member1.onnx --image none
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from model import evaluate
+from model.calibrate import Calibration, calibrate, logits, pen_eval_batch
+from model.data import pen_split, resolve_data_dir
+from model.export import check_export, to_onnx_bytes, write
+from model.fuse import FusedStrokes, motion_network
+from model.metadata import (
+    STROKES_VERSION,
+    dirty_files,
+    fused_architecture,
+    git,
+    network_architecture,
+    test_figures,
+)
+from model.nondigits import nondigit_split
+from model.rejection import nondigit_inks
+from model.train import Config
+from shared.settings import Settings
+
+
+class EnsembleError(RuntimeError):
+    """The members cannot be averaged (not strokes files, or not trained on the same splits)."""
+
+
+def _split_seed(config: dict[str, Any]) -> int:
+    seed = int(config.get("split_seed", -1))
+    return int(config["seed"]) if seed < 0 else seed
+
+
+def member_configs(members: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each member's recorded training config and ``train_command``.
+
+    Raises:
+        EnsembleError: a member is not a strokes file written by ``model.train``, or the members' data
+            splits differ (their calibration writers would not be unseen by all).
+    """
+    configs, commands = [], []
+    for path in members:
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        config = json.loads(meta.get("config", "{}"))
+        if config.get("form") != "strokes":
+            raise EnsembleError(f"{path}: not a strokes model written by model.train")
+        configs.append(config)
+        commands.append(meta.get("train_command", ""))
+    if len({_split_seed(c) for c in configs}) > 1:
+        raise EnsembleError("the members were trained on different data splits (--split-seed)")
+    return configs, commands
+
+
+def build(
+    members: Sequence[Path], image: Path | None, data_dir: Path, rate: float, workers: int = 2
+) -> tuple[FusedStrokes, Calibration, dict[str, str]]:
+    """Average the members' motion networks (and ``image``) and calibrate the mean.
+
+    Args:
+        members: Strokes files (:func:`member_configs`); the first one's seed sets the calibration draws.
+        image: The image model file to average in, or ``None``.
+        data_dir: The shared data folder.
+        rate: Share of calibration pen digits the threshold may turn away.
+        workers: Preprocessing processes.
+
+    Returns:
+        The model, its calibration and its metadata (test figures pending).
+    """
+    configs, commands = member_configs(members)
+    motions = [motion_network(p) for p in members]
+    model = FusedStrokes(motions[0], image, motions[1:])
+    seed = int(configs[0]["seed"])
+    cal = calibrate(
+        functools.partial(logits, model),
+        model.planes,
+        None,
+        np.zeros(0, np.int64),
+        pen_split(data_dir, seed=_split_seed(configs[0])).val,
+        nondigit_inks(nondigit_split(data_dir).calibration),
+        seed,
+        rate,
+        workers,
+    )
+    first = {p.key: p.value for p in onnx.load(str(members[0])).metadata_props}
+    metadata = first | {
+        "version": STROKES_VERSION,
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty_files": dirty_files(git("status", "--porcelain", "--", "model", "shared")),
+        "architecture": fused_architecture(model, network_architecture(model.planes)),
+        "parameters": str(sum(p.numel() for p in model.parameters())),
+        "members": json.dumps(
+            [
+                {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "train_command": c["train_command"]}
+                for p, c in zip(members, configs, strict=True)
+            ]
+        ),
+        "train_command": " && ".join(commands)
+        + " && python -m model.ensemble"
+        + ("" if image is not None else " --image none")
+        + ("" if rate == Config().reject_digit_rate else f" --rate {rate}"),
+        "temperature": f"{cal.temperature:.6f}",
+        "not_a_digit_threshold": f"{cal.threshold:.6f}",
+        "not_a_digit_calibration": json.dumps(cal.rejection),
+        "ece_calibration_before": f"{cal.ece_before:.6f}",
+        "ece_calibration_after": f"{cal.ece_after:.6f}",
+        "config": json.dumps(configs[0] | {"reject_digit_rate": rate}),
+    }
+    metadata.pop("fused_image_model_sha256", None)
+    if model.image_sha256 is not None:
+        metadata["fused_image_model_sha256"] = model.image_sha256
+    return model, cal, metadata
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; exit status 2 with a usage message for a bad option."""
+    settings = Settings()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("members", type=Path, nargs="+", help="strokes model files written by model.train")
+    ap.add_argument("--image", default=str(settings.model_path), help="image model to average in, or none")
+    ap.add_argument("--out", type=Path, default=settings.strokes_model_path)
+    ap.add_argument("--rate", type=float, default=Config().reject_digit_rate, help="digits to turn away")
+    ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+    image = None if args.image == "none" else Path(args.image)
+    missing = [str(p) for p in [*args.members, *([image] if image else [])] if not p.is_file()]
+    if missing:
+        ap.error(f"no such model file: {', '.join(missing)}")
+    if not 0 <= args.rate < 1:
+        ap.error("--rate needs a share in [0, 1)")
+    data_dir = resolve_data_dir(args.data_dir)
+    try:
+        model, cal, metadata = build(args.members, image, data_dir, args.rate, args.workers)
+    except EnsembleError as e:
+        print(f"ensemble: {e}", file=sys.stderr)
+        return 1
+    split = pen_split(data_dir, seed=_split_seed(json.loads(metadata["config"])))
+    probe = np.concatenate(
+        [
+            pen_eval_batch(split.val[:56], 0, 1, model.planes)[0],
+            np.random.default_rng(0).random((16, model.planes, 28, 28), dtype=np.float32),
+        ]
+    )
+    candidate = args.out.with_suffix(".candidate.onnx")
+    data = to_onnx_bytes(model, cal.temperature, metadata)
+    parity = check_export(data, model, cal.temperature, probe)
+    write(data, candidate)
+    res = evaluate.evaluate(settings.model_path, data_dir, args.workers, strokes_model_path=candidate)
+    data = to_onnx_bytes(model, cal.temperature, metadata | test_figures(res["results"]))
+    parity = max(parity, check_export(data, model, cal.temperature, probe))
+    write(data, args.out)
+    candidate.unlink()
+    print(json.dumps({"out": str(args.out), "parity": parity, **test_figures(res["results"])}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

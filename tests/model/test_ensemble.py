@@ -1,0 +1,59 @@
+"""Building the strokes model from several trained strokes files (needs the ``train`` extra)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.onnx_models import constant_model, one_hot
+
+pytest.importorskip("torch")
+
+from model.ensemble import EnsembleError, main, member_configs
+from model.metadata import dirty_files
+
+
+def _member(tmp_path: Path, name: str, **config: object) -> Path:
+    meta = {
+        "not_a_digit_threshold": "0.5",
+        "config": json.dumps({"seed": 0, "form": "strokes"} | config),
+        "train_command": f"python -m model.train --form strokes --out {name}",
+    }
+    return constant_model(tmp_path, one_hot(3), meta, 7, name)
+
+
+def test_members_trained_on_the_same_splits_are_accepted(tmp_path: Path) -> None:
+    first = _member(tmp_path, "a.onnx")
+    second = _member(tmp_path, "b.onnx", seed=1, split_seed=0)
+    configs, commands = member_configs([first, second])
+    assert [c["seed"] for c in configs] == [0, 1]
+    assert commands[1].endswith("b.onnx")
+
+
+def test_members_trained_on_different_splits_are_refused(tmp_path: Path) -> None:
+    # Seed 1 without --split-seed 0 leaves other writers out: the first member's calibration writers
+    # would be the second one's training writers.
+    with pytest.raises(EnsembleError, match="split"):
+        member_configs([_member(tmp_path, "a.onnx"), _member(tmp_path, "b.onnx", seed=1)])
+
+
+def test_an_image_model_is_not_a_member(tmp_path: Path) -> None:
+    image = constant_model(tmp_path, one_hot(3), {"config": json.dumps({"seed": 0})}, name="image.onnx")
+    with pytest.raises(EnsembleError, match="not a strokes model"):
+        member_configs([_member(tmp_path, "a.onnx"), image])
+
+
+def test_a_missing_member_exits_2_with_a_usage_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path / "missing.onnx")])
+    assert info.value.code == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_dirty_files_lists_every_changed_path_but_model_files() -> None:
+    # git() strips its output, so the first line may have lost its leading status column.
+    status = "M model/fuse.py\n M model/train.py\n?? model/new.onnx\nA  shared/a.py"
+    assert dirty_files(status) == "model/fuse.py model/train.py shared/a.py"
