@@ -75,6 +75,33 @@ def member_configs(members: Sequence[Path]) -> tuple[list[dict[str, Any]], list[
     return configs, commands
 
 
+def provenance(members: Sequence[Path], commands: Sequence[str], image: bool, rate: float) -> dict[str, str]:
+    """The ``members`` (each file's sha256 and ``train_command``) and ``train_command`` metadata entries.
+
+    Args:
+        members: The member files.
+        commands: Their recorded ``train_command``s.
+        image: Whether the image model is averaged in.
+        rate: The calibration's digit rate.
+    """
+    return {
+        "members": json.dumps(
+            [
+                {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "train_command": c}
+                for p, c in zip(members, commands, strict=True)
+            ]
+        ),
+        "train_command": " && ".join(
+            [
+                *commands,
+                "python -m model.ensemble"
+                + ("" if image else " --image none")
+                + ("" if rate == Config().reject_digit_rate else f" --rate {rate}"),
+            ]
+        ),
+    }
+
+
 def build(
     members: Sequence[Path], image: Path | None, data_dir: Path, rate: float, workers: int = 2
 ) -> tuple[FusedStrokes, Calibration, dict[str, str]]:
@@ -112,16 +139,7 @@ def build(
         "git_dirty_files": dirty_files(git("status", "--porcelain", "--", "model", "shared")),
         "architecture": fused_architecture(model, network_architecture(model.planes)),
         "parameters": str(sum(p.numel() for p in model.parameters())),
-        "members": json.dumps(
-            [
-                {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "train_command": c["train_command"]}
-                for p, c in zip(members, configs, strict=True)
-            ]
-        ),
-        "train_command": " && ".join(commands)
-        + " && python -m model.ensemble"
-        + ("" if image is not None else " --image none")
-        + ("" if rate == Config().reject_digit_rate else f" --rate {rate}"),
+        **provenance(members, commands, image is not None, rate),
         "temperature": f"{cal.temperature:.6f}",
         "not_a_digit_threshold": f"{cal.threshold:.6f}",
         "not_a_digit_calibration": json.dumps(cal.rejection),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from tests.onnx_models import constant_model, one_hot
 
 pytest.importorskip("torch")
 
-from model.ensemble import EnsembleError, main, member_configs
+from model.ensemble import EnsembleError, main, member_configs, provenance
 from model.metadata import dirty_files
 
 
@@ -57,3 +58,17 @@ def test_dirty_files_lists_every_changed_path_but_model_files() -> None:
     # git() strips its output, so the first line may have lost its leading status column.
     status = "M model/fuse.py\n M model/train.py\n?? model/new.onnx\nA  shared/a.py"
     assert dirty_files(status) == "model/fuse.py model/train.py shared/a.py"
+
+
+def test_provenance_names_each_member_and_the_commands_that_rebuild_the_file(tmp_path: Path) -> None:
+    first, second = _member(tmp_path, "a.onnx"), _member(tmp_path, "b.onnx", seed=1, split_seed=0)
+    _, commands = member_configs([first, second])
+    entries = provenance([first, second], commands, image=False, rate=0.01)
+    members = json.loads(entries["members"])
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (first, second)]
+    assert [m["sha256"] for m in members] == digests
+    assert entries["train_command"] == (
+        f"{commands[0]} && {commands[1]} && python -m model.ensemble --image none --rate 0.01"
+    )
+    default = provenance([first], commands[:1], image=True, rate=0.004)["train_command"]
+    assert default.endswith("&& python -m model.ensemble")
