@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from model import evaluate
 from model.calibrate import Calibration, calibrate, logits, pen_eval_batch
@@ -34,10 +33,12 @@ from model.export import check_export, to_onnx_bytes, write
 from model.fuse import FusedStrokes, motion_network
 from model.metadata import (
     STROKES_VERSION,
+    ModelFileError,
     dirty_files,
     fused_architecture,
     git,
     network_architecture,
+    read_model,
     test_figures,
 )
 from model.nondigits import nondigit_split
@@ -64,7 +65,7 @@ def member_configs(members: Sequence[Path]) -> tuple[list[dict[str, Any]], list[
     """
     configs, commands = [], []
     for path in members:
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        meta = {p.key: p.value for p in read_model(path).metadata_props}
         config = json.loads(meta.get("config", "{}"))
         if config.get("form") != "strokes":
             raise EnsembleError(f"{path}: not a strokes model written by model.train")
@@ -132,7 +133,7 @@ def build(
         rate,
         workers,
     )
-    first = {p.key: p.value for p in onnx.load(str(members[0])).metadata_props}
+    first = {p.key: p.value for p in read_model(members[0]).metadata_props}
     metadata = first | {
         "version": STROKES_VERSION,
         "git_commit": git("rev-parse", "HEAD"),
@@ -170,10 +171,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"no such model file: {', '.join(missing)}")
     if not 0 <= args.rate < 1:
         ap.error("--rate needs a share in [0, 1)")
-    data_dir = resolve_data_dir(args.data_dir)
+    try:
+        for path in args.members:
+            read_model(path)
+    except ModelFileError as e:
+        print(f"ensemble: {e}", file=sys.stderr)
+        return 1
+    try:
+        data_dir = resolve_data_dir(args.data_dir)
+    except FileNotFoundError as e:
+        ap.error(f"--data-dir: {e}")
     try:
         model, cal, metadata = build(args.members, image, data_dir, args.rate, args.workers)
-    except EnsembleError as e:
+    except (EnsembleError, ModelFileError) as e:
         print(f"ensemble: {e}", file=sys.stderr)
         return 1
     split = pen_split(data_dir, seed=_split_seed(json.loads(metadata["config"])))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import resource
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import onnx
 import torch
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # onnx raises it; no stubs
 
 from model.fuse import FusedStrokes
 from model.net import WIDTHS, DigitCNN, count_parameters
@@ -125,6 +128,22 @@ def test_figures(results: dict[str, Any]) -> dict[str, str]:
         "ece_mnist_test_canvas": f"{results['mnist_test_canvas']['ece']:.4f}",
         "ece_pen_heldout_writers": f"{results['pen_heldout_strokes']['ece']:.4f}",
     }
+
+
+class ModelFileError(RuntimeError):
+    """A model file cannot be read as ONNX."""
+
+
+def read_model(path: Path) -> onnx.ModelProto:
+    """``path`` as an ONNX model.
+
+    Raises:
+        ModelFileError: it cannot be read, or is not an ONNX model.
+    """
+    try:
+        return onnx.load(str(path))
+    except (DecodeError, OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: not an ONNX model ({e})") from e
 
 
 def git(*args: str) -> str:

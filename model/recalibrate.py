@@ -34,7 +34,7 @@ from onnx import numpy_helper
 from model.calibrate import Calibration, calibrate
 from model.data import load_mnist, mnist_split, pen_split, resolve_data_dir
 from model.evaluate import evaluate
-from model.metadata import test_figures
+from model.metadata import ModelFileError, read_model, test_figures
 from model.nondigits import nondigit_split
 from model.rejection import nondigit_inks
 from model.train import Config
@@ -73,7 +73,7 @@ def served_calibration(
     Raises:
         RecalibrationError: no ``config``, or the refitted temperature is not the file's.
     """
-    meta = metadata_of(onnx.load(str(path), load_external_data=False))
+    meta = metadata_of(read_model(path))
     if "config" not in meta or "temperature" not in meta:
         raise RecalibrationError(f"{path}: no config or temperature metadata (not written by model.train)")
     cfg = {**json.loads(meta["config"]), "reject_digit_rate": rate}
@@ -126,7 +126,7 @@ def write_calibration(
     Raises:
         RecalibrationError: ``image_model``'s initializers are not all among ``path``'s.
     """
-    model = onnx.load(str(path))
+    model = read_model(path)
     meta = metadata_of(model)
     meta |= figures or {}
     command = meta.get("train_command", "python -m model.train").split(" --reject-digit-rate")[0]
@@ -167,7 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [str(p) for p in args.models if not p.is_file()]
     if missing:
         ap.error(f"no such model file: {', '.join(missing)}")
-    data_dir = resolve_data_dir(args.data_dir)
+    try:
+        for path in args.models:
+            read_model(path)
+    except ModelFileError as e:
+        print(f"recalibrate: {e}", file=sys.stderr)
+        return 1
+    try:
+        data_dir = resolve_data_dir(args.data_dir)
+    except FileNotFoundError as e:
+        ap.error(f"--data-dir: {e}")
     report: dict[str, Any] = {}
     for path in args.models:
         try:
@@ -181,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 strokes_model_path=path if fused else None,
             )
             write_calibration(path, cal, cfg, settings.model_path, test_figures(res["results"]))
-        except RecalibrationError as e:
+        except (RecalibrationError, ModelFileError) as e:
             print(f"recalibrate: {e}", file=sys.stderr)
             return 1
         report[str(path)] = {"threshold": cal.threshold, **cal.rejection}

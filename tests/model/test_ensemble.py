@@ -14,6 +14,7 @@ pytest.importorskip("torch")
 
 from model.ensemble import EnsembleError, main, member_configs, provenance
 from model.metadata import dirty_files
+from model.recalibrate import main as recalibrate_main
 
 
 def _member(tmp_path: Path, name: str, **config: object) -> Path:
@@ -72,3 +73,15 @@ def test_provenance_names_each_member_and_the_commands_that_rebuild_the_file(tmp
     )
     default = provenance([first], commands[:1], image=True, rate=0.004)["train_command"]
     assert default.endswith("&& python -m model.ensemble")
+
+
+@pytest.mark.parametrize("tool", ["ensemble", "recalibrate"])
+def test_a_file_that_is_not_onnx_is_a_one_line_error_not_a_traceback(
+    tool: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    run = main if tool == "ensemble" else recalibrate_main
+    assert run([str(junk)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tool}: {junk}: not an ONNX model" in err and "Traceback" not in err
