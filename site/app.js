@@ -140,6 +140,7 @@ window.mnistLive = Object.freeze({
   get state() { return state; },
   get lastSeq() { return seq; },
   get shownSeq() { return shownSeq; },
+  get unsent() { return strokes.length > 0 && version !== sentVersion; }, // a snapshot waits to be sent
   get endpoints() { return { ws: config.ws, api: config.api }; },
   get mode() { return mode; },
 });

@@ -31,6 +31,8 @@ REPORT_SHOT = Path(__file__).resolve().parents[2] / "reports" / "screenshot.png"
 DIGIT = '[data-testid="digit"]'
 SETTLED = "() => window.mnistLive.lastSeq > 0 && window.mnistLive.shownSeq === window.mnistLive.lastSeq"
 HAS_DIGIT = f"() => document.querySelector('{DIGIT}').dataset.digit !== ''"
+QUIET = "() => !window.mnistLive.unsent && window.mnistLive.shownSeq === window.mnistLive.lastSeq"
+"""Every snapshot drawn so far is sent and answered: no reply in flight can change what is shown."""
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -571,6 +573,7 @@ def test_not_a_digit_mid_stroke_keeps_the_digit_and_shows_at_pen_up(
 
     def still_down() -> None:
         page.wait_for_function(HAS_DIGIT)
+        page.wait_for_function(QUIET)  # a reply still in flight may rightly show another digit
         shown.append(shown_digit(page))
         record_digit_changes(page)
         convert["on"] = True
