@@ -44,6 +44,7 @@ from model.metadata import (
 from model.nondigits import nondigit_split
 from model.rejection import nondigit_inks
 from model.train import Config
+from realtime.tools.argtypes import worker_count
 from shared.settings import Settings
 
 
@@ -163,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=settings.strokes_model_path)
     ap.add_argument("--rate", type=float, default=Config().reject_digit_rate, help="digits to turn away")
     ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=worker_count, default=2)
     args = ap.parse_args(argv)
     image = None if args.image == "none" else Path(args.image)
     missing = [str(p) for p in [*args.members, *([image] if image else [])] if not p.is_file()]

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from model.data import pen_split
 from model.evaluate import PEN_SEED, add_model_options, models_of, pen_batch
+from realtime.tools.argtypes import worker_count
 from shared.inference import Predictor
 from shared.inks import Ink
 from shared.settings import Settings
@@ -92,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_model_options(ap, settings)
     ap.add_argument("--data-dir", type=Path, default=settings.data_dir, help="the shared data folder")
     ap.add_argument("--out", type=Path, default=Path("reports/pen_errors.png"))
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=worker_count, default=2)
     args = ap.parse_args(argv)
     model_path, strokes_path = models_of(args)
     inks = pen_split(args.data_dir).heldout

@@ -31,6 +31,7 @@ from rich.progress import track
 from model.data import PEN_200, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split, resolve_data_dir
 from model.nondigits import NonDigit, nondigit_split
 from model.rejection import rejection_figures, rejection_png
+from realtime.tools.argtypes import worker_count
 from shared.canvas import CANVAS_PX
 from shared.inference import NUM_CLASSES, Predictor, not_a_digit_scores, softmax
 from shared.inks import Ink, load_inks, render_png
@@ -360,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, default=Path("reports/model_eval.json"))
     ap.add_argument("--confusion", type=Path, default=Path("reports/model_confusion.png"))
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=worker_count, default=2)
     ap.add_argument("--seed", type=int, default=PEN_SEED)
     ap.add_argument("--pen-png", action="store_true", help="also run held-out pen inks as rendered PNGs")
     args = ap.parse_args(argv)

@@ -38,6 +38,7 @@ from model.metadata import ModelFileError, read_model, test_figures
 from model.nondigits import nondigit_split
 from model.rejection import nondigit_inks
 from model.train import Config
+from realtime.tools.argtypes import worker_count
 from shared.inference import THRESHOLD_KEY
 from shared.settings import Settings
 
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rate", type=float, default=Config().reject_digit_rate, help="share of digits to turn away at most"
     )
     ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=worker_count, default=2)
     args = ap.parse_args(argv)
     if not 0 <= args.rate < 1:
         ap.error("--rate needs a share in [0, 1)")

@@ -53,6 +53,7 @@ from model.metadata import cpu_seconds, describe, git, test_figures
 from model.net import WIDTHS, DigitCNN, count_parameters
 from model.nondigits import NOT_A_DIGIT, NonDigitSplit, nondigit_split
 from model.rejection import nondigit_inks
+from realtime.tools.argtypes import worker_count
 from shared.preprocess import STROKES_PLANES, normalize
 from shared.settings import Settings
 
@@ -368,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, help="default: the form's model file in Settings")
     ap.add_argument("--report", type=Path, help="default: reports/train_<form>_report.json")
-    ap.add_argument("--eval-workers", type=int, default=2)
+    ap.add_argument("--eval-workers", type=worker_count, default=2)
     for k, v in Config().__dict__.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
     args = ap.parse_args(argv)

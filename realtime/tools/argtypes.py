@@ -88,7 +88,7 @@ about two per core)."""
 
 
 def worker_count(text: str) -> int:
-    """A number of server processes: 1 to :data:`WORKERS_PER_CORE` per CPU core."""
+    """A number of worker processes (server or preprocessing): 1 to :data:`WORKERS_PER_CORE` per CPU core."""
     import os
 
     value = positive_int(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -85,3 +86,30 @@ def test_a_file_that_is_not_onnx_is_a_one_line_error_not_a_traceback(
     assert run([str(junk)]) == 1
     err = capsys.readouterr().err
     assert f"{tool}: {junk}: not an ONNX model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("module", "flag"),
+    [
+        ("model.evaluate", "--workers"),
+        ("model.error_sheet", "--workers"),
+        ("model.recalibrate", "--workers"),
+        ("model.ensemble", "--workers"),
+        ("model.train", "--eval-workers"),
+    ],
+)
+@pytest.mark.parametrize("count", ["0", "5"])
+def test_model_tools_take_one_to_four_workers_per_core(
+    module: str, flag: str, count: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 1)  # at most 4: a small count stands for a fork storm
+    main_of = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as info:
+        main_of(
+            [
+                flag,
+                count,
+                *(["model/strokes_cnn.onnx"] if module in {"model.recalibrate", "model.ensemble"} else []),
+            ]
+        )
+    assert info.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
