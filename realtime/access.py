@@ -35,7 +35,8 @@ def check_origin(origin: str | None, host: str | None, allowed: Sequence[str]) -
     try:
         parts = urlsplit(origin)
         hostname = (parts.hostname or "").lower()
-    except ValueError:  # not a URL (e.g. "http://[::1"): no origin we allow
+        _ = parts.port  # a port that is not 0-65535 raises, as a browser never sends one
+    except ValueError:  # not a URL (e.g. "http://[::1", "http://localhost:-1"): no origin we allow
         raise errors.ForbiddenOrigin("This origin is not allowed to connect.") from None
     web = parts.scheme in ("http", "https") and "@" not in parts.netloc and not parts.path.strip("/")
     if web and (hostname in LOCAL_HOSTS or (host is not None and parts.netloc.lower() == host.lower())):

@@ -275,6 +275,9 @@ def test_refused_frames_are_counted_and_answered() -> None:
         "https://evil.example",
         "http://localhost/evil",
         "http://[::1",  # not a URL at all
+        "http://localhost:-1",  # local, but no port a browser sends
+        "http://127.0.0.1:65536",
+        "http://localhost:port",
     ],
 )
 def test_origin_check_refuses_lookalikes(origin: str) -> None:
