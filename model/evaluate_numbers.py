@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from model.data import PEN_WIDTH_RANGE, pen_split, resolve_data_dir
+from model.data import PEN_WIDTH_RANGE, data_folder, pen_split
 from model.evaluate import add_model_options, models_of
 from shared.compose import ComposedNumber, NumberComposer
 from shared.inference import Predictor
@@ -81,7 +81,7 @@ def score_number(predictor: Predictor, number: ComposedNumber, as_png: bool = Fa
     Returns:
         ``text``, ``read`` (the number read or ``None``), ``exact``, ``count_right``, ``segmented``,
         ``digits_right`` (position-wise, 0 when the count is wrong), ``alone_right``, ``touching``,
-        ``separated`` and ``source`` (the writer's UNIPEN source, e.g. ``ibm``).
+        ``separated`` and ``source`` (the inks' recording source, e.g. ``unipen1a-ibm``).
     """
     frame: StrokesFrame | ImageFrame
     if as_png:
@@ -106,7 +106,7 @@ def score_number(predictor: Predictor, number: ComposedNumber, as_png: bool = Fa
         "alone_right": sum(d == int(c) for d, c in zip(alone_digits, number.text, strict=True)),
         "touching": number.touching,
         "separated": ink_gap(number) > number.pen,
-        "source": number.writer.split("-")[0],
+        "source": number.source,
     }
 
 
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_options(ap, settings)
-    ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    ap.add_argument("--data-dir", type=data_folder, default=str(settings.data_dir))
     ap.add_argument("--writers", choices=("heldout", "train"), default="heldout")
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=NUMBER_SEED)
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     image, strokes = models_of(args)
     report = evaluate_numbers(
         image,
-        resolve_data_dir(args.data_dir),
+        args.data_dir,
         writers=args.writers,
         count=args.count,
         seed=args.seed,

@@ -55,7 +55,8 @@ class ComposedNumber:
         width: Canvas width, px. height: Canvas height, px.
         pen: Pen diameter, px.
         touching: Whether one pair of neighbours touches or overlaps.
-        writer: The writer of every ink used.
+        writer: The writer of every ink used. source: Their recording source (:attr:`Ink.source`, e.g.
+            ``unipen1a-ibm``).
     """
 
     text: str
@@ -66,6 +67,7 @@ class ComposedNumber:
     pen: float
     touching: bool
     writer: str
+    source: str = ""
 
 
 def side_by_side(
@@ -87,14 +89,16 @@ def side_by_side(
     for ink in inks:
         placed.append(fit_to_canvas(ink, height, left, top))
         left = max(p[0] for s in placed[-1] for p in s) + gap * height
-    writer = inks[0].writer if inks else ""
-    return _assemble(inks, placed, margin, pen=PEN_WIDTH_PX, touching=False, writer=writer)
+    return _assemble(inks, placed, margin, pen=PEN_WIDTH_PX, touching=False)
 
 
 def _assemble(
-    inks: Sequence[Ink], placed: Sequence[Strokes], margin: float, *, pen: float, touching: bool, writer: str
+    inks: Sequence[Ink], placed: Sequence[Strokes], margin: float, *, pen: float, touching: bool
 ) -> ComposedNumber:
-    """The number whose digits ``inks`` were laid out as ``placed`` (canvas px), the canvas fitted to them."""
+    """The number whose digits ``inks`` were laid out as ``placed`` (canvas px), the canvas fitted to them.
+
+    Its ``writer`` and ``source`` are the first ink's.
+    """
     strokes: Strokes = []
     digit_strokes: list[list[int]] = []
     for digit in placed:
@@ -109,7 +113,8 @@ def _assemble(
         height=CANVAS_PX,
         pen=pen,
         touching=touching,
-        writer=writer,
+        writer=inks[0].writer if inks else "",
+        source=inks[0].source if inks else "",
     )
 
 
@@ -162,4 +167,4 @@ class NumberComposer:
             gap_range = TOUCHING_GAP_RANGE if k == touch_at else GAP_RANGE
             left += w + height * float(rng.uniform(*gap_range))
         pen = float(rng.uniform(*self.pen_range))
-        return _assemble(inks, placed, MARGIN, pen=pen, touching=touching, writer=writer)
+        return _assemble(inks, placed, MARGIN, pen=pen, touching=touching)
