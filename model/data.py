@@ -14,11 +14,14 @@ Writer split of ``pen/unipen1a_dev.jsonl.gz`` (178 writers, 10,542 inks):
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -66,6 +69,14 @@ def resolve_data_dir(path: Path) -> Path:
         if (candidate / "SHA256SUMS").is_file() and (candidate / "mnist").is_dir():
             return candidate
     raise FileNotFoundError(f"no SHA256SUMS beside mnist/ in {path} or {path.parent}")
+
+
+def data_folder(text: str) -> Path:
+    """``--data-dir`` as an ``argparse`` type: :func:`resolve_data_dir`, a one-line usage error if absent."""
+    try:
+        return resolve_data_dir(Path(text))
+    except FileNotFoundError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def verify_checksums(data_dir: Path, names: list[str]) -> None:
@@ -126,6 +137,15 @@ def load_mnist(
 
 MNIST_VAL = 5000
 """MNIST training images held out of training for validation and calibration."""
+
+
+def split_seed_of(config: Mapping[str, Any]) -> int:
+    """The seed of a training run's data splits: ``split_seed``, or ``seed`` when that is -1 or absent.
+
+    ``config`` is a ``model.train.Config``'s fields, or the ``config`` JSON a model file records.
+    """
+    seed = int(config.get("split_seed", -1))
+    return int(config["seed"]) if seed < 0 else seed
 
 
 def mnist_split(count: int, seed: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:

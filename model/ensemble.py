@@ -10,7 +10,7 @@ recorded. The shipped strokes model is built this way (model/README.md)::
 
     .venv/bin/python -m model.train --form strokes --out /tmp/member0.onnx
     .venv/bin/python -m model.train --form strokes --seed 1 --split-seed 0 --out /tmp/member1.onnx
-    .venv/bin/python -m model.ensemble /tmp/member0.onnx /tmp/member1.onnx --image none
+    .venv/bin/python -m model.ensemble /tmp/member0.onnx /tmp/member1.onnx
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from model import evaluate
 from model.calibrate import Calibration, calibrate, logits, pen_eval_batch
-from model.data import pen_split, resolve_data_dir
+from model.data import data_folder, pen_split, split_seed_of
 from model.export import check_export, to_onnx_bytes, write
 from model.fuse import FusedStrokes, motion_network
 from model.metadata import (
@@ -37,6 +38,7 @@ from model.metadata import (
     dirty_files,
     fused_architecture,
     git,
+    model_file,
     network_architecture,
     read_model,
     test_figures,
@@ -44,7 +46,7 @@ from model.metadata import (
 from model.nondigits import nondigit_split
 from model.rejection import nondigit_inks
 from model.train import Config
-from realtime.tools.argtypes import worker_count
+from realtime.tools.argtypes import share, worker_count
 from shared.settings import Settings
 
 
@@ -52,9 +54,9 @@ class EnsembleError(RuntimeError):
     """The members cannot be averaged (not strokes files, or not trained on the same splits)."""
 
 
-def _split_seed(config: dict[str, Any]) -> int:
-    seed = int(config.get("split_seed", -1))
-    return int(config["seed"]) if seed < 0 else seed
+def image_model(text: str) -> Path | None:
+    """``--image`` as an ``argparse`` type: ``none``, or a model file (:func:`model.metadata.model_file`)."""
+    return None if text == "none" else model_file(text)
 
 
 def member_configs(members: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -72,7 +74,7 @@ def member_configs(members: Sequence[Path]) -> tuple[list[dict[str, Any]], list[
             raise EnsembleError(f"{path}: not a strokes model written by model.train")
         configs.append(config)
         commands.append(meta.get("train_command", ""))
-    if len({_split_seed(c) for c in configs}) > 1:
+    if len({split_seed_of(c) for c in configs}) > 1:
         raise EnsembleError("the members were trained on different data splits (--split-seed)")
     return configs, commands
 
@@ -106,7 +108,7 @@ def provenance(members: Sequence[Path], commands: Sequence[str], image: bool, ra
 
 def build(
     members: Sequence[Path], image: Path | None, data_dir: Path, rate: float, workers: int = 2
-) -> tuple[FusedStrokes, Calibration, dict[str, str]]:
+) -> tuple[FusedStrokes, Calibration, dict[str, str], npt.NDArray[np.float32]]:
     """Average the members' motion networks (and ``image``) and calibrate the mean.
 
     Args:
@@ -117,18 +119,20 @@ def build(
         workers: Preprocessing processes.
 
     Returns:
-        The model, its calibration and its metadata (test figures pending).
+        The model, its calibration, its metadata (test figures pending) and ``(72, 7, 28, 28)`` float32
+        probe inputs for the export check (56 calibration pen inks, 16 random rows).
     """
     configs, commands = member_configs(members)
     motions = [motion_network(p) for p in members]
     model = FusedStrokes(motions[0], image, motions[1:])
     seed = int(configs[0]["seed"])
+    pen_val = pen_split(data_dir, seed=split_seed_of(configs[0])).val
     cal = calibrate(
         functools.partial(logits, model),
         model.planes,
         None,
         np.zeros(0, np.int64),
-        pen_split(data_dir, seed=_split_seed(configs[0])).val,
+        pen_val,
         nondigit_inks(nondigit_split(data_dir).calibration),
         seed,
         rate,
@@ -152,53 +156,38 @@ def build(
     metadata.pop("fused_image_model_sha256", None)
     if model.image_sha256 is not None:
         metadata["fused_image_model_sha256"] = model.image_sha256
-    return model, cal, metadata
+    probe = np.concatenate(
+        [
+            pen_eval_batch(pen_val[:56], 0, 1, model.planes)[0],
+            np.random.default_rng(0).random((16, model.planes, 28, 28), dtype=np.float32),
+        ]
+    )
+    return model, cal, metadata, probe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; exit status 2 with a usage message for a bad option."""
     settings = Settings()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("members", type=Path, nargs="+", help="strokes model files written by model.train")
-    ap.add_argument("--image", default=str(settings.model_path), help="image model to average in, or none")
+    ap.add_argument("members", type=model_file, nargs="+", help="strokes model files written by model.train")
+    ap.add_argument(
+        "--image", type=image_model, default=str(settings.model_path), help="image model, or none"
+    )
     ap.add_argument("--out", type=Path, default=settings.strokes_model_path)
-    ap.add_argument("--rate", type=float, default=Config().reject_digit_rate, help="digits to turn away")
-    ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    ap.add_argument("--rate", type=share, default=Config().reject_digit_rate, help="digits to turn away")
+    ap.add_argument("--data-dir", type=data_folder, default=str(settings.data_dir))
     ap.add_argument("--workers", type=worker_count, default=2)
     args = ap.parse_args(argv)
-    image = None if args.image == "none" else Path(args.image)
-    missing = [str(p) for p in [*args.members, *([image] if image else [])] if not p.is_file()]
-    if missing:
-        ap.error(f"no such model file: {', '.join(missing)}")
-    if not 0 <= args.rate < 1:
-        ap.error("--rate needs a share in [0, 1)")
     try:
-        for path in args.members:
-            read_model(path)
-    except ModelFileError as e:
-        print(f"ensemble: {e}", file=sys.stderr)
-        return 1
-    try:
-        data_dir = resolve_data_dir(args.data_dir)
-    except FileNotFoundError as e:
-        ap.error(f"--data-dir: {e}")
-    try:
-        model, cal, metadata = build(args.members, image, data_dir, args.rate, args.workers)
+        model, cal, metadata, probe = build(args.members, args.image, args.data_dir, args.rate, args.workers)
     except (EnsembleError, ModelFileError) as e:
         print(f"ensemble: {e}", file=sys.stderr)
         return 1
-    split = pen_split(data_dir, seed=_split_seed(json.loads(metadata["config"])))
-    probe = np.concatenate(
-        [
-            pen_eval_batch(split.val[:56], 0, 1, model.planes)[0],
-            np.random.default_rng(0).random((16, model.planes, 28, 28), dtype=np.float32),
-        ]
-    )
     candidate = args.out.with_suffix(".candidate.onnx")
     data = to_onnx_bytes(model, cal.temperature, metadata)
     parity = check_export(data, model, cal.temperature, probe)
     write(data, candidate)
-    res = evaluate.evaluate(settings.model_path, data_dir, args.workers, strokes_model_path=candidate)
+    res = evaluate.evaluate(settings.model_path, args.data_dir, args.workers, strokes_model_path=candidate)
     data = to_onnx_bytes(model, cal.temperature, metadata | test_figures(res["results"]))
     parity = max(parity, check_export(data, model, cal.temperature, probe))
     write(data, args.out)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model.data import pen_split
+from model.data import data_folder, pen_split
 from model.evaluate import PEN_SEED, add_model_options, models_of, pen_batch
 from realtime.tools.argtypes import worker_count
 from shared.inference import Predictor
@@ -91,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_options(ap, settings)
-    ap.add_argument("--data-dir", type=Path, default=settings.data_dir, help="the shared data folder")
+    ap.add_argument(
+        "--data-dir", type=data_folder, default=str(settings.data_dir), help="the shared data folder"
+    )
     ap.add_argument("--out", type=Path, default=Path("reports/pen_errors.png"))
     ap.add_argument("--workers", type=worker_count, default=2)
     args = ap.parse_args(argv)

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.progress import track
 
-from model.data import PEN_200, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split, resolve_data_dir
+from model.data import PEN_200, data_folder, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split
 from model.nondigits import NonDigit, nondigit_split
 from model.rejection import rejection_figures, rejection_png
 from realtime.tools.argtypes import worker_count
@@ -357,7 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_options(ap, settings)
     ap.add_argument(
-        "--data-dir", type=Path, default=settings.data_dir, help="shared data folder (or its mnist/)"
+        "--data-dir",
+        type=data_folder,
+        default=str(settings.data_dir),
+        help="shared data folder (or its mnist/)",
     )
     ap.add_argument("--out", type=Path, default=Path("reports/model_eval.json"))
     ap.add_argument("--confusion", type=Path, default=Path("reports/model_confusion.png"))
@@ -366,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--pen-png", action="store_true", help="also run held-out pen inks as rendered PNGs")
     args = ap.parse_args(argv)
     image, strokes = models_of(args)
-    report = evaluate(image, resolve_data_dir(args.data_dir), args.workers, args.seed, args.pen_png, strokes)
+    report = evaluate(image, args.data_dir, args.workers, args.seed, args.pen_png, strokes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     confusion_png(report["results"], args.confusion)

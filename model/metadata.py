@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -144,6 +145,18 @@ def read_model(path: Path) -> onnx.ModelProto:
         return onnx.load(str(path))
     except (DecodeError, OSError, ValueError) as e:
         raise ModelFileError(f"{path}: not an ONNX model ({e})") from e
+
+
+def model_file(text: str) -> Path:
+    """A model file argument as an ``argparse`` type: an existing, readable ONNX file (:func:`read_model`)."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such model file: {text}")
+    try:
+        read_model(path)
+    except ModelFileError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return path
 
 
 def git(*args: str) -> str:

@@ -32,13 +32,13 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from model.calibrate import Calibration, calibrate
-from model.data import load_mnist, mnist_split, pen_split, resolve_data_dir
+from model.data import data_folder, load_mnist, mnist_split, pen_split, split_seed_of
 from model.evaluate import evaluate
-from model.metadata import ModelFileError, read_model, test_figures
+from model.metadata import ModelFileError, model_file, read_model, test_figures
 from model.nondigits import nondigit_split
 from model.rejection import nondigit_inks
 from model.train import Config
-from realtime.tools.argtypes import worker_count
+from realtime.tools.argtypes import share, worker_count
 from shared.inference import THRESHOLD_KEY
 from shared.settings import Settings
 
@@ -88,14 +88,17 @@ def served_calibration(
         out: npt.NDArray[np.float32] = np.concatenate(rows) * np.float32(temperature)
         return out
 
-    images, labels = load_mnist(data_dir, "train")
-    split_seed = cfg["seed"] if cfg.get("split_seed", -1) < 0 else cfg["split_seed"]
-    val_idx, _ = mnist_split(len(images), split_seed)
+    split_seed = split_seed_of(cfg)
+    mnist_val, mnist_labels = None, np.zeros(0, np.int64)  # the strokes model never sees images
+    if cfg.get("form") != "strokes":
+        images, labels = load_mnist(data_dir, "train")
+        val_idx, _ = mnist_split(len(images), split_seed)
+        mnist_val, mnist_labels = images[val_idx], labels[val_idx]
     cal = calibrate(
         logits_of,
         planes,
-        None if cfg.get("form") == "strokes" else images[val_idx],
-        labels[val_idx],
+        mnist_val,
+        mnist_labels,
         pen_split(data_dir, seed=split_seed).val if cfg["pen_per_batch"] else None,
         nondigit_inks(nondigit_split(data_dir).calibration),
         cfg["seed"],
@@ -156,37 +159,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; exit status 2 with a usage message for a bad option."""
     settings = Settings()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("models", type=Path, nargs="+", help="model files, the image model first")
+    ap.add_argument("models", type=model_file, nargs="+", help="model files, the image model first")
     ap.add_argument(
-        "--rate", type=float, default=Config().reject_digit_rate, help="share of digits to turn away at most"
+        "--rate", type=share, default=Config().reject_digit_rate, help="share of digits to turn away at most"
     )
-    ap.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    ap.add_argument("--data-dir", type=data_folder, default=str(settings.data_dir))
     ap.add_argument("--workers", type=worker_count, default=2)
     args = ap.parse_args(argv)
-    if not 0 <= args.rate < 1:
-        ap.error("--rate needs a share in [0, 1)")
-    missing = [str(p) for p in args.models if not p.is_file()]
-    if missing:
-        ap.error(f"no such model file: {', '.join(missing)}")
-    try:
-        for path in args.models:
-            read_model(path)
-    except ModelFileError as e:
-        print(f"recalibrate: {e}", file=sys.stderr)
-        return 1
-    try:
-        data_dir = resolve_data_dir(args.data_dir)
-    except FileNotFoundError as e:
-        ap.error(f"--data-dir: {e}")
     report: dict[str, Any] = {}
     for path in args.models:
         try:
-            cal, cfg = served_calibration(path, data_dir, args.rate, args.workers)
+            cal, cfg = served_calibration(path, args.data_dir, args.rate, args.workers)
             write_calibration(path, cal, cfg, settings.model_path)
             fused = cfg.get("form") == "strokes"
             res = evaluate(
                 settings.model_path if fused else path,
-                data_dir,
+                args.data_dir,
                 args.workers,
                 strokes_model_path=path if fused else None,
             )

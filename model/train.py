@@ -46,7 +46,7 @@ from tqdm import tqdm
 from model import evaluate, swa
 from model.batches import CanvasBatches, loader
 from model.calibrate import Calibration, accuracy, calibrate, logits, pen_eval_batch
-from model.data import MNIST_VAL, PenSplit, load_mnist, mnist_split, pen_split, resolve_data_dir
+from model.data import MNIST_VAL, PenSplit, data_folder, load_mnist, mnist_split, pen_split, split_seed_of
 from model.export import check_export, to_onnx_bytes, write
 from model.fuse import FusedStrokes
 from model.metadata import cpu_seconds, describe, git, test_figures
@@ -125,7 +125,7 @@ class TrainingData:
 def load_data(cfg: Config, data_dir: Path) -> TrainingData:
     """Step 1: read and check the data, split it, and build the training batches."""
     images, labels = load_mnist(data_dir, "train")  # checks sha256
-    split_seed = cfg.seed if cfg.split_seed < 0 else cfg.split_seed
+    split_seed = split_seed_of(cfg.__dict__)
     split = pen_split(data_dir, seed=split_seed)  # checks sha256
     val_idx, train_idx = mnist_split(len(images), split_seed)
     clean = np.empty(images.shape, np.float32)
@@ -363,8 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
         "--data-dir",
-        type=Path,
-        default=settings.data_dir / "mnist",
+        type=data_folder,
+        default=str(settings.data_dir / "mnist"),
         help="the MNIST folder (or the shared data folder above it, with SHA256SUMS and pen/)",
     )
     ap.add_argument("--out", type=Path, help="default: the form's model file in Settings")
@@ -380,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = Config(**{k: getattr(args, k) for k in Config().__dict__})
     out = args.out or (settings.strokes_model_path if cfg.form == "strokes" else settings.model_path)
     report_path = args.report or Path(f"reports/train_{cfg.form}_report.json")
-    report = train(cfg, resolve_data_dir(args.data_dir), out, report_path, args.eval_workers)
+    report = train(cfg, args.data_dir, out, report_path, args.eval_workers)
     t = report["test"]
     mnist, pen, pen200 = (
         100 * t[k]["accuracy"] for k in ("mnist_test_canvas", "pen_heldout_strokes", "pen_200_strokes")

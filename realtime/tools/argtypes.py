@@ -36,6 +36,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """A share in [0, 1) (a rate of digits turned away)."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a share in [0, 1) (got {text})")
+    return value
+
+
 def _whole(text: str, least: int) -> int:
     try:
         value = int(text)

@@ -77,15 +77,37 @@ def test_provenance_names_each_member_and_the_commands_that_rebuild_the_file(tmp
 
 
 @pytest.mark.parametrize("tool", ["ensemble", "recalibrate"])
-def test_a_file_that_is_not_onnx_is_a_one_line_error_not_a_traceback(
+def test_a_file_that_is_not_onnx_is_a_usage_error_not_a_traceback(
     tool: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     run = main if tool == "ensemble" else recalibrate_main
-    assert run([str(junk)]) == 1
+    with pytest.raises(SystemExit) as info:
+        run([str(junk)])
     err = capsys.readouterr().err
-    assert f"{tool}: {junk}: not an ONNX model" in err and "Traceback" not in err
+    assert info.value.code == 2 and f"{junk}: not an ONNX model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "model.evaluate",
+        "model.evaluate_numbers",
+        "model.error_sheet",
+        "model.recalibrate",
+        "model.ensemble",
+        "model.train",
+    ],
+)
+def test_model_tools_name_a_missing_data_folder_in_one_line(
+    module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = ["model/strokes_cnn.onnx"] if module in {"model.recalibrate", "model.ensemble"} else []
+    with pytest.raises(SystemExit) as info:
+        importlib.import_module(module).main(["--data-dir", str(tmp_path), *models])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "argument --data-dir: no SHA256SUMS" in err
 
 
 @pytest.mark.parametrize(
