@@ -4,9 +4,9 @@ Real non-digits come from ``pen/unipen1bcd_dev.jsonl.gz`` (UNIPEN 1b upper case,
 of the development writers; ``../shared/data/README.md`` section 3). Writer split (fixed, independent of
 the training seed):
 
-* held out (evaluation only, never trained on or tuned on): the writers of ``unipen1a_dev_200.jsonl``,
-  the digits' held-out writers, plus a seeded :data:`HELDOUT_X_FRACTION` of the writers who wrote no
-  digits (pseudonyms ``<site>-xNNN``);
+* held out (evaluation only, never trained on or tuned on): the digits' held-out writers
+  (:func:`model.data.heldout_pen_writers`), plus a seeded :data:`HELDOUT_X_FRACTION` of the writers who
+  wrote no digits (pseudonyms ``<site>-xNNN``);
 * calibration: a seeded :data:`CALIBRATION_WRITER_FRACTION` of the other writers, never trained on; their
   non-digits set the not-a-digit threshold together with the digits' calibration split;
 * training: the rest.
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from model.data import PEN_200, verify_checksums
-from shared.inks import Ink, load_inks
+from model.data import PEN_200, heldout_pen_writers, verify_checksums
+from shared.inks import Ink
 
 NONDIGITS_ALL = "pen/unipen1bcd_dev.jsonl.gz"
 """UNIPEN 1b/1c/1d inks of the development writers (73,144 inks, 208 writers)."""
@@ -110,13 +110,13 @@ def heldout_writers(data_dir: Path, writers: set[str]) -> set[str]:
     """Which of ``writers`` are held out: the digits' held-out ones, a seeded share of those without digits.
 
     Args:
-        data_dir: The shared data folder (reads ``unipen1a_dev_200.jsonl``).
+        data_dir: The shared data folder (:func:`model.data.heldout_pen_writers` reads it).
         writers: Pseudonyms of the full non-digit file (the split depends on the whole set).
 
     Returns:
         The held-out subset.
     """
-    digit_heldout = {ink.writer for ink in load_inks(data_dir / PEN_200)}
+    digit_heldout = heldout_pen_writers(data_dir)
     no_digits = sorted(w for w in writers if "-x" in w)
     chosen = np.random.default_rng([SPLIT_SEED, 1]).random(len(no_digits)) < HELDOUT_X_FRACTION
     return (writers & digit_heldout) | {w for w, c in zip(no_digits, chosen, strict=True) if c}
