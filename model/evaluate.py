@@ -2,9 +2,10 @@
 
 * MNIST test (10,000): each image is rendered as the page's 280x280 canvas PNG (black on white) and
   goes through ``preprocess(ImageFrame(png))``, exactly as a browser snapshot would.
-* UNIPEN held-out writers (7,761 inks; never trained on): each ink is drawn as a person would (longer
-  side 90-230 px at a random position on a 280x280 canvas, pen 12-24 px, seeded per ink) and goes
-  through ``preprocess(StrokesFrame(...))``; ``--pen-png`` also sends the rendered PNG.
+* UNIPEN held-out writers (5,015 inks of 68 writers; never trained on): each ink is drawn as a person
+  would (longer side 90-230 px at a random position on a 280x280 canvas, pen 12-24 px, seeded per ink)
+  and goes through ``preprocess(StrokesFrame(...))``; ``--pen-png`` also sends the rendered PNG. ``pen_200``:
+  the 119 of those inks in ``unipen1a_dev_200.jsonl`` (the CI check's set).
 
 Usage::
 
@@ -294,7 +295,9 @@ def evaluate(  # noqa: PLR0917 (the evaluation's inputs)
     pen_sets = {"pen_heldout_strokes": (split.heldout, False)}
     if pen_png:
         pen_sets["pen_heldout_png"] = (split.heldout, True)
-    pen_sets["pen_200_strokes"] = (load_inks(data_dir / PEN_200), False)
+    heldout = {ink.writer for ink in split.heldout}
+    pen_200 = [ink for ink in load_inks(data_dir / PEN_200) if ink.writer in heldout]
+    pen_sets["pen_200_strokes"] = (pen_200, False)
     for name, (inks, as_png) in pen_sets.items():
         t = time.perf_counter()
         x, blank = pen_batch(inks, seed, workers, as_png)

@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.data import ChecksumError, draw_like_a_person, mnist_canvas_png, pen_split, verify_checksums
+from model.data import (
+    ChecksumError,
+    draw_like_a_person,
+    heldout_pen_writers,
+    mnist_canvas_png,
+    pen_split,
+    verify_checksums,
+)
 from shared.inks import Ink
 from shared.preprocess import ImageFrame, StrokesFrame, normalize, preprocess
 
@@ -49,17 +56,21 @@ def test_draw_like_a_person_stays_on_the_canvas() -> None:
 
 
 @pytest.mark.data
-def test_pen_split_holds_out_the_200_file_writers(data_dir: Path, pen_inks_200: list[Ink]) -> None:
+def test_pen_split_holds_out_a_seeded_half_of_the_200_file_writers(
+    data_dir: Path, pen_inks_200: list[Ink]
+) -> None:
     split = pen_split(data_dir)
     train = {i.writer for i in split.train}
     val = {i.writer for i in split.val}
     heldout = {i.writer for i in split.heldout}
-    assert heldout == {i.writer for i in pen_inks_200}
-    assert len(heldout) == 120
-    assert len(split.heldout) == 7761
+    sample_writers = {i.writer for i in pen_inks_200}
+    assert heldout == heldout_pen_writers(data_dir) < sample_writers
+    assert len(heldout) == 68 and len(split.heldout) == 5015
+    assert heldout_pen_writers(data_dir) == heldout  # fixed: no training seed moves the held-out side
+    assert {i.writer for i in pen_split(data_dir, seed=3).heldout} == heldout
     assert not (train & heldout)
     assert not (val & heldout)
-    assert len(train | val) == 58
+    assert len(train | val) == 110 and sample_writers - heldout <= train | val
     assert not (train & val)  # calibration writers: never trained on, so the threshold sees unseen writers
-    assert 0.1 < len(val) / 58 < 0.3
-    assert len(split.train) + len(split.val) == 2781
+    assert 0.1 < len(val) / 110 < 0.3
+    assert len(split.train) + len(split.val) + len(split.heldout) == 10_542
