@@ -295,8 +295,8 @@ def evaluate(  # noqa: PLR0917 (the evaluation's inputs)
     pen_sets = {"pen_heldout_strokes": (split.heldout, False)}
     if pen_png:
         pen_sets["pen_heldout_png"] = (split.heldout, True)
-    heldout = {ink.writer for ink in split.heldout}
-    pen_200 = [ink for ink in load_inks(data_dir / PEN_200) if ink.writer in heldout]
+    writers = {ink.writer for ink in split.heldout}
+    pen_200 = [ink for ink in load_inks(data_dir / PEN_200) if ink.writer in writers]
     pen_sets["pen_200_strokes"] = (pen_200, False)
     for name, (inks, as_png) in pen_sets.items():
         t = time.perf_counter()
