@@ -23,11 +23,13 @@ if TYPE_CHECKING:
     from model.calibrate import Calibration
     from model.train import Config, TrainingData
 
-VERSION = "2.0.0"
-"""Model version: 2.0.0 adds the not-a-digit class (11 logits) and trains through the thin-pen and tap
-preprocessing; 1.1.0 (10 logits) added per-stroke jitter and weight averaging (1.0.0: commit 1b3d115)."""
-STROKES_VERSION = "1.1.0"
-"""The strokes model's version (``model/strokes_cnn.onnx``): 1.1.0 averages two motion networks
+VERSION = "2.1.0"
+"""Model version: 2.1.0 trains on twice the pen writers (``model.data.heldout_pen_writers``); 2.0.0
+adds the not-a-digit class (11 logits) and trains through the thin-pen and tap preprocessing; 1.1.0
+(10 logits) added per-stroke jitter and weight averaging (1.0.0: commit 1b3d115)."""
+STROKES_VERSION = "1.2.0"
+"""The strokes model's version (``model/strokes_cnn.onnx``): 1.2.0 is 1.1.0's recipe on twice the pen
+writers, beside image model 2.1.0; 1.1.0 averages two motion networks
 (``model.ensemble``); 1.0.0 was one motion network beside the image model."""
 
 
