@@ -44,7 +44,15 @@ def pen_eval_batch(
         of a 280x280 strokes frame (1: the raster; 7: with the motion planes), and ``(N,)`` int64 labels;
         inks that leave no ink are skipped.
     """
-    xs, ys = [], []
+    x, y, _ = pen_draws(inks, seed, draws, planes)
+    return x, y
+
+
+def pen_draws(
+    inks: Sequence[Ink], seed: int, draws: int = 1, planes: int = 1
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.str_]]:
+    """:func:`pen_eval_batch`, with the ``(N,)`` writer of each row (the threshold's bound resamples them)."""
+    xs, ys, writers = [], [], []
     for d in range(draws):
         for i, ink in enumerate(inks):
             strokes, pen = draw_like_a_person(ink, np.random.default_rng([seed, d, i]))
@@ -52,7 +60,8 @@ def pen_eval_batch(
             if t is not None:
                 xs.append(t[0, :planes])
                 ys.append(ink.label)
-    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+                writers.append(ink.writer)
+    return np.stack(xs), np.asarray(ys, dtype=np.int64), np.asarray(writers)
 
 
 def fit_temperature(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> float:
@@ -128,16 +137,17 @@ def calibrate(  # noqa: PLR0917 (the calibration split's parts)
             each; ``None`` for an MNIST-only build (no UNIPEN ink sets the temperature).
         nondigit_val: The calibration writers' letters and symbols (class 10).
         seed: The training seed (the draws use ``seed + 2`` and ``seed + 3``).
-        reject_digit_rate: Share of each source's digits the threshold may turn away.
+        reject_digit_rate: Share of each source's digits the threshold may turn away (of the pen digits,
+            at the writer-resampled bound, :func:`model.rejection.fit_threshold_by_writer`).
         workers: Processes for the canvas and pen preprocessing.
     """
-    digit_cal, cal_y = {}, np.zeros(0, np.int64)
+    digit_cal, cal_y, writers = {}, np.zeros(0, np.int64), {}
     if mnist_val is not None:
         cal_x, _ = evaluate.mnist_canvas_batch(mnist_val, workers)
         digit_cal["mnist"] = logits_of(cal_x)
         cal_y = mnist_val_labels
     if pen_val is not None:
-        pen_cal_x, pen_cal_y = pen_eval_batch(pen_val, seed + 2, CALIBRATION_PEN_DRAWS, planes)
+        pen_cal_x, pen_cal_y, writers["pen"] = pen_draws(pen_val, seed + 2, CALIBRATION_PEN_DRAWS, planes)
         digit_cal["pen"] = logits_of(pen_cal_x)
         cal_y = np.concatenate([cal_y, pen_cal_y])
     nd_cal_x, _ = evaluate.pen_batch(nondigit_val, seed + 3, workers)
@@ -147,7 +157,10 @@ def calibrate(  # noqa: PLR0917 (the calibration split's parts)
     cal_y = np.concatenate([cal_y, np.full(len(nd_cal_logits), NOT_A_DIGIT)])
     temperature = fit_temperature(cal_logits, cal_y)
     threshold, figures = rejection.calibrate(
-        {k: v / temperature for k, v in digit_cal.items()}, nd_cal_logits / temperature, reject_digit_rate
+        {k: v / temperature for k, v in digit_cal.items()},
+        nd_cal_logits / temperature,
+        reject_digit_rate,
+        writers,
     )
     print(f"not-a-digit threshold {threshold:.4f}; calibration: {figures}", file=sys.stderr)
     ece_before = evaluate.expected_calibration_error(softmax(cal_logits), cal_y)

@@ -4,8 +4,10 @@ The network has an 11th class, :data:`model.nondigits.NOT_A_DIGIT`, trained on r
 of the training writers (look-alikes excluded) and on synthesized marks, each drawn on a random canvas
 and rasterized by the serving path exactly like the pen digits (:func:`model.augment.augment_pen`).
 Serving turns a frame away when its not-a-digit score (the 11th class against the likeliest digit,
-:func:`shared.inference.not_a_digit_scores`) reaches a threshold; :func:`fit_threshold` sets it on the
-calibration split so that a chosen share of calibration digits at most is turned away.
+:func:`shared.inference.not_a_digit_scores`) reaches a threshold, set on the calibration split so that a
+chosen share of calibration digits at most is turned away: of the pen digits, at an upper bound over
+resampled writers (:func:`fit_threshold_by_writer`), since unseen writers differ more from each other
+than draws of one writer do.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from model.nondigits import NOT_A_DIGIT, NonDigit, synthetic_mark
 from shared.inference import not_a_digit_scores
 from shared.inks import Ink
 from shared.preprocess import STROKES_PLANES
+
+BOUND_CONFIDENCE = 0.9
+"""The quantile of the writer-resampled share that must stay within the rate
+(:func:`fit_threshold_by_writer`): the threshold holds for nine in ten draws of writers like these."""
+BOUND_RESAMPLES = 2000
+"""Writer resamples for the bound (the usual count for a bootstrap quantile; Efron and Tibshirani 1993)."""
 
 
 def nondigit_rows(  # noqa: PLR0917 (a batch's parts, in the order they are drawn)
@@ -77,30 +85,80 @@ def fit_threshold(digit_scores: npt.NDArray[np.floating[Any]], digit_rate: float
     return float(min(1.0, np.nextafter(ranked[k], np.inf)))
 
 
+def fit_threshold_by_writer(
+    digit_scores: npt.NDArray[np.floating[Any]],
+    writers: npt.NDArray[np.str_],
+    digit_rate: float,
+    confidence: float = BOUND_CONFIDENCE,
+    resamples: int = BOUND_RESAMPLES,
+) -> float:
+    """The lowest threshold whose share of digits turned away stays within ``digit_rate`` over writers.
+
+    The writers are resampled with replacement (a cluster bootstrap, ``resamples`` times, seed 0); the
+    threshold is the lowest at which the ``confidence`` quantile of the resampled shares is at most
+    ``digit_rate``. A few writers whose digits the network finds odd then count as what they are, a
+    property of writers that unseen writers share, not of single inks.
+
+    Args:
+        digit_scores: ``(N,)`` not-a-digit scores of calibration digits, in [0, 1].
+        writers: ``(N,)`` each digit's writer.
+        digit_rate: Largest share to turn away, in [0, 1).
+        confidence: The quantile that must stay within ``digit_rate``, in (0, 1).
+        resamples: Bootstrap resamples.
+
+    Returns:
+        The threshold, in (0, 1]: never below :func:`fit_threshold`'s at the same rate.
+    """
+    scores = np.asarray(digit_scores, dtype=np.float64)
+    names, which = np.unique(np.asarray(writers), return_inverse=True)
+    weights = np.random.default_rng(0).multinomial(len(names), np.full(len(names), 1 / len(names)), resamples)
+    inks = weights @ np.bincount(which, minlength=len(names))
+    ranked = np.unique(scores)[::-1]
+
+    def bound(k: int) -> float:  # turn away the scores above ranked[k]
+        away = np.bincount(which, weights=scores > ranked[k], minlength=len(names))
+        return float(np.quantile(weights @ away / np.maximum(inks, 1), confidence))
+
+    lo, hi = 0, len(ranked) - 1  # bound(0) is 0: nothing above the highest score
+    while lo < hi:  # the largest k whose bound holds (bound grows with k)
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if bound(mid) <= digit_rate else (lo, mid - 1)
+    return float(min(1.0, np.nextafter(ranked[lo], np.inf)))
+
+
 def calibrate(
     digit_logits: Mapping[str, npt.NDArray[np.float32]],
     nondigit_logits: npt.NDArray[np.float32],
     digit_rate: float,
+    writers: Mapping[str, npt.NDArray[np.str_]] | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Set the threshold on each source of calibration digits; report what it does on calibration non-digits.
 
-    The threshold is the highest of :func:`fit_threshold` over the sources, so at most ``digit_rate`` of
-    every source's digits is turned away (pooling would let the many easy MNIST digits hide the pen
-    digits of unseen writers, which the network turns away far more often).
+    The threshold is the highest over the sources, so at most ``digit_rate`` of every source's digits is
+    turned away (pooling would let the many easy MNIST digits hide the pen digits of unseen writers,
+    which the network turns away far more often): :func:`fit_threshold_by_writer` for a source whose
+    writers are known, :func:`fit_threshold` for the others.
 
     Args:
         digit_logits: Source name to ``(N, 11)`` served logits of its calibration digits (MNIST validation
             canvases; the calibration writers' pen inks, never trained on).
         nondigit_logits: ``(M, 11)`` served logits of the calibration writers' non-digits (no look-alikes).
         digit_rate: Largest share of each source's digits to turn away.
+        writers: Source name to the ``(N,)`` writer of each of its digits, where known.
 
     Returns:
         The threshold and, as shares and counts, ``{"<source>_turned_away", "n_<source>",
         "nondigits_turned_away", "n_nondigits"}``.
     """
+    writers = writers or {}
     scores = {name: not_a_digit_scores(z) for name, z in digit_logits.items()}
     others = not_a_digit_scores(nondigit_logits)
-    threshold = max(fit_threshold(s, digit_rate) for s in scores.values())
+    threshold = max(
+        fit_threshold_by_writer(s, writers[name], digit_rate)
+        if name in writers
+        else fit_threshold(s, digit_rate)
+        for name, s in scores.items()
+    )
     figures: dict[str, float] = {}
     for name, s in scores.items():
         figures[f"{name}_turned_away"] = float((s >= threshold).mean())

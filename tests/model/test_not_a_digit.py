@@ -26,7 +26,7 @@ from model.nondigits import (
     nondigit_split,
     synthetic_mark,
 )
-from model.rejection import fit_threshold, rejection_figures
+from model.rejection import fit_threshold, fit_threshold_by_writer, rejection_figures
 from shared.inference import Predictor, not_a_digit_scores
 
 NONDIGIT_TARGET_GATE = 0.92
@@ -124,6 +124,23 @@ def test_threshold_turns_away_at_most_the_asked_share_of_digits() -> None:
     assert int((scores >= fit_threshold(scores, 0.0)).sum()) == 0
     ties = np.full(100, 0.3)
     assert int((ties >= fit_threshold(ties, 0.05)).sum()) == 0  # never more than asked, even on ties
+
+
+def test_threshold_by_writer_counts_one_writers_odd_digits_as_a_writers_habit() -> None:
+    # 20 writers of 100 digits; one writer's 8 score high. Per ink, 0.5 % of 2,000 digits may be turned
+    # away (10), which the 8 fit; resampling writers, that writer is drawn twice in some draws of 20
+    # (16 of 2,000 = 0.8 %), so the bound keeps all 8.
+    scores = np.random.default_rng(1).random(2000) * 0.5
+    scores[:8] = 0.99
+    writers = np.repeat([f"w{i}" for i in range(20)], 100)
+    assert (scores >= fit_threshold(scores, 0.005)).sum() == 10
+    threshold = fit_threshold_by_writer(scores, writers, 0.005)
+    assert (scores >= threshold).sum() == 0
+    # Spread over every writer, the same share is a property of inks: the bound turns some away.
+    spread = scores.copy()
+    spread[:8], spread[::100] = 0.0, 0.99
+    assert 0 < (spread >= fit_threshold_by_writer(spread, writers, 0.02)).sum() <= 40
+    assert fit_threshold_by_writer(scores, writers, 0.005) == threshold  # seeded
 
 
 def test_figures_set_look_alikes_apart_and_count_per_character() -> None:
