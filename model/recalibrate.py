@@ -12,7 +12,7 @@ ones fused, so recalibrate the image model first.
 
 Usage::
 
-    .venv/bin/python -m model.recalibrate model/mnist_cnn.onnx model/strokes_cnn.onnx [--rate 0.004]
+    .venv/bin/python -m model.recalibrate model/mnist_cnn.onnx model/strokes_cnn.onnx [--rate 0.005]
 """
 
 from __future__ import annotations

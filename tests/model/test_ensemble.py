@@ -16,6 +16,7 @@ pytest.importorskip("torch")
 from model.ensemble import EnsembleError, main, member_configs, provenance
 from model.metadata import dirty_files
 from model.recalibrate import main as recalibrate_main
+from model.train import Config
 
 
 def _member(tmp_path: Path, name: str, **config: object) -> Path:
@@ -72,7 +73,7 @@ def test_provenance_names_each_member_and_the_commands_that_rebuild_the_file(tmp
     assert entries["train_command"] == (
         f"{commands[0]} && {commands[1]} && python -m model.ensemble --image none --rate 0.01"
     )
-    default = provenance([first], commands[:1], image=True, rate=0.004)["train_command"]
+    default = provenance([first], commands[:1], image=True, rate=Config().reject_digit_rate)["train_command"]
     assert default.endswith("&& python -m model.ensemble")
 
 
