@@ -42,7 +42,7 @@ def data_dir(settings: Settings) -> Path:
 
 @pytest.fixture(scope="session")
 def pen_inks_200(data_dir: Path) -> list[Ink]:
-    """The 200 balanced UNIPEN inks (20 per digit, 120 writers held out of training)."""
+    """The 200 balanced UNIPEN inks (20 per digit, 120 writers; 68 of them held out of training)."""
     return load_inks(data_dir / "pen" / "unipen1a_dev_200.jsonl")
 
 

@@ -73,7 +73,7 @@ def test_metadata_records_provenance(proto: onnx.ModelProto) -> None:
     json.loads(meta["config"])
 
 
-RECORDED_PEN_GATE = {"image": 0.9775, "strokes": 0.9848}
+RECORDED_PEN_GATE = {"image": 0.9817, "strokes": 0.9846}
 """Each file's recorded held-out pen accuracy (its ``accuracy_pen_heldout_writers``, strokes path) must not
 fall below the shipped figure (model/README.md)."""
 
@@ -85,7 +85,7 @@ def test_recorded_held_out_pen_accuracy_holds(proto: onnx.ModelProto, form: str)
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the strokes model: 98.48 % on the 120 held-out writers; the target is 99.2 % (model/README.md)",
+    reason="the strokes model: 98.46 % on the 68 held-out writers; the target is 99.2 % (model/README.md)",
 )
 def test_the_strokes_models_recorded_held_out_accuracy_meets_the_99_2_percent_target(
     settings: Settings,
