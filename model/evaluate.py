@@ -118,6 +118,12 @@ def pen_batch(
     return _batch(_map(_pen_one, items, workers, "pen png" if as_png else "pen strokes"))
 
 
+def _in_pen_200(data_dir: Path, heldout: Sequence[Ink]) -> list[Ink]:
+    """The inks of ``unipen1a_dev_200.jsonl`` by the writers of ``heldout`` (the CI check's set)."""
+    writers = {ink.writer for ink in heldout}
+    return [ink for ink in load_inks(data_dir / PEN_200) if ink.writer in writers]
+
+
 def nondigit_figures(
     predictor: Predictor, nondigits: Sequence[NonDigit], seed: int, workers: int, as_png: bool = False
 ) -> dict[str, Any]:
@@ -295,9 +301,7 @@ def evaluate(  # noqa: PLR0917 (the evaluation's inputs)
     pen_sets = {"pen_heldout_strokes": (split.heldout, False)}
     if pen_png:
         pen_sets["pen_heldout_png"] = (split.heldout, True)
-    writers = {ink.writer for ink in split.heldout}
-    pen_200 = [ink for ink in load_inks(data_dir / PEN_200) if ink.writer in writers]
-    pen_sets["pen_200_strokes"] = (pen_200, False)
+    pen_sets["pen_200_strokes"] = (_in_pen_200(data_dir, split.heldout), False)
     for name, (inks, as_png) in pen_sets.items():
         t = time.perf_counter()
         x, blank = pen_batch(inks, seed, workers, as_png)
