@@ -162,13 +162,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_command(sub)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_command(sub)
+    for command in sub.choices.values():  # an unknown flag is then reported with its command's usage
+        command.set_defaults(command_parser=command)
     return parser
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; an unknown flag is a usage error of the sub-command it follows.
+
+    Raises:
+        SystemExit: status 2 with one line (:class:`OneLineParser`), e.g. ``mnist-live predict: error:
+            unrecognized arguments: --bogus (see mnist-live predict --help)``.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mnist-live`` console script."""
     try:
-        args = build_parser().parse_args(argv)  # imports every command's module: Ctrl-C may come here
+        args = parse(argv)  # imports every command's module: Ctrl-C may come here
         code: int = args.func(args)
     except InvalidSetting as exc:  # a bad MNIST_LIVE_* value: say which, without a traceback
         _print_invalid(exc, {})

@@ -49,6 +49,18 @@ def test_an_impossible_flag_value_is_one_usage_line(
     assert err.startswith(f"mnist-live {argv[0]}: error: argument {argv[-2]}") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("command", [["predict", "x.png"], ["replay", INKS], ["gateway"], ["serve"]])
+def test_an_unknown_flag_is_named_with_its_commands_usage(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--bogus", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    name = f"mnist-live {command[0]}"
+    assert err == f"{name}: error: unrecognized arguments: --bogus 1 (see {name} --help)\n"
+
+
 def test_gateway_on_a_taken_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
