@@ -29,13 +29,20 @@ from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.progress import track
 
-from model.data import PEN_200, data_folder, draw_like_a_person, load_mnist, mnist_canvas_png, pen_split
+from model.data import (
+    data_folder,
+    draw_like_a_person,
+    load_mnist,
+    mnist_canvas_png,
+    pen_200_heldout,
+    pen_split,
+)
 from model.nondigits import NonDigit, nondigit_split
 from model.rejection import rejection_figures, rejection_png
 from realtime.tools.argtypes import worker_count
 from shared.canvas import CANVAS_PX
 from shared.inference import NUM_CLASSES, Predictor, not_a_digit_scores, softmax
-from shared.inks import Ink, load_inks, render_png
+from shared.inks import Ink, render_png
 from shared.preprocess import ImageFrame, StrokesFrame, preprocess
 from shared.settings import Settings
 
@@ -116,12 +123,6 @@ def pen_batch(
     """
     items = [(ink, seed, i, as_png) for i, ink in enumerate(inks)]
     return _batch(_map(_pen_one, items, workers, "pen png" if as_png else "pen strokes"))
-
-
-def _in_pen_200(data_dir: Path, heldout: Sequence[Ink]) -> list[Ink]:
-    """The inks of ``unipen1a_dev_200.jsonl`` by the writers of ``heldout`` (the CI check's set)."""
-    writers = {ink.writer for ink in heldout}
-    return [ink for ink in load_inks(data_dir / PEN_200) if ink.writer in writers]
 
 
 def nondigit_figures(
@@ -301,7 +302,7 @@ def evaluate(  # noqa: PLR0917 (the evaluation's inputs)
     pen_sets = {"pen_heldout_strokes": (split.heldout, False)}
     if pen_png:
         pen_sets["pen_heldout_png"] = (split.heldout, True)
-    pen_sets["pen_200_strokes"] = (_in_pen_200(data_dir, split.heldout), False)
+    pen_sets["pen_200_strokes"] = (pen_200_heldout(data_dir), False)
     for name, (inks, as_png) in pen_sets.items():
         t = time.perf_counter()
         x, blank = pen_batch(inks, seed, workers, as_png)

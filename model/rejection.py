@@ -107,7 +107,7 @@ def fit_threshold_by_writer(
         resamples: Bootstrap resamples.
 
     Returns:
-        The threshold, in (0, 1]: never below :func:`fit_threshold`'s at the same rate.
+        The threshold, in (0, 1].
     """
     scores = np.asarray(digit_scores, dtype=np.float64)
     names, which = np.unique(np.asarray(writers), return_inverse=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.data import heldout_pen_writers, load_mnist, pen_split
+from model.data import heldout_pen_writers, load_mnist, pen_200_heldout, pen_split
 from model.evaluate import PEN_SEED, mnist_canvas_batch, pen_batch
 from shared.inference import Predictor, not_a_digit_scores
 from shared.inks import Ink
@@ -69,8 +69,9 @@ def test_mnist_test_set_through_canvas_path(data_dir: Path, predictor: Predictor
 def test_unseen_writers_drawn_at_random_size_and_position(
     data_dir: Path, pen_inks_200: list[Ink], predictor: Predictor, as_png: bool
 ) -> None:
+    inks = pen_200_heldout(data_dir)
     heldout = heldout_pen_writers(data_dir)
-    inks = [ink for ink in pen_inks_200 if ink.writer in heldout]
+    assert inks == [ink for ink in pen_inks_200 if ink.writer in heldout]
     assert len(inks) == 119
     labels = np.array([ink.label for ink in inks])
     x, blank = pen_batch(inks, seed=PEN_SEED, as_png=as_png)
